@@ -1,0 +1,246 @@
+"""The session config, `.autoresearch.json`, compatible with the original skill's file.
+
+The skill's keys come first; ours sit beside them. Keys we do not know are kept on rewrite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+CONFIG_FILE = ".autoresearch.json"
+RESULTS_FILE = "results.tsv"
+RUN_LOG = "run.log"
+STATE_DIR = ".autoresearch"
+IGNORED_PATHS = (RESULTS_FILE, CONFIG_FILE, RUN_LOG, STATE_DIR + "/")
+
+AGENTS = ("mutate", "llm")
+CATEGORIES = ("hyperparams", "architecture", "optimizer", "regularization", "data", "other")
+
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+class SessionConfig(BaseModel):
+    """Every key of the skill's `.autoresearch.json`, with its defaults, plus our own settings."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    tag: str
+    branch: str = ""
+    script_path: str
+    run_command: str = ""
+    metric_name: str
+    metric_direction: Literal["lower", "higher"] = "lower"
+    metric_grep: str = ""
+    time_budget_minutes: float = Field(default=5, gt=0)
+    timeout_minutes: float = Field(default=10, gt=0)
+    editable_files: list[str] = Field(default_factory=list)
+    readonly_files: list[str] = Field(default_factory=list)
+    max_experiments: int = Field(default=50, ge=0)
+    created_at: str = Field(default_factory=_now_iso)
+
+    # Our settings, beside the skill's.
+    agent: Literal["mutate", "llm"] = "mutate"
+    model: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_output_tokens: int = Field(default=4096, gt=0)
+    request_timeout_s: float = Field(default=120, gt=0)
+    max_reflections: int = Field(default=3, ge=0)
+    fix_attempts: int = Field(default=2, ge=0)
+    max_skips_in_a_row: int = Field(default=3, gt=0)
+    target_metric: float | None = None
+    plateau_experiments: int = Field(default=0, ge=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    guard_command: str | None = None
+    verify_command: str | None = None
+    memory_grep: str = r"^peak_vram_mb:"
+    memory_unit: Literal["mb", "gb"] = "mb"
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_is_a_ref_name(cls, value: str) -> str:
+        if not _TAG_RE.match(value) or ".." in value or value.endswith((".lock", ".")):
+            raise ValueError("tag")
+        return value
+
+    @field_validator("metric_name", "script_path")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("blank")
+        return value.strip()
+
+    @field_validator("metric_grep", "memory_grep")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"regex: {exc}") from exc
+        return value
+
+    @field_serializer("time_budget_minutes", "timeout_minutes")
+    def _whole_minutes_as_int(self, value: float) -> float | int:
+        return int(value) if float(value).is_integer() else value
+
+    @field_validator("target_metric")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("finite")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_derived(self) -> SessionConfig:
+        # Assigning inside an "after" validator would re-validate; write the dict directly.
+        data = self.__dict__
+        if not data["branch"]:
+            data["branch"] = f"autoresearch/{self.tag}"
+        if not data["run_command"]:
+            data["run_command"] = f"python {self.script_path}"
+        if not data["metric_grep"]:
+            data["metric_grep"] = f"^{re.escape(self.metric_name)}:"
+        if not data["editable_files"]:
+            data["editable_files"] = [self.script_path]
+        if self.timeout_minutes < self.time_budget_minutes:
+            raise ValueError("timeout_below_budget")
+        return self
+
+    # Derived values.
+
+    @property
+    def time_budget_s(self) -> float:
+        return self.time_budget_minutes * 60
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_minutes * 60
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric_direction == "higher"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The file's content: the skill's keys in its order, our keys, then unknown keys as they were."""
+        data = self.model_dump(mode="json")
+        return data
+
+
+_MESSAGES: dict[str, str] = {
+    "tag": "tag must be letters, digits, '.', '_' or '-' and start with a letter or digit (e.g. nov26)",
+    "branch": "branch must be a git branch name such as autoresearch/nov26",
+    "script_path": "script_path must name the training script, e.g. train.py",
+    "run_command": "run_command must be a shell command such as 'python train.py'",
+    "metric_name": "metric_name must not be empty: name the metric the script prints, e.g. val_loss",
+    "metric_direction": 'metric_direction must be "lower" or "higher"',
+    "metric_grep": "metric_grep must be a regular expression that compiles, e.g. ^val_loss:",
+    "memory_grep": "memory_grep must be a regular expression that compiles, e.g. ^peak_vram_mb:",
+    "memory_unit": 'memory_unit must be "mb" or "gb"',
+    "time_budget_minutes": "time_budget_minutes must be a number of minutes above 0 (fractions such as 0.5 are fine)",
+    "timeout_minutes": "timeout_minutes must be a number of minutes above 0 and at least time_budget_minutes",
+    "editable_files": "editable_files must be a list of file paths inside the repository",
+    "readonly_files": "readonly_files must be a list of file paths inside the repository",
+    "max_experiments": "max_experiments must be a whole number, 0 or more (0 means no cap)",
+    "created_at": "created_at must be an ISO timestamp string",
+    "agent": 'agent must be "mutate" (offline) or "llm" (a model through litellm)',
+    "model": "model must be a litellm model name such as openai/gpt-4o-mini",
+    "api_base": "api_base must be a URL such as http://127.0.0.1:8000/v1",
+    "api_key_env": "api_key_env must name an environment variable such as OPENAI_API_KEY",
+    "temperature": "temperature must be a number from 0 to 2",
+    "max_output_tokens": "max_output_tokens must be a whole number above 0",
+    "request_timeout_s": "request_timeout_s must be a number of seconds above 0",
+    "max_reflections": "max_reflections must be a whole number, 0 or more",
+    "fix_attempts": "fix_attempts must be a whole number, 0 or more",
+    "max_skips_in_a_row": "max_skips_in_a_row must be a whole number above 0",
+    "target_metric": "target_metric must be a finite number",
+    "plateau_experiments": "plateau_experiments must be a whole number, 0 or more (0 turns the rule off)",
+    "max_cost_usd": "max_cost_usd must be a number of dollars above 0",
+    "guard_command": "guard_command must be a shell command",
+    "verify_command": "verify_command must be a shell command",
+}
+
+
+def explain(exc: ValidationError, source: str = CONFIG_FILE) -> str:
+    """One sentence for the first invalid value: which key, what was found, what is allowed."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err.get("loc", ())]
+    key = loc[0] if loc else ""
+    if err.get("type") == "missing":
+        return f"{source} is missing the key {key}; add it (see README.md for every key)."
+    if not key and "timeout_below_budget" in str(err.get("msg", "")):
+        key = "timeout_minutes"
+    rule = _MESSAGES.get(key, f"{key} has an invalid value")
+    got = err.get("input")
+    shown = json.dumps(got) if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    where = f"In {source}, " if source else ""
+    return f"{where}{rule} (got {shown})."
+
+
+def parse_config(data: Any, source: str = CONFIG_FILE) -> SessionConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source} must hold a JSON object with the session's keys; run autoresearch setup."
+        )
+    try:
+        return SessionConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, source)) from None
+
+
+def config_path(root: Path) -> Path:
+    return root / CONFIG_FILE
+
+
+def load_config(root: Path) -> SessionConfig:
+    path = config_path(root)
+    if not path.exists():
+        raise ConfigError(
+            f"No session here: {CONFIG_FILE} is missing in {root}; run `autoresearch setup SCRIPT` first."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{CONFIG_FILE} cannot be read ({exc}); check its permissions and encoding."
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{CONFIG_FILE} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); fix or recreate it."
+        ) from None
+    return parse_config(data)
+
+
+def save_config(root: Path, config: SessionConfig) -> None:
+    """Write atomically, so a crash never leaves half a file."""
+    path = config_path(root)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(config.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,145 @@
+"""The few git operations the loop needs, each checked, through GitPython's command runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from .errors import GitStateError
+
+# Experiment commits are the tool's own: no hooks that could rewrite them, no signing prompt that could hang.
+_COMMIT_OPTS = ("-c", "commit.gpgsign=false")
+_FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
+
+
+def _first_line(exc: GitCommandError) -> str:
+    text = (exc.stderr or exc.stdout or "").strip()
+    for line in text.splitlines():
+        line = line.strip().removeprefix("stderr: ").strip("'").strip()
+        if line:
+            return line
+    return f"git exited with status {exc.status}"
+
+
+class Repo:
+    """A non-bare git repository with a work tree, found from `path` or one of its parents."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            repo = git.Repo(path, search_parent_directories=True)
+        except (InvalidGitRepositoryError, NoSuchPathError):
+            raise GitStateError(
+                f"{path} is not inside a git repository; run `git init` and commit your training code first."
+            ) from None
+        if repo.bare or repo.working_tree_dir is None:
+            raise GitStateError(
+                f"{path} is a bare git repository; clone it (git clone) and run autoresearch in the clone."
+            )
+        self.root = Path(repo.working_tree_dir).resolve()
+        self._git = git.Git(str(self.root))
+        self._identity: tuple[str, ...] | None = None
+
+    def run(self, *args: str, strip: bool = True) -> str:
+        out: str = self._git.execute(["git", *args], strip_newline_in_stdout=strip)
+        return out
+
+    def try_run(self, *args: str) -> str | None:
+        try:
+            return self.run(*args)
+        except GitCommandError:
+            return None
+
+    # Where we are.
+
+    def head_commit(self) -> str | None:
+        return self.try_run("rev-parse", "--verify", "-q", "HEAD^{commit}")
+
+    def current_branch(self) -> str | None:
+        """The checked-out branch, or None on a detached HEAD."""
+        ref = self.try_run("symbolic-ref", "-q", "HEAD")
+        return ref.removeprefix("refs/heads/") if ref else None
+
+    def branch_exists(self, name: str) -> bool:
+        return self.try_run("rev-parse", "--verify", "-q", f"refs/heads/{name}") is not None
+
+    def branch_commit(self, name: str) -> str | None:
+        return self.try_run("rev-parse", "--verify", "-q", f"refs/heads/{name}^{{commit}}")
+
+    def changed_tracked_files(self) -> list[str]:
+        """Tracked files with uncommitted changes (staged or not); untracked files are the user's business."""
+        out = self.run("status", "--porcelain", "-z", "--untracked-files=no", strip=False)
+        entries = [e for e in out.split("\0") if e]
+        return [e[3:] for e in entries if len(e) > 3]
+
+    def is_tracked(self, path: str) -> bool:
+        return bool(self.try_run("ls-files", "--error-unmatch", "--", path))
+
+    def tracked_files(self) -> list[str]:
+        return [p for p in self.run("ls-files", "-z", strip=False).split("\0") if p]
+
+    def is_ignored(self, path: str) -> bool:
+        return self.try_run("check-ignore", "-q", "--no-index", "--", path) is not None
+
+    def short(self, commit: str) -> str:
+        return commit[:7]
+
+    def resolve(self, rev: str) -> str | None:
+        return self.try_run("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        return self.try_run("merge-base", "--is-ancestor", older, newer) is not None
+
+    def commit_message(self, commit: str) -> str:
+        return self.run("log", "-1", "--format=%s", commit)
+
+    # Changing things.
+
+    def _identity_opts(self) -> tuple[str, ...]:
+        if self._identity is None:
+            has_name = self.try_run("config", "user.name")
+            has_email = self.try_run("config", "user.email")
+            env_ok = os.environ.get("GIT_AUTHOR_EMAIL") or os.environ.get("EMAIL")
+            self._identity = () if (has_name and has_email) or env_ok else _FALLBACK_IDENTITY
+        return self._identity
+
+    def commit_paths(self, paths: list[str], message: str) -> str:
+        """Commit exactly these paths (and nothing else staged) and return the new commit."""
+        self.run("add", "--", *paths)
+        self.run(
+            *_COMMIT_OPTS, *self._identity_opts(), "commit", "--no-verify", "-q", "-m", message, "--", *paths
+        )
+        head = self.head_commit()
+        assert head is not None
+        return head
+
+    def create_branch(self, name: str) -> None:
+        self.run("checkout", "-q", "-b", name)
+
+    def checkout(self, name: str) -> None:
+        self.run("checkout", "-q", name)
+
+    def reset_keep(self, commit: str) -> None:
+        """Move the branch back to `commit`, refusing (instead of overwriting) if local edits are in the way."""
+        self.run("reset", "-q", "--keep", commit)
+
+    def update_ref(self, ref: str, commit: str) -> None:
+        self.run("update-ref", ref, commit)
+
+    def diff(self, old: str, new: str, paths: list[str] | None = None) -> str:
+        args = ["diff", "--no-color", "--no-ext-diff", old, new]
+        if paths:
+            args += ["--", *paths]
+        return self.run(*args, strip=False)
+
+    def show_file(self, commit: str, path: str) -> str | None:
+        try:
+            return self.run("show", f"{commit}:{path}", strip=False)
+        except GitCommandError:
+            return None
+
+
+def describe_git_error(exc: GitCommandError) -> str:
+    return _first_line(exc)

@@ -1,0 +1,203 @@
+"""The offline proposer: changes one module-level numeric constant per experiment, learning from results.
+
+It needs no model and no network, so `autoresearch demo`, users without an API key and every test of
+the engine get a deterministic agent. Descriptions read `LEARNING_RATE 0.02 -> 0.04`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from .config import SessionConfig
+from .proposer import ExperimentRecord, Proposal, ProposalContext, content_key
+
+_DESCRIPTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) (\S+) -> (\S+)")
+_IDEA = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=|->|to)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)")
+# Steps tried for each constant, boldest first: after both directions of a step failed, try the next.
+_FACTORS = (2.0, 1.5, 1.2)
+
+
+@dataclass(frozen=True)
+class Constant:
+    path: str
+    name: str
+    value: float
+    is_int: bool
+    line: int
+    start: int
+    end: int
+
+
+def find_constants(path: str, text: str) -> list[Constant]:
+    """Module-level `NAME = <number>` assignments (negative numbers too), with their exact positions."""
+    if PurePosixPath(path).suffix != ".py":
+        return []
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return []
+    found: list[Constant] = []
+    for node in tree.body:
+        target: ast.expr | None = None
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        if not isinstance(target, ast.Name) or value is None:
+            continue
+        number = _literal_number(value)
+        if number is None or value.end_lineno != value.lineno or value.end_col_offset is None:
+            continue
+        found.append(
+            Constant(
+                path,
+                target.id,
+                float(number),
+                isinstance(number, int),
+                value.lineno,
+                value.col_offset,
+                value.end_col_offset,
+            )
+        )
+    return found
+
+
+def _literal_number(node: ast.expr) -> int | float | None:
+    sign = 1
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign = -1 if isinstance(node.op, ast.USub) else 1
+        node = node.operand
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        number: int | float = node.value  # type: ignore[assignment]
+        return sign * number
+    return None
+
+
+def format_number(value: float, is_int: bool) -> str:
+    if is_int:
+        return str(round(value))
+    text = f"{value:.6g}"
+    if "e" not in text and "." not in text and "inf" not in text and "nan" not in text:
+        text += ".0"
+    return text
+
+
+def step(value: float, is_int: bool, up: bool, factor: float) -> float | None:
+    """The next value in one direction, or None when there is no sensible one (e.g. below 1 for a count)."""
+    if is_int:
+        if abs(value) >= 8 and factor >= 1.5:
+            new = value * factor if up else value / factor
+            new = float(round(new))
+        else:
+            delta = max(1, round(abs(value) * (factor - 1)))
+            new = value + delta if up else value - delta
+        if new == value or (value > 0 and new <= 0):
+            return None
+        return new
+    if value == 0:
+        return 0.1 if up else None
+    new = value * factor if up == (value > 0) else value / factor
+    return new
+
+
+def replace_value(text: str, const: Constant, new_text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    line = lines[const.line - 1]
+    # ast offsets count UTF-8 bytes; constants sit on ASCII-only prefixes in practice, but be exact.
+    raw = line.encode("utf-8")
+    lines[const.line - 1] = (raw[: const.start] + new_text.encode() + raw[const.end :]).decode("utf-8")
+    return "".join(lines)
+
+
+class MutateProposer:
+    """Hill-climbs module-level numeric constants, one per experiment."""
+
+    name = "mutate"
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.outcomes: dict[tuple[str, bool], list[str]] = {}
+
+    def observe(self, record: ExperimentRecord) -> None:
+        match = _DESCRIPTION.match(record.description)
+        if not match:
+            return
+        name, old, new = match.groups()
+        try:
+            up = float(new) > float(old)
+        except ValueError:
+            return
+        self.outcomes.setdefault((name, up), []).append(record.status)
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        if ctx.crash is not None:
+            return None
+        constants = [c for path in sorted(ctx.files) for c in find_constants(path, ctx.files[path])]
+        if not constants:
+            return None
+        if ctx.user_idea:
+            idea = self._from_idea(ctx, constants, ctx.user_idea)
+            if idea is not None:
+                return idea
+        for name, up, factor in self._candidates(constants):
+            const = next(c for c in constants if c.name == name)
+            new_value = step(const.value, const.is_int, up, factor)
+            if new_value is None:
+                continue
+            proposal = self._make(ctx, const, new_value)
+            if proposal is not None:
+                return proposal
+        return None
+
+    def _candidates(self, constants: list[Constant]) -> list[tuple[str, bool, float]]:
+        """(name, up, factor) in order of promise: repeat what was kept, then untried, then smaller steps."""
+        exploit: list[tuple[str, bool, float]] = []
+        fresh: list[tuple[str, bool, float]] = []
+        finer: list[tuple[str, bool, float]] = []
+        for const in constants:
+            for up in (True, False):
+                history = self.outcomes.get((const.name, up), [])
+                if history and history[-1] == "keep":
+                    exploit.append((const.name, up, _FACTORS[0]))
+                elif not history:
+                    fresh.append((const.name, up, _FACTORS[0]))
+                for factor in _FACTORS[1:]:
+                    finer.append((const.name, up, factor))
+        finer.sort(key=lambda c: -c[2])
+        return exploit + fresh + finer
+
+    def _make(self, ctx: ProposalContext, const: Constant, new_value: float) -> Proposal | None:
+        old_text = format_number(const.value, const.is_int)
+        new_text = format_number(new_value, const.is_int)
+        if new_text == old_text:
+            return None
+        text = replace_value(ctx.files[const.path], const, new_text)
+        files = dict(ctx.files)
+        files[const.path] = text
+        if content_key(files) in ctx.tried:
+            return None
+        direction = "raise" if new_value > const.value else "lower"
+        return Proposal(
+            description=f"{const.name} {old_text} -> {new_text}",
+            files={const.path: text},
+            category="hyperparams",
+            rationale=f"{direction} {const.name}; earlier results in this direction: "
+            f"{', '.join(self.outcomes.get((const.name, new_value > const.value), [])) or 'none yet'}",
+        )
+
+    def _from_idea(self, ctx: ProposalContext, constants: list[Constant], idea: str) -> Proposal | None:
+        match = _IDEA.search(idea)
+        if not match:
+            return None
+        const = next((c for c in constants if c.name == match.group(1)), None)
+        if const is None:
+            return None
+        try:
+            value = float(match.group(2))
+        except ValueError:
+            return None
+        return self._make(ctx, const, value)

@@ -1,0 +1,170 @@
+"""results.tsv: one row per experiment, in the skill's format (and karpathy/autoresearch's, read only).
+
+Header: commit<TAB><metric_name><TAB>memory_gb<TAB>duration_s<TAB>status<TAB>description.
+A row is appended with a single write and fsync; a torn last line (no newline) is never a row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import UserError
+
+Status = Literal["baseline", "keep", "discard", "crash"]
+STATUSES: tuple[str, ...] = ("baseline", "keep", "discard", "crash")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    commit: str
+    metric: float
+    memory_gb: float
+    duration_s: float
+    status: Status
+    description: str
+
+    def to_line(self) -> str:
+        description = " ".join(self.description.split()) or "-"
+        return (
+            f"{self.commit}\t{self.metric:.6f}\t{self.memory_gb:.1f}\t{self.duration_s:.0f}\t"
+            f"{self.status}\t{description}\n"
+        )
+
+
+def header(metric_name: str) -> str:
+    return f"commit\t{metric_name}\tmemory_gb\tduration_s\tstatus\tdescription\n"
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    metric_name: str
+    rows: tuple[ResultRow, ...]
+    has_duration: bool = True
+    torn_tail: bool = False
+
+    def measured(self) -> list[tuple[int, ResultRow]]:
+        """(1-based number, row) for rows that produced a metric: every status but crash."""
+        return [(i, r) for i, r in enumerate(self.rows, 1) if r.status != "crash"]
+
+    def baseline(self) -> float | None:
+        for row in self.rows:
+            if row.status == "baseline":
+                return row.metric
+        return None
+
+    def best(self, higher_is_better: bool) -> tuple[int, ResultRow] | None:
+        """The best kept (or baseline) result, the first one on ties."""
+        best: tuple[int, ResultRow] | None = None
+        for i, row in enumerate(self.rows, 1):
+            if row.status not in ("baseline", "keep"):
+                continue
+            if best is None or is_better(row.metric, best[1].metric, higher_is_better):
+                best = (i, row)
+        return best
+
+
+def is_better(new: float, old: float | None, higher_is_better: bool) -> bool:
+    """Strictly better: an equal value is not an improvement."""
+    if not math.isfinite(new):
+        return False
+    if old is None:
+        return True
+    return new > old if higher_is_better else new < old
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def parse_results(text: str, source: str = "results.tsv") -> ResultsTable:
+    lines = text.split("\n")
+    torn = bool(lines and lines[-1] != "")
+    if torn:
+        lines = lines[:-1]
+    if not lines or not lines[0].strip():
+        raise UserError(f"{source} has no header line; restore it or run `autoresearch setup` again.")
+    head = lines[0].rstrip("\r").split("\t")
+    if len(head) < 5 or head[0] != "commit":
+        raise UserError(
+            f"{source} does not start with the header commit<TAB><metric><TAB>memory_gb<TAB>...; "
+            "check that it is the session's results file."
+        )
+    has_duration = "duration_s" in head
+    rows: list[ResultRow] = []
+    for line in lines[1:]:
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if has_duration:
+            cells += [""] * (6 - len(cells))
+            commit, metric, memory, duration, status, description = [*cells[:5], "\t".join(cells[5:])]
+        else:
+            cells += [""] * (5 - len(cells))
+            commit, metric, memory, status, description = [*cells[:4], "\t".join(cells[4:])]
+            duration = "0"
+        status = status.strip()
+        if status not in STATUSES:
+            continue
+        rows.append(
+            ResultRow(
+                commit=commit.strip(),
+                metric=_float(metric),
+                memory_gb=_float(memory),
+                duration_s=_float(duration),
+                status=status,  # type: ignore[arg-type]
+                description=description.strip(),
+            )
+        )
+    return ResultsTable(metric_name=head[1], rows=tuple(rows), has_duration=has_duration, torn_tail=torn)
+
+
+def read_results(path: Path) -> ResultsTable:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(
+            f"{path.name} is missing; run `autoresearch setup SCRIPT` to start a session."
+        ) from None
+    except OSError as exc:
+        raise UserError(f"{path.name} cannot be read ({exc.strerror}); check its permissions.") from None
+    return parse_results(data.decode("utf-8", errors="replace"), path.name)
+
+
+def write_header(path: Path, metric_name: str) -> None:
+    path.write_text(header(metric_name), encoding="utf-8")
+
+
+def repair_torn_tail(path: Path) -> bool:
+    """Cut a last line that has no newline (a write interrupted by a crash). True if something was cut."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    cut = data.rfind(b"\n") + 1
+    with path.open("r+b") as fh:
+        fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def append_row(path: Path, row: ResultRow) -> None:
+    line = row.to_line().encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except PermissionError:
+        raise UserError(
+            f"{path.name} is not writable; fix its permissions (chmod u+w {path.name})."
+        ) from None
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

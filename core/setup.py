@@ -1,0 +1,189 @@
+"""Creating a session: validate everything first, then branch, config, results header, .gitignore."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    CONFIG_FILE,
+    IGNORED_PATHS,
+    RESULTS_FILE,
+    SessionConfig,
+    parse_config,
+    save_config,
+)
+from .errors import ConfigError, GitStateError
+from .gitops import Repo
+from .history import History
+from .results import write_header
+
+_METRIC_LINE = re.compile(r"""print\(\s*f?["']([A-Za-z_][A-Za-z0-9_]*)\s*:""")
+_METRIC_HINTS = ("val_", "valid", "test_", "eval", "accuracy", "acc", "bpb", "loss", "perplexity", "score")
+
+
+def propose_tag(root: Path, today: date | None = None) -> str:
+    """Today's date as `nov26`, then `nov26-2`, `nov26-3`... when a branch of that name exists."""
+    day = today or date.today()
+    base = day.strftime("%b%d").lower()
+    repo = Repo(root)
+    tag, n = base, 1
+    while repo.branch_exists(f"autoresearch/{tag}"):
+        n += 1
+        tag = f"{base}-{n}"
+    return tag
+
+
+def infer_metric_name(script_text: str) -> str | None:
+    """A metric name when the script plainly prints `name: value` lines, preferring validation-like names."""
+    names = _METRIC_LINE.findall(script_text)
+    if not names:
+        return None
+    for hint in _METRIC_HINTS:
+        for name in reversed(names):
+            if hint in name.lower():
+                return str(name)
+    return None
+
+
+def repo_files(root: Path) -> list[str]:
+    return Repo(root).tracked_files()
+
+
+def _inside(root: Path, rel: str, what: str) -> str:
+    """The path relative to the repository root, refusing anything that leaves it."""
+    candidate = Path(rel)
+    full = candidate if candidate.is_absolute() else root / candidate
+    try:
+        resolved = full.resolve()
+        inside = resolved.relative_to(root)
+    except (ValueError, OSError):
+        raise ConfigError(f"{what} {rel} is outside the repository {root}; list files inside it.") from None
+    if not resolved.is_file():
+        raise ConfigError(f"{what} {rel} does not exist; check the path (it is relative to {root}).")
+    return inside.as_posix()
+
+
+def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
+    """Validate a session without writing anything. Options are SessionConfig keys."""
+    repo = Repo(root)
+    root = repo.root
+    if repo.head_commit() is None:
+        raise GitStateError(
+            "The repository has no commits yet; commit your training code first (git commit)."
+        )
+    data: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    script_rel = _inside(root, script, "The script")
+    data["script_path"] = script_rel
+    if "metric_name" not in data:
+        try:
+            guess = infer_metric_name((root / script_rel).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            guess = None
+        if guess is None:
+            raise ConfigError(
+                "No metric name given and none could be guessed from the script; pass --metric NAME (e.g. val_loss)."
+            )
+        data["metric_name"] = guess
+    if not str(data.get("metric_name", "")).strip():
+        raise ConfigError(
+            "The metric name is empty; pass --metric NAME with the name the script prints, e.g. val_loss."
+        )
+    data.setdefault("tag", propose_tag(root))
+    if data.get("model") and "agent" not in data:
+        data["agent"] = "llm"
+    if data.get("agent") == "llm" and not data.get("model"):
+        raise ConfigError(
+            "The llm agent needs a model; pass --model NAME (e.g. openai/gpt-4o-mini) or --agent mutate."
+        )
+    for key, what in (("editable_files", "The editable file"), ("readonly_files", "The readonly file")):
+        if key in data:
+            data[key] = [_inside(root, p, what) for p in data[key]]
+    config = parse_config(data, source="")
+    for path in config.editable_files:
+        if not repo.is_tracked(path):
+            raise GitStateError(
+                f"{path} is not committed to git; commit it first (git add {path} && git commit), "
+                "so experiments can be reset safely."
+            )
+        if path in config.readonly_files:
+            raise ConfigError(f"{path} is listed as both editable and readonly; keep it in one list.")
+    if repo.branch_exists(config.branch):
+        raise GitStateError(
+            f"Branch {config.branch} already exists; choose another tag (--tag) or continue it with autoresearch run."
+        )
+    if repo.current_branch() is None:
+        raise GitStateError("HEAD is detached; check out a branch first (git checkout main).")
+    dirty = repo.changed_tracked_files()
+    if dirty:
+        shown = ", ".join(dirty[:3]) + (" ..." if len(dirty) > 3 else "")
+        raise GitStateError(
+            f"The working tree has uncommitted changes ({shown}); commit or stash them first (git stash)."
+        )
+    return config
+
+
+def _gitignore_additions(root: Path) -> list[str]:
+    path = root / ".gitignore"
+    present = set()
+    if path.exists():
+        present = {
+            ln.strip().rstrip("/") for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        }
+    return [p for p in IGNORED_PATHS if p.rstrip("/") not in present and "/" + p.rstrip("/") not in present]
+
+
+def create_session(root: Path, config: SessionConfig) -> None:
+    """Create the branch, write the config and results header, and commit the .gitignore lines."""
+    repo = Repo(root)
+    root = repo.root
+    for name in (CONFIG_FILE, RESULTS_FILE):
+        existing = root / name
+        if existing.exists() and repo.is_tracked(name):
+            raise GitStateError(
+                f"{name} is tracked by git; remove it from the index first (git rm --cached {name})."
+            )
+    repo.create_branch(config.branch)
+    additions = _gitignore_additions(root)
+    if additions:
+        gitignore = root / ".gitignore"
+        text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += "# autoresearch session files\n" + "".join(p + "\n" for p in additions)
+        gitignore.write_text(text, encoding="utf-8")
+        repo.commit_paths([".gitignore"], "autoresearch: ignore session files")
+    _archive_previous_session(root)
+    save_config(root, config)
+    write_header(root / RESULTS_FILE, config.metric_name)
+    History(root).ensure()
+
+
+def _archive_previous_session(root: Path) -> None:
+    """Move an earlier session's files to .autoresearch/archive/<tag>/ so nothing of it is overwritten."""
+    history = History(root)
+    old_files = [root / CONFIG_FILE, root / RESULTS_FILE, history.experiments_dir]
+    if not any(p.exists() for p in old_files):
+        return
+    old_tag = "previous"
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        old_tag = str(json.loads((root / CONFIG_FILE).read_text(encoding="utf-8")).get("tag") or old_tag)
+    dest = history.dir / "archive" / old_tag
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = history.dir / "archive" / f"{old_tag}-{n}"
+    dest.mkdir(parents=True)
+    for path in old_files:
+        if path.exists():
+            path.rename(dest / path.name)
+
+
+def setup_session(root: Path, script: str, **options: Any) -> SessionConfig:
+    config = plan_session(root, script, **options)
+    create_session(root, config)
+    return config
