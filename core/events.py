@@ -62,8 +62,8 @@ class ExperimentStarted(Event):
     number: int
     kind: Literal["baseline", "experiment", "fix"]
 
-    def describe(self) -> str:
-        return f"#{self.number} {self.kind} starting"
+    def describe(self) -> str | None:
+        return f"#{self.number} {self.kind} starting" if self.kind != "experiment" else None
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,7 @@ class RunStarted(Event):
     started_at: float
 
     def describe(self) -> str:
-        return (
-            f"#{self.number} running {self.commit} (budget {self.budget_s:g}s, timeout {self.timeout_s:g}s)"
-        )
+        return f"#{self.number} running {self.commit} (budget {self.budget_s:g}s, timeout {self.timeout_s:g}s)"
 
 
 @dataclass(frozen=True)
@@ -141,9 +139,7 @@ class ResultRecorded(Event):
     cost_usd: float = 0.0
 
     def describe(self) -> str:
-        return (
-            f"#{self.number} {self.row.commit} {self.row.metric:.6f} {self.row.status} {self.row.description}"
-        )
+        return f"#{self.number} {self.row.commit} {self.row.metric:.6f} {self.row.status} {self.row.description}"
 
 
 @dataclass(frozen=True)

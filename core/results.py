@@ -30,7 +30,7 @@ class ResultRow:
     def to_line(self) -> str:
         description = " ".join(self.description.split()) or "-"
         return (
-            f"{self.commit}\t{self.metric:.6f}\t{self.memory_gb:.1f}\t{self.duration_s:.0f}\t"
+            f"{self.commit}\t{self.metric:.6f}\t{self.memory_gb:.1f}\t{self.duration_s:.1f}\t"
             f"{self.status}\t{description}\n"
         )
 
@@ -130,9 +130,7 @@ def read_results(path: Path) -> ResultsTable:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(
-            f"{path.name} is missing; run `autoresearch setup SCRIPT` to start a session."
-        ) from None
+        raise UserError(f"{path.name} is missing; run `autoresearch setup SCRIPT` to start a session.") from None
     except OSError as exc:
         raise UserError(f"{path.name} cannot be read ({exc.strerror}); check its permissions.") from None
     return parse_results(data.decode("utf-8", errors="replace"), path.name)
@@ -160,9 +158,7 @@ def append_row(path: Path, row: ResultRow) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     except PermissionError:
-        raise UserError(
-            f"{path.name} is not writable; fix its permissions (chmod u+w {path.name})."
-        ) from None
+        raise UserError(f"{path.name} is not writable; fix its permissions (chmod u+w {path.name}).") from None
     try:
         os.write(fd, line)
         os.fsync(fd)

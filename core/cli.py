@@ -1,0 +1,245 @@
+"""The `autoresearch` command. Imports stay inside the commands so `--help` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+_SETUP_FLAGS: dict[str, str] = {
+    "metric": "metric_name",
+    "direction": "metric_direction",
+    "grep": "metric_grep",
+    "run_command": "run_command",
+    "budget": "time_budget_minutes",
+    "timeout": "timeout_minutes",
+    "editable": "editable_files",
+    "readonly": "readonly_files",
+    "max_experiments": "max_experiments",
+    "tag": "tag",
+    "agent": "agent",
+    "model": "model",
+    "api_base": "api_base",
+    "api_key_env": "api_key_env",
+    "temperature": "temperature",
+    "max_tokens": "max_output_tokens",
+    "request_timeout": "request_timeout_s",
+    "max_reflections": "max_reflections",
+    "fix_attempts": "fix_attempts",
+    "target": "target_metric",
+    "plateau": "plateau_experiments",
+    "max_cost": "max_cost_usd",
+    "guard": "guard_command",
+    "verify": "verify_command",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoresearch",
+        description="An autonomous ML experiment loop: an agent proposes one change at a time; autoresearch "
+        "commits it, runs the training with a time budget, keeps improvements and resets the rest.",
+    )
+    parser.add_argument("--version", action="version", version=f"autoresearch {__version__}")
+    parser.add_argument("-C", dest="repo", metavar="PATH", default=".", help="run as if started in PATH")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    setup = sub.add_parser("setup", help="start a session on a training script (wizard, or --yes)")
+    setup.add_argument("script", help="the training script, e.g. train.py")
+    setup.add_argument("--yes", "-y", action="store_true", help="no wizard: take the flags and defaults")
+    setup.add_argument("--metric", help="the metric the script prints, e.g. val_loss")
+    setup.add_argument("--direction", choices=["lower", "higher"], help="which way is better (default lower)")
+    setup.add_argument("--grep", help="regex of the metric line (default ^<metric>:)")
+    setup.add_argument("--run-command", help="how to run the training (default: python SCRIPT)")
+    setup.add_argument("--budget", type=float, metavar="MIN", help="time budget per experiment, minutes (5)")
+    setup.add_argument("--timeout", type=float, metavar="MIN", help="hard timeout per run, minutes (10)")
+    setup.add_argument("--editable", nargs="+", metavar="FILE", help="files the agent may change (the script)")
+    setup.add_argument("--readonly", nargs="+", metavar="FILE", help="files the agent reads, never changes")
+    setup.add_argument("--max-experiments", type=int, metavar="N", help="cap on results rows, 0 = none (50)")
+    setup.add_argument("--tag", help="session tag (default: today's date, e.g. nov26)")
+    setup.add_argument("--agent", choices=["mutate", "llm"], help="offline mutate agent, or a model (llm)")
+    setup.add_argument("--model", help="litellm model name, e.g. openai/gpt-4o-mini (selects the llm agent)")
+    setup.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server")
+    setup.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    setup.add_argument("--temperature", type=float, help="model temperature (0.7)")
+    setup.add_argument("--max-tokens", type=int, metavar="N", help="max output tokens per reply (4096)")
+    setup.add_argument("--request-timeout", type=float, metavar="S", help="seconds per model request (120)")
+    setup.add_argument("--max-reflections", type=int, metavar="N", help="rounds to repair a bad reply (3)")
+    setup.add_argument("--fix-attempts", type=int, metavar="N", help="attempts to fix a crash (2)")
+    setup.add_argument("--target", type=float, metavar="VALUE", help="stop once the metric reaches VALUE")
+    setup.add_argument("--plateau", type=int, metavar="N", help="stop after N experiments without improvement")
+    setup.add_argument("--max-cost", type=float, metavar="USD", help="stop once the model cost reaches USD")
+    setup.add_argument("--guard", metavar="CMD", help="command that must pass before a result is kept")
+    setup.add_argument("--verify", metavar="CMD", help="command whose output gives the metric")
+
+    run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
+    run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")
+
+    status = sub.add_parser("status", help="print the progress dashboard")
+    status.add_argument("--json", action="store_true", help="the same data as JSON")
+
+    analyze = sub.add_parser("analyze", help="write autoresearch-<tag>-analysis.md (and show it in a terminal)")
+    analyze.add_argument("--headless", action="store_true", help="only write the file")
+
+    demo = sub.add_parser("demo", help="a bundled example in a temporary repository, offline, no API key")
+    demo.add_argument("--headless", action="store_true", help="plain lines instead of the screen")
+    demo.add_argument("--model", help="use this litellm model instead of the offline agent")
+    demo.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server")
+    demo.add_argument("--experiments", type=int, metavar="N", help="number of experiments (15)")
+    demo.add_argument("--dir", metavar="PATH", help="make the demo repository here instead of a temp dir")
+    return parser
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _fail(message: str) -> int:
+    print(f"autoresearch: {message}", file=sys.stderr)
+    return 1
+
+
+def _setup_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, flag) for flag, key in _SETUP_FLAGS.items() if getattr(args, flag, None) is not None}
+
+
+def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
+    options = _setup_options(args)
+    if not args.yes:
+        if not _interactive():
+            return _fail("setup opens a wizard, which needs a terminal; pass --yes to take the flags as they are.")
+        from autoresearch.tui import launch
+
+        return launch(root, "setup", script=args.script, options=options)
+    from .setup import setup_session
+
+    config = setup_session(root, args.script, **options)
+    agent = config.model if config.agent == "llm" else "offline mutate agent"
+    print(
+        f"Session {config.tag} ready on branch {config.branch}: {config.metric_name} ({config.metric_direction} is "
+        f"better), {config.time_budget_minutes:g} min budget, {config.timeout_minutes:g} min timeout, agent: {agent}."
+    )
+    print("Start it with: autoresearch run")
+    return 0
+
+
+def run_headless(root: Path) -> int:
+    from .events import Event, LoopStopped
+    from .loop import ExperimentLoop
+
+    def sink(event: Event) -> None:
+        line = event.describe()
+        if line is None:
+            return
+        stream = sys.stderr if isinstance(event, LoopStopped) and not event.ok else sys.stdout
+        print(line, file=stream, flush=True)
+
+    loop = ExperimentLoop(root, sink, when_stuck="stop")
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        loop.stop_now()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    stopped = loop.run()
+    if received:
+        return 128 + received[0]
+    return 0 if stopped.ok else 1
+
+
+def _cmd_run(root: Path, args: argparse.Namespace) -> int:
+    if args.headless or not _interactive():
+        return run_headless(root)
+    from .config import load_config
+
+    load_config(root)
+    from autoresearch.tui import launch
+
+    return launch(root, "run")
+
+
+def _cmd_status(root: Path, args: argparse.Namespace) -> int:
+    from .status import build_status, render_status
+
+    data = build_status(root)
+    if args.json:
+        import json
+
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_status(data))
+    return 0
+
+
+def _cmd_analyze(root: Path, args: argparse.Namespace) -> int:
+    from .analysis import write_analysis
+
+    path = write_analysis(root)
+    if args.headless or not _interactive():
+        print(f"wrote {path}")
+        return 0
+    from autoresearch.tui import launch
+
+    return launch(root, "analyze")
+
+
+def _cmd_demo(root: Path, args: argparse.Namespace) -> int:
+    from .demo import DEMO_EXPERIMENTS, prepare_demo
+
+    options: dict[str, Any] = {"max_experiments": args.experiments or DEMO_EXPERIMENTS}
+    if args.model:
+        options.update(model=args.model, api_base=args.api_base, agent="llm")
+    demo_root, _config = prepare_demo(Path(args.dir).resolve() if args.dir else None, **options)
+    print(f"demo repository: {demo_root}", flush=True)
+    if args.headless or not _interactive():
+        return run_headless(demo_root)
+    from autoresearch.tui import launch
+
+    return launch(demo_root, "run")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    root = Path(args.repo).resolve()
+    if not root.is_dir():
+        return _fail(f"{args.repo} is not a directory; pass -C with the path of your repository.")
+    commands = {
+        "setup": _cmd_setup,
+        "run": _cmd_run,
+        "status": _cmd_status,
+        "analyze": _cmd_analyze,
+        "demo": _cmd_demo,
+    }
+    from .errors import UserError
+
+    try:
+        return commands[args.command](root, args)
+    except UserError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os._exit(0)
+    except Exception as exc:
+        from git.exc import GitCommandError
+
+        if isinstance(exc, GitCommandError):
+            from .gitops import describe_git_error
+
+            return _fail(f"git failed: {describe_git_error(exc)}; fix the repository and try again.")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Making a session consistent after the tool itself died (kill -9, power cut, SSH dropped without tmux)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from git.exc import GitCommandError
+
+from .config import SessionConfig
+from .gitops import Repo
+from .history import History
+from .results import read_results, repair_torn_tail
+from .runner import kill_recorded
+
+
+def recover(repo: Repo, config: SessionConfig, history: History, results_path: Path) -> list[str]:
+    """Repair what a dead run left behind; one line per repair, nothing when all was consistent."""
+    repaired: list[str] = []
+    killed = kill_recorded(history.pids_path)
+    if killed:
+        repaired.append(
+            f"ended {len(killed)} training process(es) left by the last run ({', '.join(map(str, killed))})"
+        )
+    if results_path.exists() and repair_torn_tail(results_path):
+        repaired.append(f"removed a half-written last row of {results_path.name}")
+    journal = history.read_journal()
+    if journal is None:
+        return repaired
+    number = journal.get("number")
+    parent = str(journal.get("parent") or "")
+    commit = str(journal.get("commit") or "")
+    on_branch = repo.current_branch() == config.branch
+    head = repo.head_commit()
+    rows = read_results(results_path).rows if results_path.exists() else ()
+    recorded = isinstance(number, int) and len(rows) >= number and commit[:7] == rows[number - 1].commit
+    if journal.get("stage") == "writing" and on_branch and head == parent:
+        changed = set(repo.changed_tracked_files())
+        editable = [p for p in config.editable_files if p in changed]
+        if editable and changed <= set(config.editable_files):
+            with contextlib.suppress(GitCommandError):
+                repo.run("checkout", parent, "--", *editable)
+                repaired.append(f"restored {', '.join(editable)} to the last commit (an experiment was half-written)")
+    elif commit and commit != parent and on_branch and head == commit:
+        status = rows[number - 1].status if recorded and isinstance(number, int) else None
+        if status not in ("keep", "baseline") and not set(repo.changed_tracked_files()):
+            repo.reset_keep(parent)
+            if status is None:
+                repaired.append(
+                    f"reverted experiment #{number} ({commit[:7]}), which had no results row; "
+                    f"it stays at refs/autoresearch/{config.tag}/{number}"
+                )
+            else:
+                repaired.append(f"finished resetting {status} experiment #{number} ({commit[:7]})")
+    elif not recorded and isinstance(number, int):
+        repaired.append(f"experiment #{number} was interrupted before it was recorded; it will be run anew")
+    history.clear_journal()
+    return repaired
