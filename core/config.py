@@ -37,6 +37,22 @@ CATEGORIES = ("hyperparams", "architecture", "optimizer", "regularization", "dat
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+_NUMERIC_KEYS = (
+    "time_budget_minutes",
+    "timeout_minutes",
+    "max_experiments",
+    "temperature",
+    "max_output_tokens",
+    "request_timeout_s",
+    "max_reflections",
+    "fix_attempts",
+    "max_skips_in_a_row",
+    "target_metric",
+    "plateau_experiments",
+    "max_cost_usd",
+)
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
@@ -44,7 +60,7 @@ def _now_iso() -> str:
 class SessionConfig(BaseModel):
     """Every key of the skill's `.autoresearch.json`, with its defaults, plus our own settings."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     tag: str
     branch: str = ""
@@ -84,6 +100,14 @@ class SessionConfig(BaseModel):
     def _tag_is_a_ref_name(cls, value: str) -> str:
         if not _TAG_RE.match(value) or ".." in value or value.endswith((".lock", ".")):
             raise ValueError("tag")
+        return value
+
+    @field_validator(*_NUMERIC_KEYS, mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # pydantic would read true as 1; in this file it is always a mistake.
+        if isinstance(value, bool):
+            raise ValueError("bool")
         return value
 
     @field_validator("metric_name", "script_path")
@@ -190,11 +214,16 @@ def explain(exc: ValidationError, source: str = CONFIG_FILE) -> str:
     loc = [str(part) for part in err.get("loc", ())]
     key = loc[0] if loc else ""
     if err.get("type") == "missing":
-        return f"{source} is missing the key {key}; add it (see README.md for every key)."
-    if not key and "timeout_below_budget" in str(err.get("msg", "")):
-        key = "timeout_minutes"
-    rule = _MESSAGES.get(key, f"{key} has an invalid value")
+        where = f"In {source}, " if source else ""
+        return f"{where}the key {key} is missing; add it ({_MESSAGES.get(key, 'see README.md for every key')})."
     got = err.get("input")
+    if not key and "timeout_below_budget" in str(err.get("msg", "")) and isinstance(got, dict):
+        where = f"In {source}, " if source else ""
+        return (
+            f"{where}timeout_minutes ({got.get('timeout_minutes', 10)}) must be at least time_budget_minutes "
+            f"({got.get('time_budget_minutes', 5)}); raise the timeout or lower the budget."
+        )
+    rule = _MESSAGES.get(key, f"{key} has an invalid value")
     shown = json.dumps(got) if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__
     if len(shown) > 60:
         shown = shown[:57] + "..."
@@ -204,9 +233,7 @@ def explain(exc: ValidationError, source: str = CONFIG_FILE) -> str:
 
 def parse_config(data: Any, source: str = CONFIG_FILE) -> SessionConfig:
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source} must hold a JSON object with the session's keys; run autoresearch setup."
-        )
+        raise ConfigError(f"{source} must hold a JSON object with the session's keys; run autoresearch setup.")
     try:
         return SessionConfig.model_validate(data)
     except ValidationError as exc:
@@ -226,9 +253,7 @@ def load_config(root: Path) -> SessionConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{CONFIG_FILE} cannot be read ({exc}); check its permissions and encoding."
-        ) from None
+        raise ConfigError(f"{CONFIG_FILE} cannot be read ({exc}); check its permissions and encoding.") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
