@@ -174,7 +174,7 @@ def _cmd_status(root: Path, args: argparse.Namespace) -> int:
 
         print(json.dumps(data, indent=2))
     else:
-        print(render_status(data))
+        sys.stdout.write(render_status(data))
     return 0
 
 

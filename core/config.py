@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -145,7 +146,7 @@ class SessionConfig(BaseModel):
         if not data["branch"]:
             data["branch"] = f"autoresearch/{self.tag}"
         if not data["run_command"]:
-            data["run_command"] = f"python {self.script_path}"
+            data["run_command"] = f"python {shlex.quote(self.script_path)}"
         if not data["metric_grep"]:
             data["metric_grep"] = f"^{re.escape(self.metric_name)}:"
         if not data["editable_files"]:

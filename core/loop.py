@@ -601,7 +601,7 @@ class ExperimentLoop:
             status=status,  # type: ignore[arg-type]
             description=description if kind != "baseline" else "baseline",
         )
-        append_row(self.results_path, row)
+        append_row(self.results_path, row, table.has_duration)
         moved = False
         if status in ("discard", "crash") and kind != "baseline":
             moved = not self._reset_to_parent(meta)
@@ -711,6 +711,7 @@ class ExperimentLoop:
             timeout_s=self.config.timeout_s,
             env={"AUTORESEARCH_EXPERIMENT": str(number), "AUTORESEARCH_TAG": self.config.tag},
             cancel=self._cancel,
+            pid_file=self.history.pids_path,
         )
 
     def _guard_passes(self, number: int) -> bool:

@@ -27,12 +27,11 @@ class ResultRow:
     status: Status
     description: str
 
-    def to_line(self) -> str:
+    def to_line(self, with_duration: bool = True) -> str:
+        """The row as results.tsv holds it; without duration_s for a file written by karpathy/autoresearch."""
         description = " ".join(self.description.split()) or "-"
-        return (
-            f"{self.commit}\t{self.metric:.6f}\t{self.memory_gb:.1f}\t{self.duration_s:.1f}\t"
-            f"{self.status}\t{description}\n"
-        )
+        duration = f"{self.duration_s:.1f}\t" if with_duration else ""
+        return f"{self.commit}\t{self.metric:.6f}\t{self.memory_gb:.1f}\t{duration}{self.status}\t{description}\n"
 
 
 def header(metric_name: str) -> str:
@@ -153,8 +152,8 @@ def repair_torn_tail(path: Path) -> bool:
     return True
 
 
-def append_row(path: Path, row: ResultRow) -> None:
-    line = row.to_line().encode("utf-8")
+def append_row(path: Path, row: ResultRow, with_duration: bool = True) -> None:
+    line = row.to_line(with_duration).encode("utf-8")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     except PermissionError:
