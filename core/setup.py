@@ -54,30 +54,34 @@ def repo_files(root: Path) -> list[str]:
     return Repo(root).tracked_files()
 
 
-def _inside(root: Path, rel: str, what: str) -> str:
-    """The path relative to the repository root, refusing anything that leaves it."""
+def _inside(root: Path, rel: str, what: str, cwd: Path | None = None) -> str:
+    """The path relative to the repository root, refusing anything that leaves it.
+
+    A relative path means what it means in the user's shell (from `cwd`), or else from the repository root.
+    """
     candidate = Path(rel)
     full = candidate if candidate.is_absolute() else root / candidate
+    if cwd is not None and not candidate.is_absolute() and (cwd / candidate).exists():
+        full = cwd / candidate
     try:
         resolved = full.resolve()
         inside = resolved.relative_to(root)
     except (ValueError, OSError):
         raise ConfigError(f"{what} {rel} is outside the repository {root}; list files inside it.") from None
     if not resolved.is_file():
-        raise ConfigError(f"{what} {rel} does not exist; check the path (it is relative to {root}).")
+        raise ConfigError(f"{what} {rel} does not exist; check the path (relative to here or to {root}).")
     return inside.as_posix()
 
 
 def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
     """Validate a session without writing anything. Options are SessionConfig keys."""
     repo = Repo(root)
+    cwd = Path(root).resolve()
     root = repo.root
     if repo.head_commit() is None:
-        raise GitStateError(
-            "The repository has no commits yet; commit your training code first (git commit)."
-        )
+        raise GitStateError("The repository has no commits yet; commit your training code first (git commit).")
     data: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
-    script_rel = _inside(root, script, "The script")
+    script_rel = _inside(root, script, "The script", cwd)
     data["script_path"] = script_rel
     if "metric_name" not in data:
         try:
@@ -97,12 +101,10 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
     if data.get("model") and "agent" not in data:
         data["agent"] = "llm"
     if data.get("agent") == "llm" and not data.get("model"):
-        raise ConfigError(
-            "The llm agent needs a model; pass --model NAME (e.g. openai/gpt-4o-mini) or --agent mutate."
-        )
+        raise ConfigError("The llm agent needs a model; pass --model NAME (e.g. openai/gpt-4o-mini) or --agent mutate.")
     for key, what in (("editable_files", "The editable file"), ("readonly_files", "The readonly file")):
         if key in data:
-            data[key] = [_inside(root, p, what) for p in data[key]]
+            data[key] = [_inside(root, p, what, cwd) for p in data[key]]
     config = parse_config(data, source="")
     for path in config.editable_files:
         if not repo.is_tracked(path):
@@ -131,9 +133,7 @@ def _gitignore_additions(root: Path) -> list[str]:
     path = root / ".gitignore"
     present = set()
     if path.exists():
-        present = {
-            ln.strip().rstrip("/") for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
-        }
+        present = {ln.strip().rstrip("/") for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()}
     return [p for p in IGNORED_PATHS if p.rstrip("/") not in present and "/" + p.rstrip("/") not in present]
 
 
@@ -144,9 +144,7 @@ def create_session(root: Path, config: SessionConfig) -> None:
     for name in (CONFIG_FILE, RESULTS_FILE):
         existing = root / name
         if existing.exists() and repo.is_tracked(name):
-            raise GitStateError(
-                f"{name} is tracked by git; remove it from the index first (git rm --cached {name})."
-            )
+            raise GitStateError(f"{name} is tracked by git; remove it from the index first (git rm --cached {name}).")
     repo.create_branch(config.branch)
     additions = _gitignore_additions(root)
     if additions:
