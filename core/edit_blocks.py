@@ -25,6 +25,7 @@ _HEADER = re.compile(
     r"\s*[:：]\s*(?:\*\*|__)?\s*(.*?)\s*$",
     re.IGNORECASE,
 )
+_THINKING = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
 _KEYS = {"idea": "description", "change": "description", "reason": "rationale", "reasoning": "rationale"}
 _PATHISH = re.compile(r"^[\w./\\~-]+\.[A-Za-z0-9]{1,8}$|^[\w.-]*/[\w./-]+$")
 
@@ -142,7 +143,8 @@ def _file_name(lines: Sequence[str], at: int, known: Sequence[str]) -> str | Non
 
 
 def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
-    lines = text.replace("\r\n", "\n").splitlines()
+    text = _THINKING.sub("", text.replace("\r\n", "\n"))
+    lines = text.splitlines()
     values: dict[str, str] = {}
     rationale: list[str] = []
     in_rationale = False

@@ -100,6 +100,13 @@ def test_parse_file_name_forms_and_basename() -> None:
     assert parse_reply(unknown, ["train.py"]).blocks[0].path == "secrets.py"
 
 
+def test_parse_ignores_thinking_sections() -> None:
+    thinking = "<think>\nmaybe\ntrain.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n</think>\n" + CLEAN
+    parsed = parse_reply(thinking, ["train.py"])
+    assert [b.search for b in parsed.blocks] == ["LEARNING_RATE = 0.02"]
+    assert parsed.description == "increase learning rate to 0.04"
+
+
 def test_parse_reports_unterminated_and_nameless_blocks() -> None:
     broken = "Description: x\n\ntrain.py\n<<<<<<< SEARCH\nLEARNING_RATE = 0.02\n=======\nLEARNING_RATE = 1\n"
     parsed = parse_reply(broken, ["train.py"])
