@@ -7,7 +7,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)", re.IGNORECASE)
+# A number standing on its own: the 1 of `top1_acc` or the nan of `banana` is not one.
+_NUMBER = re.compile(
+    r"(?<![\w.])[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan\b|inf(?:inity)?\b)",
+    re.IGNORECASE,
+)
 _CHUNK = 1 << 20
 
 
@@ -34,8 +38,12 @@ def _lines_from_end(path: Path) -> Iterator[str]:
 
 
 def number_after(line: str, match: re.Match[str]) -> float | None:
-    """The first number after the matched text (or inside it, if nothing follows)."""
-    found = _NUMBER.search(line, match.end()) or _NUMBER.search(line, match.start())
+    """The pattern's first group if it has one, else the first number after the matched text (or inside it)."""
+    if match.re.groups and match.group(1) is not None:
+        group = _NUMBER.search(match.group(1).strip())
+        if group:
+            return float(group.group(0))
+    found = _NUMBER.search(line, match.end()) or _NUMBER.search(line, match.start(), match.end())
     if not found:
         return None
     try:
@@ -50,9 +58,11 @@ def find_last(path: Path, pattern: str, max_lines: int | None = None) -> float |
     for i, line in enumerate(_lines_from_end(path)):
         if max_lines is not None and i >= max_lines:
             break
-        match = regex.search(line)
-        if match:
-            return number_after(line, match)
+        # A progress line rewritten with \r can end in the metric: the text after the last \r is what shows.
+        for part in reversed(line.split("\r")):
+            match = regex.search(part)
+            if match:
+                return number_after(part, match)
     return None
 
 
@@ -81,10 +91,11 @@ def tail_text(path: Path, max_lines: int = 50, max_bytes: int = 4096) -> str:
             break
         if not lines and not line:
             continue
-        size += len(line) + 1
+        encoded = line.encode("utf-8")
+        size += len(encoded) + (1 if lines else 0)
         if size > max_bytes:
             if not lines:
-                lines.append(line[-max_bytes:])
+                lines.append(encoded[-max_bytes:].decode("utf-8", errors="ignore"))
             break
         lines.append(line)
     return "\n".join(reversed(lines))
