@@ -1,0 +1,99 @@
+"""`autoresearch demo` in a real terminal (tmux): it runs, answers keys, quits cleanly, leaves nothing running."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, socket: Path, name: str) -> None:
+        self.base = ["tmux", "-S", str(socket)]
+        self.name = name
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run([*self.base, *args], capture_output=True, text=True, check=False).stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", self.name)
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", self.name, *keys)
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"screen never matched; last screen:\n{screen}")
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    term = Tmux(tmp_path / "tmux.sock", "demo")
+    yield term
+    term("kill-server")
+
+
+def _demo_processes(demo_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if proc.name().startswith("tmux"):
+                continue
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if str(demo_dir) in cmdline or (proc.info["cwd"] or "").startswith(str(demo_dir)):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_demo_in_tmux_pause_resume_quit(tmux: Tmux, tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    command = (
+        f"{sys.executable} -m autoresearch.core.cli demo --dir {demo_dir} --experiments 40; echo EXITED $?; sleep 60"
+    )
+    tmux("new-session", "-d", "-x", "100", "-y", "30", "-s", "demo", command)
+
+    screen = tmux.wait_for(lambda s: "keep" in s and "baseline" in s, timeout=60)
+    assert "autoresearch" in screen and "demo" in screen
+    assert "Quit" in screen  # the footer shows the bindings
+
+    tmux.keys("p")
+    screen = tmux.wait_for(lambda s: "PAUSED" in s.upper() and "Resume" in s, timeout=40)
+    rows = (demo_dir / "results.tsv").read_text().count("\n")
+    time.sleep(2)
+    assert (demo_dir / "results.tsv").read_text().count("\n") == rows  # paused means no new experiments
+    tmux.keys("p")
+    tmux.wait_for(lambda s: "Pause" in s and "PAUSED" not in s.upper(), timeout=20)
+
+    tmux.keys("q")
+    time.sleep(0.5)
+    screen = tmux.screen()
+    if "EXITED" not in screen:
+        # a run was active: the app asks first; confirm
+        tmux.keys("y")
+    screen = tmux.wait_for(lambda s: "EXITED" in s, timeout=30)
+    assert "EXITED 0" in screen
+    assert "Traceback" not in screen
+
+    deadline = time.monotonic() + 10
+    while _demo_processes(demo_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _demo_processes(demo_dir) == []
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=demo_dir, capture_output=True, text=True)
+    assert status.stdout == ""
+    assert not (demo_dir / ".autoresearch" / "journal.json").exists()
