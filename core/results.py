@@ -50,9 +50,12 @@ class ResultsTable:
         return [(i, r) for i, r in enumerate(self.rows, 1) if r.status != "crash"]
 
     def baseline(self) -> float | None:
+        """The `baseline` row's metric; karpathy/autoresearch records its baseline as a first `keep` row."""
         for row in self.rows:
             if row.status == "baseline":
                 return row.metric
+        if self.rows and self.rows[0].status == "keep":
+            return self.rows[0].metric
         return None
 
     def best(self, higher_is_better: bool) -> tuple[int, ResultRow] | None:
@@ -82,46 +85,67 @@ def _float(text: str) -> float:
         return 0.0
 
 
+def _parse_row(line: str, has_duration: bool) -> ResultRow | None:
+    cells = line.rstrip("\r").split("\t")
+    width = 6 if has_duration else 5
+    if len(cells) < width:
+        cells += [""] * (width - len(cells))
+    if has_duration:
+        commit, metric, memory, duration, status = cells[:5]
+    else:
+        commit, metric, memory, status = cells[:4]
+        duration = "0"
+    description = "\t".join(cells[width - 1 :])
+    status = status.strip()
+    if status not in STATUSES:
+        return None
+    return ResultRow(
+        commit=commit.strip(),
+        metric=_float(metric),
+        memory_gb=_float(memory),
+        duration_s=_float(duration),
+        status=status,  # type: ignore[arg-type]
+        description=description.strip(),
+    )
+
+
+def _complete_row(line: str, has_duration: bool) -> bool:
+    """Whether a last line without its newline still holds a whole row (a file edited by hand often ends so)."""
+    cells = line.rstrip("\r").split("\t")
+    width = 6 if has_duration else 5
+    if len(cells) < width or not cells[0].strip() or not cells[-1].strip():
+        return False
+    try:
+        float(cells[1])
+    except ValueError:
+        return False
+    return cells[width - 2].strip() in STATUSES
+
+
 def parse_results(text: str, source: str = "results.tsv") -> ResultsTable:
-    lines = text.split("\n")
-    torn = bool(lines and lines[-1] != "")
-    if torn:
-        lines = lines[:-1]
+    lines = text.removeprefix("\ufeff").split("\n")
+    last = lines.pop()
+    if not lines and last.startswith("commit\t"):
+        lines, last = [last], ""
     if not lines or not lines[0].strip():
         raise UserError(f"{source} has no header line; restore it or run `autoresearch setup` again.")
     head = lines[0].rstrip("\r").split("\t")
-    if len(head) < 5 or head[0] != "commit":
+    if len(head) < 5 or head[0].strip() != "commit":
         raise UserError(
             f"{source} does not start with the header commit<TAB><metric><TAB>memory_gb<TAB>...; "
             "check that it is the session's results file."
         )
     has_duration = "duration_s" in head
+    torn = bool(last)
+    if torn and _complete_row(last, has_duration):
+        lines.append(last)
+        torn = False
     rows: list[ResultRow] = []
     for line in lines[1:]:
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        cells = line.split("\t")
-        if has_duration:
-            cells += [""] * (6 - len(cells))
-            commit, metric, memory, duration, status, description = [*cells[:5], "\t".join(cells[5:])]
-        else:
-            cells += [""] * (5 - len(cells))
-            commit, metric, memory, status, description = [*cells[:4], "\t".join(cells[4:])]
-            duration = "0"
-        status = status.strip()
-        if status not in STATUSES:
-            continue
-        rows.append(
-            ResultRow(
-                commit=commit.strip(),
-                metric=_float(metric),
-                memory_gb=_float(memory),
-                duration_s=_float(duration),
-                status=status,  # type: ignore[arg-type]
-                description=description.strip(),
-            )
-        )
+        if line.strip():
+            parsed = _parse_row(line, has_duration)
+            if parsed is not None:
+                rows.append(parsed)
     return ResultsTable(metric_name=head[1], rows=tuple(rows), has_duration=has_duration, torn_tail=torn)
 
 
@@ -140,11 +164,23 @@ def write_header(path: Path, metric_name: str) -> None:
 
 
 def repair_torn_tail(path: Path) -> bool:
-    """Cut a last line that has no newline (a write interrupted by a crash). True if something was cut."""
+    """Cut a half-written last line (a write interrupted by a crash); True if something was cut.
+
+    A whole row that only lacks its newline is kept and given one, so the next append starts on a new line.
+    """
     data = path.read_bytes()
     if not data or data.endswith(b"\n"):
         return False
     cut = data.rfind(b"\n") + 1
+    text = data.decode("utf-8", errors="replace")
+    last = text[text.rfind("\n") + 1 :]
+    whole_header = not cut and last.startswith("commit\t")
+    if whole_header or (cut and _complete_row(last, "duration_s" in text.split("\n", 1)[0].split("\t"))):
+        with path.open("ab") as fh:
+            fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return False
     with path.open("r+b") as fh:
         fh.truncate(cut)
         fh.flush()
@@ -158,8 +194,14 @@ def append_row(path: Path, row: ResultRow, with_duration: bool = True) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     except PermissionError:
         raise UserError(f"{path.name} is not writable; fix its permissions (chmod u+w {path.name}).") from None
+    except FileNotFoundError:
+        raise UserError(f"{path.name} has disappeared; restore it, or run `autoresearch setup` again.") from None
+    except OSError as exc:
+        raise UserError(f"{path.name} cannot be written ({exc.strerror}); it must be a writable file.") from None
     try:
         os.write(fd, line)
         os.fsync(fd)
+    except OSError as exc:
+        raise UserError(f"{path.name} could not be written ({exc.strerror}); free disk space and run again.") from None
     finally:
         os.close(fd)
