@@ -1,0 +1,25 @@
+"""The Textual app of autoresearch. Importing this package loads no UI library; `launch` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MODES = ("run", "setup", "analyze", "demo")
+
+
+def launch(root: Path, mode: str, script: str | None = None, options: dict[str, Any] | None = None) -> int:
+    """Open the app in `mode` ("run", "setup", "analyze" or "demo") on the repository at `root`.
+
+    Returns the process exit status: 0 when the user quit normally (or created the session), 1 when
+    the loop stopped on a problem or the wizard was cancelled.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    from .app import AutoresearchApp
+
+    app = AutoresearchApp(root, mode, script=script, options=options)
+    return app.run_until_done()
+
+
+__all__ = ["MODES", "launch"]

@@ -1,0 +1,109 @@
+"""The app: one of four entry screens (run, setup, analyze, demo) over the same core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+
+from .analysis_screen import AnalysisScreen
+from .dialogs import ConfirmDialog
+from .run_screen import LoopFactory, RunScreen, default_loop_factory
+from .setup_screen import SetupResult, SetupScreen
+
+
+class AutoresearchApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "autoresearch"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(
+        self,
+        root: Path,
+        mode: str = "run",
+        *,
+        script: str | None = None,
+        options: dict[str, Any] | None = None,
+        loop_factory: LoopFactory | None = default_loop_factory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.mode = mode
+        self.script = script
+        self.options = options
+        self.loop_factory = loop_factory
+        self.clock = clock
+        self.setup_result: SetupResult | None = None
+
+    def on_mount(self) -> None:
+        self._install_signal_handlers()
+        if self.mode == "setup":
+            self.push_screen(SetupScreen(self.root, self.script or "", self.options), self.setup_done)
+        elif self.mode == "analyze":
+            self.push_screen(AnalysisScreen(self.root, standalone=True))
+        else:
+            self.start_run()
+
+    def start_run(self) -> None:
+        self.push_screen(RunScreen(self.root, self.loop_factory, self.clock))
+
+    def run_screen(self) -> RunScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, RunScreen):
+                return screen
+        return None
+
+    def setup_done(self, result: SetupResult | None) -> None:
+        if result is None:
+            self.exit(1)
+            return
+        self.setup_result = result
+        config = result.config
+        detail = f"Branch {config.branch}, metric {config.metric_name} ({config.metric_direction} is better)."
+        if result.program_written:
+            detail += " program.md was written and added to the read-only files."
+        self.push_screen(
+            ConfirmDialog(f"Session {config.tag} is ready. Start the loop now?", detail, yes="Start", no="Later"),
+            self.start_after_setup,
+        )
+
+    def start_after_setup(self, start: bool | None) -> None:
+        if start:
+            self.start_run()
+        else:
+            self.exit(0)
+
+    # A hang-up or a kill must still stop the training tree and leave the session consistent.
+
+    def _install_signal_handlers(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self.on_terminate_signal, sig)
+
+    def on_terminate_signal(self, signum: int) -> None:
+        screen = self.run_screen()
+        if screen is not None and screen.loop_worker is not None and screen.loop_worker.is_running:
+            screen.shut_down()
+        else:
+            self.exit(128 + signum)
+
+    def stop_loop(self) -> None:
+        screen = self.run_screen()
+        if screen is not None and screen.loop is not None:
+            screen.loop.stop_now()
+
+    def run_until_done(self) -> int:
+        try:
+            result = self.run()
+        finally:
+            # Whatever ended the app, the loop thread must not outlive it with a run in flight.
+            self.stop_loop()
+        return result if isinstance(result, int) else 0

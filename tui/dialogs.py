@@ -1,0 +1,113 @@
+"""Small modal screens: confirm, queue an idea, help."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; `y`/`enter` confirms, `n`/`escape` declines."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", show=True),
+        Binding("n,escape", "answer(False)", "No", show=True),
+    ]
+
+    def __init__(self, question: str, detail: str = "", yes: str = "Yes", no: str = "No") -> None:
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.detail = detail
+        self.yes = yes
+        self.no = no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            if self.detail:
+                yield Static(self.detail, classes="dialog-detail")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button(f"{self.no} (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class IdeaDialog(ModalScreen["str | None"]):
+    """One line of the user's own idea, for the agent to implement next."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Queue an idea for the agent", classes="dialog-title")
+            yield Static(
+                "The agent implements it as the next experiment, after the one in flight.",
+                classes="dialog-detail",
+            )
+            yield Input(placeholder="e.g. try a cosine learning-rate schedule", id="idea")
+            yield Label("", id="idea-error", classes="field-error")
+            yield Static("enter queue · escape cancel", classes="dialog-hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = " ".join(event.value.split())
+        if not text:
+            self.query_one("#idea-error", Label).update("Write the idea first, or press escape to cancel.")
+            return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+HELP_TEXT = """\
+[b]Run screen[/b]
+  [b]p[/b]      pause after the current experiment / resume
+  [b]s[/b]      stop after the current run
+  [b]k[/b]      kill the current run now (recorded as a crash; the loop goes on)
+  [b]enter[/b]  open the highlighted experiment: diff, rationale, log
+  [b]i[/b]      queue an idea of yours; the agent implements it next
+  [b]a[/b]      analysis of the session so far
+  [b]tab[/b]    move between the results table and the log
+  [b]end[/b]    follow the end of the log again
+  [b]q[/b]      quit (asks first while a run is active; the run is killed and reverted)
+
+[b]Experiment screen[/b]
+  [b]\\[ ][/b]    previous / next experiment
+  [b]d l[/b]    show the diff / the log
+  [b]escape[/b] back
+
+[b]Analysis screen[/b]
+  [b]w[/b]      write autoresearch-<tag>-analysis.md
+  [b]escape[/b] back
+
+The plot marks ◆ baseline, ● keep, ○ discard, ✕ crash (drawn at the bottom);
+the line is the best so far, the horizontal line the baseline.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog help"):
+            yield Label("Keys", classes="dialog-title")
+            yield Static(HELP_TEXT)
+            yield Static("escape close", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,379 @@
+"""The live run screen: the loop runs in a thread worker; its events are drained on a UI timer."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from autoresearch.core.errors import UserError
+from autoresearch.core.events import (
+    EventSink,
+    LogAppended,
+    LoopStopped,
+    NeedsUser,
+    ResultRecorded,
+    RunStarted,
+)
+from autoresearch.core.history import History
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, Static
+from textual.worker import Worker, WorkerState
+
+from .dialogs import ConfirmDialog, HelpScreen, IdeaDialog
+from .session_data import SessionSnapshot, load_snapshot
+from .state import EventBuffer, RunState
+from .widgets import BREAKPOINTS, LogTail, MetricPlot, ResultsTable, RunHeader, RunSpark
+
+TICK_S = 0.25
+ERROR_LOG = "tui-error.log"
+
+
+class LoopControl(Protocol):
+    """What the screen needs of core.loop.ExperimentLoop."""
+
+    def run(self) -> LoopStopped: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def stop(self) -> None: ...
+    def skip(self) -> None: ...
+    def stop_now(self) -> None: ...
+    def queue_idea(self, text: str) -> None: ...
+
+
+LoopFactory = Callable[[Path, EventSink], LoopControl]
+
+
+def default_loop_factory(root: Path, sink: EventSink) -> LoopControl:
+    from autoresearch.core.loop import ExperimentLoop
+
+    return ExperimentLoop(root, sink, when_stuck="pause")
+
+
+class RunScreen(Screen[None]):
+    """Header, metric plot, sparkline, results table and log tail of a session, live."""
+
+    HORIZONTAL_BREAKPOINTS = BREAKPOINTS
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("p", "resume", "Resume", id="resume"),
+        Binding("s", "stop", "Stop"),
+        Binding("k", "kill", "Kill run"),
+        Binding("enter", "open_experiment", "Open"),
+        Binding("i", "idea", "Idea"),
+        Binding("a", "analysis", "Analysis"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_app", "Quit"),
+        Binding("end", "follow_log", "Follow log", show=False),
+    ]
+
+    def __init__(
+        self,
+        root: Path,
+        loop_factory: LoopFactory | None = default_loop_factory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.loop_factory = loop_factory
+        self.clock = clock
+        self.buffer = EventBuffer()
+        self.state = RunState()
+        self.loop: LoopControl | None = None
+        self.loop_worker: Worker[LoopStopped | None] | None = None
+        self.quitting = False
+        self.ideas_queued: list[str] = []
+        self._header_plain = ""
+        self._bindings_key: tuple[bool, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        yield Static("", id="banner")
+        with Horizontal(id="top"):
+            yield MetricPlot(id="plot")
+            with Vertical(id="side"):
+                yield RunSpark(id="spark")
+                yield Log(max_lines=200, id="activity")
+        with Horizontal(id="bottom"):
+            yield ResultsTable(id="results")
+            yield LogTail(id="logtail")
+        yield Footer()
+
+    # Start-up: read the session from disk in a worker, then start the loop.
+
+    def on_mount(self) -> None:
+        self.query_one("#plot").border_title = "metric"
+        self.query_one("#results").border_title = "results"
+        self.query_one("#logtail").border_title = "run.log"
+        self.query_one("#activity").border_title = "events"
+        self.query_one(ResultsTable).focus()
+        self.set_interval(TICK_S, self.tick)
+        self.load_session()
+
+    @work(thread=True, group="load", exit_on_error=False)
+    def load_session(self) -> SessionSnapshot:
+        return load_snapshot(self.root)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "load":
+            if event.state == WorkerState.SUCCESS and isinstance(worker.result, SessionSnapshot):
+                self.show_snapshot(worker.result)
+                self.start_loop()
+            elif event.state == WorkerState.ERROR:
+                message = str(worker.error) if isinstance(worker.error, UserError) else repr(worker.error)
+                self.buffer.put(LoopStopped(reason=message, ok=False))
+        elif worker.group == "loop" and event.state in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            self.tick()
+            if self.quitting:
+                self.app.exit(self.exit_code())
+
+    def show_snapshot(self, snapshot: SessionSnapshot) -> None:
+        config = snapshot.config
+        state = self.state
+        state.tag = config.tag
+        state.metric_name = config.metric_name
+        state.higher_is_better = config.higher_is_better
+        state.max_experiments = config.max_experiments
+        state.budget_s = config.time_budget_s
+        state.timeout_s = config.timeout_s
+        state.tokens = snapshot.tokens
+        state.cost_usd = snapshot.cost_usd
+        state.set_results(snapshot.rows)
+        table = self.query_one(ResultsTable)
+        table.set_metric_name(config.metric_name)
+        table.add_results(state.rows)
+        self.refresh_parts({"header", "plot", "spark"})
+
+    def start_loop(self) -> None:
+        if self.loop_factory is None:
+            return
+        self.loop_worker = self.run_worker(self.run_loop, thread=True, group="loop", exit_on_error=False)
+
+    def run_loop(self) -> LoopStopped | None:
+        """The loop's thread: build the loop, run it, turn any failure into a LoopStopped event."""
+        assert self.loop_factory is not None
+        try:
+            self.loop = self.loop_factory(self.root, self.buffer.put)
+            if self.quitting:
+                return None
+            return self.loop.run()
+        except UserError as exc:
+            self.buffer.put(LoopStopped(reason=str(exc), ok=False))
+        except Exception as exc:
+            log = self.root / ".autoresearch" / ERROR_LOG
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(traceback.format_exc(), encoding="utf-8")
+            except OSError:
+                pass
+            self.buffer.put(LoopStopped(reason=f"internal error: {exc} (details in {log})", ok=False))
+        return None
+
+    # Pacing: at most a few repaints a second, whatever the loop emits.
+
+    def tick(self) -> None:
+        changed: set[str] = set()
+        table = self.query_one(ResultsTable)
+        logtail = self.query_one(LogTail)
+        activity = self.query_one("#activity", Log)
+        notes: list[str] = []
+        for event in self.buffer.drain():
+            changed |= self.state.apply(event)
+            if isinstance(event, LogAppended):
+                logtail.write_lines(event.lines, event.dropped)
+            elif isinstance(event, ResultRecorded):
+                table.add_result(event.number, event.row)
+            elif isinstance(event, RunStarted):
+                logtail.write_lines([f"──── #{event.number} {event.commit[:7]} ────"])
+                logtail.border_title = f"run.log #{event.number}"
+            line = event.describe()
+            if line:
+                notes.append(line)
+            if isinstance(event, NeedsUser):
+                self.notify(event.message, title="Needs you", severity="warning", timeout=10)
+        if notes:
+            activity.write_lines(notes)
+        if self.state.run_started_at is not None:
+            changed.add("header")
+        self.refresh_parts(changed)
+        self.refresh_bindings_if_changed()
+
+    def refresh_parts(self, changed: set[str]) -> None:
+        state = self.state
+        if "header" in changed or "activity" in changed:
+            header = self.query_one(RunHeader)
+            text = header.render_text(state, self.clock(), self.size.width)
+            if text.plain != self._header_plain:
+                self._header_plain = text.plain
+                header.update(text)
+            self.refresh_bindings_if_changed()
+        if "plot" in changed:
+            self.query_one(MetricPlot).set_rows(state.rows, state.metric_name, state.higher_is_better)
+        if "spark" in changed or "plot" in changed:
+            label, data = state.sparkline_data()
+            self.query_one(RunSpark).show(label, data)
+        if "banner" in changed:
+            self.show_banner()
+
+    def refresh_bindings_if_changed(self) -> None:
+        """The footer recomposes on refresh_bindings, so only when what the keys do has changed."""
+        state = self.state
+        key = (
+            self.loop is not None,
+            state.paused,
+            state.pause_requested,
+            state.stop_requested,
+            state.stopped is not None,
+            state.phase == "running",
+        )
+        if key != self._bindings_key:
+            self._bindings_key = key
+            self.refresh_bindings()
+
+    def show_banner(self) -> None:
+        banner = self.query_one("#banner", Static)
+        state = self.state
+        if state.stopped is not None:
+            verb = "Stopped" if state.stopped.ok else "Stopped with a problem"
+            banner.update(f"{verb}: {state.stopped.reason}  —  q quit · a analysis · enter open")
+            banner.set_class(not state.stopped.ok, "-error")
+            banner.display = True
+        elif state.needs_user:
+            banner.update(f"Needs you: {state.needs_user}")
+            banner.set_class(True, "-error")
+            banner.display = True
+        else:
+            banner.display = False
+
+    def exit_code(self) -> int:
+        stopped = self.state.stopped
+        return 1 if stopped is not None and not stopped.ok else 0
+
+    # Keys.
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        state = self.state
+        live = self.loop is not None and state.stopped is None
+        waiting = state.paused or state.pause_requested
+        if action == "pause":
+            return live and not waiting
+        if action == "resume":
+            return live and waiting
+        if action == "stop":
+            return True if live and not state.stop_requested else None
+        if action == "kill":
+            return True if live and state.phase == "running" else None
+        return True
+
+    def action_pause(self) -> None:
+        if self.loop is None:
+            return
+        self.loop.pause()
+        if self.state.run_active:
+            self.state.pause_requested = True
+            self.notify("Pausing after the current experiment.", timeout=3)
+        self.refresh_parts({"header"})
+
+    def action_resume(self) -> None:
+        if self.loop is None:
+            return
+        self.loop.resume()
+        self.state.pause_requested = False
+        self.state.paused = False
+        self.refresh_parts({"header"})
+
+    def action_stop(self) -> None:
+        if self.loop is None:
+            return
+        self.loop.stop()
+        self.state.stop_requested = True
+        self.notify("Stopping after the current run.", timeout=3)
+        self.refresh_parts({"header"})
+
+    def action_kill(self) -> None:
+        if self.loop is None or self.state.phase != "running":
+            return
+        self.loop.skip()
+        self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
+
+    def action_follow_log(self) -> None:
+        self.query_one(LogTail).follow()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_experiment()
+
+    def action_open_experiment(self) -> None:
+        from .experiment_screen import ExperimentScreen
+
+        number = self.query_one(ResultsTable).selected_number()
+        if number is None:
+            self.notify("No experiment yet.", timeout=2)
+            return
+        self.app.push_screen(ExperimentScreen(self.root, number, dict(self.state.rows), self.state.metric_name))
+
+    def action_idea(self) -> None:
+        self.app.push_screen(IdeaDialog(), self.queue_idea)
+
+    def queue_idea(self, text: str | None) -> None:
+        if not text:
+            return
+        if self.loop is not None:
+            self.loop.queue_idea(text)
+        else:
+            History(self.root).queue_idea(text)
+        self.ideas_queued.append(text)
+        self.notify(f"Queued for the agent: {text}", timeout=4)
+
+    def action_analysis(self) -> None:
+        from .analysis_screen import AnalysisScreen
+
+        self.app.push_screen(AnalysisScreen(self.root))
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        if self.quitting:
+            return
+        if self.loop_worker is not None and self.loop_worker.is_running and self.state.run_active:
+            self.app.push_screen(
+                ConfirmDialog(
+                    f"Experiment #{self.state.number} is {self.state.phase}. Quit anyway?",
+                    "Its run is killed and its commit reverted; nothing of it is recorded.",
+                    yes="Quit",
+                    no="Keep running",
+                ),
+                self.confirm_quit,
+            )
+        else:
+            self.shut_down()
+
+    def confirm_quit(self, answer: bool | None) -> None:
+        if answer:
+            self.shut_down()
+
+    def shut_down(self) -> None:
+        """Stop the loop (killing a run in flight) and exit once its thread has finished."""
+        self.quitting = True
+        worker = self.loop_worker
+        if worker is None or not worker.is_running:
+            self.app.exit(self.exit_code())
+            return
+        if self.loop is not None:
+            self.loop.stop_now()
+        banner = self.query_one("#banner", Static)
+        banner.update("Stopping: killing the run and restoring the branch…")
+        banner.display = True

@@ -1,0 +1,319 @@
+"""The run screen's pieces: header, log tail, metric plot, sparkline and results table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+from autoresearch.core.results import ResultRow
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.reactive import var
+from textual.widgets import DataTable, Label, Log, Sparkline, Static
+from textual.widgets.data_table import ColumnKey
+from textual_plotext import PlotextPlot
+
+from .state import RunState, best_so_far
+
+BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+"""Screens under 120 columns get the class -narrow, wider ones -wide."""
+
+STATUS_RICH = {"baseline": "bold cyan", "keep": "bold green", "discard": "yellow", "crash": "bold red"}
+MARKERS = {"baseline": "◆", "keep": "●", "discard": "○", "crash": "✕"}
+PLOT_COLORS = {"baseline": "cyan", "keep": "green", "discard": "orange", "crash": "red"}
+
+
+def fmt_metric(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.6g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def fmt_clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def fmt_tokens(tokens: int) -> str:
+    if tokens >= 1_000_000:
+        return f"{tokens / 1_000_000:.1f}M"
+    if tokens >= 1_000:
+        return f"{tokens / 1_000:.1f}k"
+    return str(tokens)
+
+
+def bar(fraction: float, width: int) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    full = round(fraction * width)
+    return "█" * full + "░" * (width - full)
+
+
+class RunHeader(Static):
+    """Tag, experiment N/max, phase, the run's elapsed time against its budget, best, baseline, cost."""
+
+    DEFAULT_CSS = """
+    RunHeader { height: auto; background: $panel; padding: 0 1; }
+    """
+
+    def show(self, state: RunState, now: float) -> None:
+        self.update(self.render_text(state, now, self.size.width or 80))
+
+    @staticmethod
+    def phase_label(state: RunState) -> str:
+        if state.stopped is not None:
+            return "STOPPED"
+        if state.paused:
+            return "PAUSED"
+        label = state.phase.upper()
+        if state.stop_requested:
+            return f"{label} · stopping after this run"
+        if state.pause_requested:
+            return f"{label} · pausing after this run"
+        return label
+
+    @staticmethod
+    def render_text(state: RunState, now: float, width: int) -> Text:
+        cap = str(state.max_experiments) if state.max_experiments else "∞"
+        number = state.number or state.done
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(" autoresearch ", "reverse bold")
+        text.append(f" {state.tag or '…'} ", "bold")
+        text.append(f" #{number}/{cap} ")
+        phase_style = "bold red" if state.stopped or state.needs_user else "bold yellow" if state.paused else "bold"
+        text.append(f" {RunHeader.phase_label(state)} ", phase_style)
+        direction = "↑" if state.higher_is_better else "↓"
+        improvement = state.improvement
+        stats = Text(no_wrap=True, overflow="ellipsis")
+        stats.append(f" {state.metric_name} {direction} ", "dim")
+        stats.append("best ")
+        stats.append(fmt_metric(state.best), "bold green")
+        best_number = state.best_number()
+        if best_number is not None:
+            stats.append(f" #{best_number}", "dim")
+        stats.append("  base ")
+        stats.append(fmt_metric(state.baseline), "cyan")
+        if improvement is not None:
+            sign = "+" if improvement >= 0 else "−"
+            stats.append(f"  {sign}{abs(improvement):.2f}%", "bold green" if improvement > 0 else "bold")
+        stats.append(f"  tok {fmt_tokens(state.tokens)} ${state.cost_usd:.2f}", "dim")
+        progress = Text(no_wrap=True, overflow="ellipsis")
+        if state.run_started_at is not None and state.budget_s > 0:
+            elapsed = max(0.0, now - state.run_started_at)
+            label = f" run {fmt_clock(elapsed)}/{fmt_clock(state.budget_s)} "
+            bar_width = max(10, min(40, width - len(label) - 12))
+            over = elapsed > state.budget_s
+            progress.append(label)
+            progress.append(bar(elapsed / state.budget_s, bar_width), "red" if over else "green")
+            progress.append(f" {min(999, int(100 * elapsed / state.budget_s))}%")
+            if over:
+                progress.append(f" over budget (timeout {fmt_clock(state.timeout_s)})", "red")
+        elif state.last_duration_s is not None:
+            progress.append(f" last run {fmt_clock(state.last_duration_s)}", "dim")
+        else:
+            progress.append(" no run yet", "dim")
+        if width >= 150:
+            return Text.assemble(text, stats, "\n", progress)
+        return Text("\n").join([text, stats, progress])
+
+
+class LogTail(Vertical):
+    """The tail of run.log: follows the end until the user scrolls up, then counts new lines."""
+
+    DEFAULT_CSS = """
+    LogTail { height: 1fr; }
+    LogTail > Log { height: 1fr; }
+    LogTail > #new-lines { dock: bottom; display: none; width: 100%; background: $warning; color: $text; }
+    LogTail > #new-lines.-visible { display: block; }
+    """
+
+    new_lines: var[int] = var(0)
+
+    def __init__(self, max_lines: int = 2000, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.max_lines = max_lines
+
+    def compose(self) -> ComposeResult:
+        yield Log(max_lines=self.max_lines, highlight=False, id="log")
+        yield Label("", id="new-lines")
+
+    @property
+    def log_widget(self) -> Log:
+        return self.query_one(Log)
+
+    def on_mount(self) -> None:
+        self.watch(self.log_widget, "scroll_y", self._scrolled, init=False)
+
+    def _scrolled(self, _value: float) -> None:
+        if self.log_widget.is_vertical_scroll_end:
+            self.new_lines = 0
+
+    def watch_new_lines(self, count: int) -> None:
+        label = self.query_one("#new-lines", Label)
+        label.set_class(count > 0, "-visible")
+        label.update(f" ↓ {count} new line{'s' if count != 1 else ''} — press End to follow")
+
+    def write_lines(self, lines: Sequence[str], dropped: int = 0) -> None:
+        log = self.log_widget
+        following = log.is_vertical_scroll_end
+        batch: list[str] = []
+        if dropped:
+            batch.append(f"… {dropped} lines skipped to keep up …")
+        batch.extend(lines)
+        if not batch:
+            return
+        log.write_lines(batch)
+        if not following:
+            self.new_lines += len(batch)
+
+    def follow(self) -> None:
+        self.log_widget.scroll_end(animate=False)
+        self.new_lines = 0
+
+    @property
+    def lines(self) -> Sequence[str]:
+        return self.log_widget.lines
+
+
+class MetricPlot(PlotextPlot):
+    """The metric per experiment: keep, discard and crash with their own marks, best-so-far, baseline."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.metric_name = "metric"
+        self.higher_is_better = False
+        self.rows: list[tuple[int, ResultRow]] = []
+
+    def set_rows(self, rows: Iterable[tuple[int, ResultRow]], metric_name: str, higher_is_better: bool) -> None:
+        self.rows = list(rows)
+        self.metric_name = metric_name
+        self.higher_is_better = higher_is_better
+        self._draw()
+        self.refresh()
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        direction = "higher" if self.higher_is_better else "lower"
+        plt.title(f"{self.metric_name} per experiment ({direction} is better)")
+        plt.xlabel("experiment")
+        measured = [(n, r) for n, r in self.rows if r.status != "crash"]
+        if not measured and not self.rows:
+            plt.xlim(0, 10)
+            return
+        values = [r.metric for _, r in measured] or [0.0]
+        low, high = min(values), max(values)
+        pad = (high - low) * 0.08 or abs(high) * 0.05 or 1.0
+        bottom, top = low - pad, high + pad
+        plt.ylim(bottom, top)
+        last = max(n for n, _ in self.rows)
+        plt.xlim(0.5, last + 0.5)
+        step = max(1, -(-last // 8))
+        plt.xticks(list(range(1, last + 1, step)))
+        baseline = next((r.metric for _, r in self.rows if r.status == "baseline"), None)
+        if baseline is not None:
+            plt.hline(baseline, "cyan")
+        steps = best_so_far(self.rows, self.higher_is_better)
+        if steps:
+            xs: list[float] = []
+            ys: list[float] = []
+            for i, (number, value) in enumerate(steps):
+                if i:
+                    xs.append(number)
+                    ys.append(ys[-1])
+                xs.append(number)
+                ys.append(value)
+            xs.append(last)
+            ys.append(ys[-1])
+            plt.plot(xs, ys, marker="dot", color="green", label="best so far")
+        for status in ("baseline", "keep", "discard", "crash"):
+            points = [(n, r) for n, r in self.rows if r.status == status]
+            if not points:
+                continue
+            ys_status = [bottom + pad / 2 if status == "crash" else r.metric for _, r in points]
+            plt.scatter(
+                [n for n, _ in points],
+                ys_status,
+                marker=MARKERS[status],
+                color=PLOT_COLORS[status],
+                label=status,
+            )
+
+
+class RunSpark(Vertical):
+    """A sparkline of the running experiment's loss, or of the best-so-far when the log prints none."""
+
+    DEFAULT_CSS = """
+    RunSpark { height: 2; }
+    RunSpark > Label { width: 100%; color: $text-muted; }
+    RunSpark > Sparkline { height: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="spark-label")
+        yield Sparkline([], id="spark")
+
+    def show(self, label: str, data: list[float]) -> None:
+        caption = {"loss": "run loss", "best": "best so far"}.get(label, label)
+        if data:
+            caption += f" {data[0]:.4g} → {data[-1]:.4g}"
+        self.query_one("#spark-label", Label).update(caption)
+        self.query_one(Sparkline).data = data
+
+
+def status_text(status: str) -> Text:
+    return Text(f"{MARKERS.get(status, ' ')} {status}", style=STATUS_RICH.get(status, ""))
+
+
+class ResultsTable(DataTable[object]):
+    """The results, one row per experiment, added as they arrive."""
+
+    COLUMNS = ("#", "commit", "metric", "mem", "time", "status", "description")
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True)]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        for name in self.COLUMNS:
+            self.add_column(name, key=name)
+
+    def set_metric_name(self, name: str) -> None:
+        column = self.columns.get(ColumnKey("metric"))
+        if column is not None:
+            column.label = Text(name)
+            column.content_width = max(column.content_width, len(name))
+            self.refresh()
+
+    def add_result(self, number: int, row: ResultRow) -> None:
+        following = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        metric = "—" if row.status == "crash" else fmt_metric(row.metric)
+        self.add_row(
+            Text(str(number), style="dim"),
+            row.commit[:7] or "-",
+            Text(metric, style="bold" if row.status in ("keep", "baseline") else ""),
+            f"{row.memory_gb:.1f}G",
+            fmt_clock(row.duration_s),
+            status_text(row.status),
+            row.description,
+            key=str(number),
+        )
+        if following:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def add_results(self, rows: Iterable[tuple[int, ResultRow]]) -> None:
+        for number, row in rows:
+            self.add_result(number, row)
+
+    def selected_number(self) -> int | None:
+        if self.row_count == 0:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return int(key) if key is not None else None
