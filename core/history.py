@@ -151,12 +151,19 @@ class History:
         except OSError:
             return []
 
+    def requeue_idea(self, text: str) -> None:
+        """Put an idea back at the front (its proposal could not be used)."""
+        self._write_ideas([text, *self.pending_ideas()])
+
+    def _write_ideas(self, ideas: list[str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.ideas_path.with_name("ideas.txt.tmp")
+        tmp.write_text("".join(i + "\n" for i in ideas), encoding="utf-8")
+        os.replace(tmp, self.ideas_path)
+
     def pop_idea(self) -> str | None:
         ideas = self.pending_ideas()
         if not ideas:
             return None
-        rest = ideas[1:]
-        tmp = self.ideas_path.with_name("ideas.txt.tmp")
-        tmp.write_text("".join(i + "\n" for i in rest), encoding="utf-8")
-        os.replace(tmp, self.ideas_path)
+        self._write_ideas(ideas[1:])
         return ideas[0]

@@ -77,6 +77,7 @@ class ExperimentLoop:
         self.phase: ev.Phase = "starting"
         self._expected_head = ""
         self._usage_total = Usage()
+        self._carry = Usage()
         self._tried: dict[str, int] = {}
         self._lock_fd: int | None = None
 
@@ -195,6 +196,9 @@ class ExperimentLoop:
             key = meta.extra.get("content_key")
             if isinstance(key, str) and meta.number <= len(table.rows):
                 self._tried.setdefault(key, meta.number)
+        pending = metas.get(len(table.rows) + 1)
+        if pending is not None and pending.status == "skipped":
+            self._carry = Usage(pending.tokens_in, pending.tokens_out, pending.cost_usd)
         for record in self._records(table, metas, diffs=False):
             self._proposer.observe(record)
         self._emit(
@@ -275,7 +279,9 @@ class ExperimentLoop:
             try:
                 proposal = self._ask(table, number, user_idea=idea)
             except ProposalSkipped as exc:
-                self._usage_total += exc.usage
+                self._note_skipped(number, exc)
+                if idea:
+                    self.history.requeue_idea(idea)
                 skips += 1
                 self._emit(ev.ProposalSkipped(number, exc.reason, skips))
                 if skips >= self.config.max_skips_in_a_row:
@@ -295,6 +301,23 @@ class ExperimentLoop:
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             skips = 0
             table = self._experiment_with_fixes(table, number, proposal)
+
+    def _note_skipped(self, number: int, exc: ProposalSkipped) -> None:
+        """Tokens spent on unusable proposals count toward the experiment that eventually runs as `number`."""
+        self._usage_total += exc.usage
+        self._carry += exc.usage
+        if self._carry.tokens or self._carry.cost_usd:
+            self.history.save_meta(
+                ExperimentMeta(
+                    number=number,
+                    kind="proposing",
+                    status="skipped",
+                    note=exc.reason,
+                    tokens_in=self._carry.tokens_in,
+                    tokens_out=self._carry.tokens_out,
+                    cost_usd=self._carry.cost_usd,
+                )
+            )
 
     def _wait_if_paused(self, number: int) -> bool:
         """Block while paused; False when the user stopped instead."""
@@ -444,7 +467,7 @@ class ExperimentLoop:
             try:
                 fix = self._ask_fix(table, number, crash, crashed_files)
             except ProposalSkipped as exc:
-                self._usage_total += exc.usage
+                self._note_skipped(number, exc)
                 self._emit(ev.ProposalSkipped(number, f"no usable fix: {exc.reason}", 1))
                 break
             if fix is None:
@@ -492,6 +515,8 @@ class ExperimentLoop:
         self, table: ResultsTable, number: int, kind: Kind, proposal: Proposal
     ) -> tuple[ResultsTable, ResultRow]:
         parent = self._expected_head
+        usage = proposal.usage + self._carry
+        self._carry = Usage()
         meta = ExperimentMeta(
             number=number,
             parent=parent,
@@ -499,9 +524,9 @@ class ExperimentLoop:
             description=" ".join(proposal.description.split()),
             category=proposal.category,
             rationale=proposal.rationale,
-            tokens_in=proposal.usage.tokens_in,
-            tokens_out=proposal.usage.tokens_out,
-            cost_usd=proposal.usage.cost_usd,
+            tokens_in=usage.tokens_in,
+            tokens_out=usage.tokens_out,
+            cost_usd=usage.cost_usd,
             started_at=_now(),
         )
         self.history.write_journal({"number": number, "stage": "writing", "parent": parent, "kind": kind})
