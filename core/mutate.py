@@ -18,6 +18,7 @@ _DESCRIPTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) (\S+) -> (\S+)")
 _IDEA = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=|->|to)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)")
 # Steps tried for each constant, boldest first: after both directions of a step failed, try the next.
 _FACTORS = (2.0, 1.5, 1.2)
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ def find_constants(path: str, text: str) -> list[Constant]:
     if PurePosixPath(path).suffix != ".py":
         return []
     try:
-        tree = ast.parse(text)
+        # Bytes that are not UTF-8 arrive as lone surrogates (surrogateescape); "?" keeps their one-byte width.
+        tree = ast.parse(_UNDECODABLE.sub("?", text))
     except (SyntaxError, ValueError):
         return []
     found: list[Constant] = []
@@ -52,6 +54,8 @@ def find_constants(path: str, text: str) -> list[Constant]:
         number = _literal_number(value)
         if number is None or value.end_lineno != value.lineno or value.end_col_offset is None:
             continue
+        # Only the last assignment of a name takes effect; changing an earlier one would change nothing.
+        found = [c for c in found if c.name != target.id]
         found.append(
             Constant(
                 path,
@@ -104,13 +108,18 @@ def step(value: float, is_int: bool, up: bool, factor: float) -> float | None:
     return new
 
 
+# The line ends Python itself counts: a form feed or U+2028 inside a file is not one (str.splitlines thinks so).
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def replace_value(text: str, const: Constant, new_text: str) -> str:
-    lines = text.splitlines(keepends=True)
-    line = lines[const.line - 1]
-    # ast offsets count UTF-8 bytes; constants sit on ASCII-only prefixes in practice, but be exact.
-    raw = line.encode("utf-8")
-    lines[const.line - 1] = (raw[: const.start] + new_text.encode() + raw[const.end :]).decode("utf-8")
-    return "".join(lines)
+    starts = [0] + [m.end() for m in _LINE_END.finditer(text)]
+    begin = starts[const.line - 1]
+    end = starts[const.line] if const.line < len(starts) else len(text)
+    # ast's column offsets count UTF-8 bytes.
+    raw = text[begin:end].encode("utf-8", errors="surrogateescape")
+    line = raw[: const.start] + new_text.encode() + raw[const.end :]
+    return text[:begin] + line.decode("utf-8", errors="surrogateescape") + text[end:]
 
 
 class MutateProposer:
@@ -143,8 +152,10 @@ class MutateProposer:
             idea = self._from_idea(ctx, constants, ctx.user_idea)
             if idea is not None:
                 return idea
-        for name, up, factor in self._candidates(constants):
-            const = next(c for c in constants if c.name == name)
+        # A different random seed only samples noise; a "better" seed is not a finding.
+        tunable = [c for c in constants if "SEED" not in c.name.upper()]
+        for name, up, factor in self._candidates(tunable):
+            const = next(c for c in tunable if c.name == name)
             new_value = step(const.value, const.is_int, up, factor)
             if new_value is None:
                 continue
@@ -190,14 +201,17 @@ class MutateProposer:
         )
 
     def _from_idea(self, ctx: ProposalContext, constants: list[Constant], idea: str) -> Proposal | None:
-        match = _IDEA.search(idea)
-        if not match:
-            return None
-        const = next((c for c in constants if c.name == match.group(1)), None)
-        if const is None:
-            return None
-        try:
-            value = float(match.group(2))
-        except ValueError:
-            return None
-        return self._make(ctx, const, value)
+        """`NAME = value`, `NAME -> value` or `NAME to value` anywhere in the idea, the name in any case."""
+        for match in _IDEA.finditer(idea):
+            name = match.group(1)
+            const = next((c for c in constants if c.name == name), None) or next(
+                (c for c in constants if c.name.lower() == name.lower()), None
+            )
+            if const is None:
+                continue
+            try:
+                value = float(match.group(2))
+            except ValueError:
+                continue
+            return self._make(ctx, const, value)
+        return None
