@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="write autoresearch-<tag>-analysis.md (and show it in a terminal)")
     analyze.add_argument("--headless", action="store_true", help="only write the file")
+    analyze.add_argument("--no-model", action="store_true", help="compute the recommendations, ask no model")
 
     demo = sub.add_parser("demo", help="a bundled example in a temporary repository, offline, no API key")
     demo.add_argument("--headless", action="store_true", help="plain lines instead of the screen")
@@ -179,11 +180,19 @@ def _cmd_status(root: Path, args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(root: Path, args: argparse.Namespace) -> int:
-    from .analysis import write_analysis
+    from .analysis import build_analysis, write_analysis
+    from .config import load_config
 
-    path = write_analysis(root)
+    config = load_config(root)
+    advice = None
+    if config.agent == "llm" and config.model and not args.no_model:
+        from .llm_agent import llm_recommendations
+
+        advice = llm_recommendations(config, build_analysis(root))
+    path = write_analysis(root, recommendations_text=advice)
     if args.headless or not _interactive():
-        print(f"wrote {path}")
+        source = f"by {config.model}" if advice else "computed from the results"
+        print(f"wrote {path} (recommendations {source})")
         return 0
     from autoresearch.tui import launch
 

@@ -74,6 +74,8 @@ def setup_args(*extra: str) -> list[str]:
         "val_loss",
         "--agent",
         "mutate",
+        "--tag",
+        "nov26",
         "--budget",
         "0.05",
         "--timeout",

@@ -58,6 +58,8 @@ def _setup(repo: Path, server: ScriptedLLMServer, *extra: str) -> None:
         "0.5",
         "--request-timeout",
         "10",
+        "--tag",
+        "nov26",
         *extra,
     )
     assert done.returncode == 0, done.stderr
@@ -134,6 +136,24 @@ def test_rejected_key_stops_the_run_at_once(
             data = (Path(dirpath) / name).read_bytes()
             assert SECRET.encode() not in data, f"the key leaked into {name}"
     assert SECRET not in done.stdout + done.stderr
+
+
+def test_analyze_asks_the_model_for_recommendations(repo: Path, server: ScriptedLLMServer) -> None:
+    server.script(head("raise the learning rate") + edit("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.04"))
+    _setup(repo, server, "--max-experiments", "2")
+    assert cli(repo, "run", "--headless").returncode == 0
+    server.script("- Try LEARNING_RATE = 0.03, between the kept 0.04 and the baseline.")
+    done = cli(repo, "analyze")
+    assert done.returncode == 0, done.stderr
+    assert "(recommendations by openai/test)" in done.stdout
+    report = (repo / "autoresearch-nov26-analysis.md").read_text()
+    assert "- Try LEARNING_RATE = 0.03, between the kept 0.04 and the baseline." in report
+    assert "Recommendations" in message_text(server.requests[-1]) or "#2" in message_text(server.requests[-1])
+
+    server.default = Reply(status=500)
+    done = cli(repo, "analyze", "--no-model")
+    assert "(recommendations computed from the results)" in done.stdout
+    assert "- Try LEARNING_RATE = 0.03" not in (repo / "autoresearch-nov26-analysis.md").read_text()
 
 
 def _smollm2_gguf() -> Path | None:
