@@ -118,6 +118,6 @@ def content_key(files: Mapping[str, str]) -> str:
     for path in sorted(files):
         digest.update(path.encode())
         digest.update(b"\0")
-        digest.update(files[path].encode())
+        digest.update(files[path].encode("utf-8", "surrogateescape"))
         digest.update(b"\0")
     return digest.hexdigest()[:16]

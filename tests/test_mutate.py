@@ -285,11 +285,6 @@ def test_a_reassigned_constant_is_changed_where_it_takes_effect() -> None:
     assert proposal.files["train.py"] == "WIDTH = 8\nWIDTH = 32\n"
 
 
-@pytest.mark.xfail(
-    raises=UnicodeEncodeError,
-    strict=True,
-    reason="proposer.content_key encodes without surrogateescape; remove this mark once it does",
-)
 def test_bytes_that_are_not_utf8_survive() -> None:
     raw = b"# caf\xe9 (latin-1)\nLEARNING_RATE = 0.02  # \xff\n"
     text = raw.decode("utf-8", errors="surrogateescape")  # as the loop reads editable files
