@@ -126,7 +126,8 @@ class RunFinished(Event):
 
     def describe(self) -> str:
         how = "timed out" if self.timed_out else "killed" if self.killed_by_user else f"exit {self.exit_code}"
-        return f"#{self.number} finished in {self.duration_s:.1f}s ({how}), memory {self.memory_gb:.1f} GB"
+        memory = f"{self.memory_gb * 1024:.0f} MB" if self.memory_gb < 1 else f"{self.memory_gb:.1f} GB"
+        return f"#{self.number} finished in {self.duration_s:.1f}s ({how}), memory {memory}"
 
 
 @dataclass(frozen=True)
