@@ -106,24 +106,31 @@ def _required_literal(regex: re.Pattern[str]) -> tuple[bool, bytes] | None:
 
 def _find_last_literal(mm: mmap.mmap, regex: re.Pattern[str], anchored: bool, literal: bytes) -> float | None:
     """find_last over a memory map: only lines holding the pattern's required text are decoded and matched."""
-    needle = b"\n" + literal if anchored else literal
-    shift = 1 if anchored else 0
+    # First the bare text: one pass settles a log that never holds it. Once it shows up inside a line,
+    # an anchored pattern searches for the text after a line break (or a carriage return) instead.
+    bare = True
     has_cr: bool | None = None
     end = len(mm)
     while end > 0:
-        found = mm.rfind(needle, 0, end)
-        at = found + shift if found >= 0 else -1
-        if anchored:
-            # A line part after a carriage return starts a match too; look for one only where it could be later.
+        if bare:
+            at = mm.rfind(literal, 0, end)
+            if at < 0:
+                return None
+            if anchored and at > 0 and mm[at - 1] not in b"\r\n":
+                bare = False
+                continue
+        else:
+            found = mm.rfind(b"\n" + literal, 0, end)
+            at = found + 1 if found >= 0 else -1
             if found < 0 and has_cr is None:
-                has_cr = mm.rfind(b"\r") >= 0
+                has_cr = mm.rfind(b"\r", 0, end) >= 0
             if found >= 0 or has_cr:
                 after_cr = mm.rfind(b"\r" + literal, max(found, 0), end)
                 at = max(at, after_cr + 1 if after_cr >= 0 else -1)
             if at < 0 and mm[: len(literal)] == literal:
                 at = 0
-        if at < 0:
-            return None
+            if at < 0:
+                return None
         start = mm.rfind(b"\n", 0, at) + 1
         stop = mm.find(b"\n", at)
         matched, value = _match_line(regex, _decode(mm[start : stop if stop >= 0 else len(mm)]))
