@@ -529,11 +529,14 @@ class ExperimentLoop:
             cost_usd=usage.cost_usd,
             started_at=_now(),
         )
-        self.history.write_journal({"number": number, "stage": "writing", "parent": parent, "kind": kind})
+        message = f"exp: {meta.description}"
+        self.history.write_journal(
+            {"number": number, "stage": "writing", "parent": parent, "kind": kind, "message": message}
+        )
         self._write_files(proposal.files)
         changed = sorted(proposal.files)
         try:
-            commit = self.repo.commit_paths(changed, f"exp: {meta.description}")
+            commit = self.repo.commit_paths(changed, message)
         except GitCommandError as exc:
             self._restore(parent, changed)
             self.history.clear_journal()

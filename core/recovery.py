@@ -24,12 +24,14 @@ def recover(repo: Repo, config: SessionConfig, history: History, results_path: P
         )
     if results_path.exists() and repair_torn_tail(results_path):
         repaired.append(f"removed a half-written last row of {results_path.name}")
+    repaired += _remove_partial_writes(repo.root, config)
     journal = history.read_journal()
     if journal is None:
         return repaired
     number = journal.get("number")
     parent = str(journal.get("parent") or "")
     commit = str(journal.get("commit") or "")
+    ref = f"refs/autoresearch/{config.tag}/{number}"
     on_branch = repo.current_branch() == config.branch
     head = repo.head_commit()
     rows = read_results(results_path).rows if results_path.exists() else ()
@@ -41,14 +43,23 @@ def recover(repo: Repo, config: SessionConfig, history: History, results_path: P
             with contextlib.suppress(GitCommandError):
                 repo.run("checkout", parent, "--", *editable)
                 repaired.append(f"restored {', '.join(editable)} to the last commit (an experiment was half-written)")
+    elif journal.get("stage") == "writing" and on_branch and head and _made_by_us(repo, head, parent, journal):
+        # Killed between `git commit` and the journal's next step: the commit exists but never ran.
+        repo.update_ref(ref, head)
+        if not repo.changed_tracked_files():
+            repo.reset_keep(parent)
+            repaired.append(
+                f"reverted experiment #{number} ({head[:7]}), which was committed but never run; it stays at {ref}"
+            )
     elif commit and commit != parent and on_branch and head == commit:
         status = rows[number - 1].status if recorded and isinstance(number, int) else None
         if status not in ("keep", "baseline") and not set(repo.changed_tracked_files()):
+            if repo.resolve(ref) != commit:
+                repo.update_ref(ref, commit)
             repo.reset_keep(parent)
             if status is None:
                 repaired.append(
-                    f"reverted experiment #{number} ({commit[:7]}), which had no results row; "
-                    f"it stays at refs/autoresearch/{config.tag}/{number}"
+                    f"reverted experiment #{number} ({commit[:7]}), which had no results row; it stays at {ref}"
                 )
             else:
                 repaired.append(f"finished resetting {status} experiment #{number} ({commit[:7]})")
@@ -56,3 +67,26 @@ def recover(repo: Repo, config: SessionConfig, history: History, results_path: P
         repaired.append(f"experiment #{number} was interrupted before it was recorded; it will be run anew")
     history.clear_journal()
     return repaired
+
+
+def _made_by_us(repo: Repo, head: str, parent: str, journal: dict[str, object]) -> bool:
+    """Whether HEAD is the experiment commit the journal announced: a child of its parent, with its message."""
+    if not parent or repo.resolve(f"{head}^") != parent:
+        return False
+    subject = " ".join(repo.commit_message(head).split())
+    expected = journal.get("message")
+    if isinstance(expected, str):
+        return subject == " ".join(expected.split())
+    return subject.startswith("exp:")
+
+
+def _remove_partial_writes(root: Path, config: SessionConfig) -> list[str]:
+    """The loop writes each file beside itself first, then renames it into place; drop what a crash left."""
+    removed = []
+    for path in config.editable_files:
+        target = root / path
+        partial = target.with_name(f".{target.name}.autoresearch.tmp")
+        with contextlib.suppress(OSError):
+            partial.unlink()
+            removed.append(f"removed a half-written copy of {path}")
+    return removed
