@@ -10,8 +10,9 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from .errors import GitStateError
 
-# Experiment commits are the tool's own: no hooks that could rewrite them, no signing prompt that could hang.
-_COMMIT_OPTS = ("-c", "commit.gpgsign=false")
+# Experiment commits are the tool's own: no hooks that could refuse or rewrite them (--no-verify alone still
+# runs prepare-commit-msg and post-commit), no signing prompt that could hang.
+_COMMIT_OPTS = ("-c", "commit.gpgsign=false", "-c", f"core.hooksPath={os.devnull}")
 _FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
 
 
