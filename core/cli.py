@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 
@@ -39,8 +40,35 @@ _SETUP_FLAGS: dict[str, str] = {
 }
 
 
+_CHOICE = re.compile(r"argument (\S+): invalid choice: (.*?) \(choose from (.*)\)$")
+_VALUE = re.compile(r"argument (\S+): invalid (float|int) value: (.*)$")
+
+
+def _usage_sentence(message: str) -> str:
+    """argparse's complaint as one sentence, worded the same on every Python version."""
+    if found := _CHOICE.match(message):
+        flag, value, choices = found.groups()
+        value, choices = value.strip("'\""), choices.replace("'", "").replace('"', "")
+        if flag == "COMMAND":
+            return f"unknown command '{value}' (the commands are {choices})"
+        return f"{flag} must be one of {choices} (got '{value}')"
+    if found := _VALUE.match(message):
+        flag, kind, value = found.groups()
+        return f"{flag} needs {'a number' if kind == 'float' else 'a whole number'} (got {value})"
+    if message.endswith("required: script"):
+        return "the training script is missing (e.g. autoresearch setup train.py)"
+    return message
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake prints one line saying what is wrong and where help is, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {_usage_sentence(message)}; see {self.prog} --help.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autoresearch",
         description="An autonomous ML experiment loop: an agent proposes one change at a time; autoresearch "
         "commits it, runs the training with a time budget, keeps improvements and resets the rest.",
