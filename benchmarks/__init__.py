@@ -1,0 +1,1 @@
+"""Benchmarks of autoresearch: `python -m benchmarks` prints the whole table (see docs/PERFORMANCE.md)."""
