@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -76,27 +76,28 @@ class IdeaDialog(ModalScreen["str | None"]):
 
 HELP_TEXT = """\
 [b]Run screen[/b]
-  [b]p[/b]      pause after the current experiment / resume
-  [b]s[/b]      stop after the current run
-  [b]k[/b]      kill the current run now (recorded as a crash; the loop goes on)
-  [b]enter[/b]  open the highlighted experiment: diff, rationale, log
-  [b]i[/b]      queue an idea of yours; the agent implements it next
-  [b]a[/b]      analysis of the session so far
-  [b]tab[/b]    move between the results table and the log
-  [b]end[/b]    follow the end of the log again
-  [b]q[/b]      quit (asks first while a run is active; the run is killed and reverted)
+  [b]p[/b]       pause after the current experiment; again to resume
+  [b]s[/b]       stop after the current run
+  [b]k[/b]       kill the current run now (a crash row; the loop goes on)
+  [b]enter[/b]   open the highlighted experiment: diff, rationale, log
+  [b]i[/b]       queue an idea of yours; the agent implements it next
+  [b]a[/b]       analysis of the session so far
+  [b]tab[/b]     move between the results table and the log
+  [b]end[/b]     follow the end of the log again
+  [b]q[/b]       quit; while a run is active it asks first, then kills
+          the run and reverts its commit
 
 [b]Experiment screen[/b]
-  [b]\\[ ][/b]    previous / next experiment
-  [b]d l[/b]    show the diff / the log
-  [b]escape[/b] back
+  [b]\\[ ][/b]     previous / next experiment
+  [b]d l[/b]     focus the diff / the log;  [b]z[/b]  zoom the focused pane
+  [b]escape[/b]  back
 
 [b]Analysis screen[/b]
-  [b]w[/b]      write autoresearch-<tag>-analysis.md
-  [b]escape[/b] back
+  [b]w[/b]       write autoresearch-<tag>-analysis.md
+  [b]escape[/b]  back
 
-The plot marks ◆ baseline, ● keep, ○ discard, ✕ crash (drawn at the bottom);
-the line is the best so far, the horizontal line the baseline.
+[b]Plot[/b]  ◆ baseline  ● keep  ○ discard  ✕ crash (drawn at the bottom)
+  dotted: the best so far; straight line: the baseline
 """
 
 
@@ -104,7 +105,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog help"):
+        with VerticalScroll(classes="dialog help"):
             yield Label("Keys", classes="dialog-title")
             yield Static(HELP_TEXT)
             yield Static("escape close", classes="dialog-hint")

@@ -24,9 +24,13 @@ def diff_text(diff: str) -> Text:
     """A unified diff with added lines green, removed lines red, hunks cyan; the +/- stay for NO_COLOR."""
     text = Text(no_wrap=True)
     for line in diff.splitlines():
-        if line.startswith(("+++", "---", "diff ", "index ")):
-            style = "bold"
-        elif line.startswith("+"):
+        if line.startswith(("diff --git", "index ", "--- ")):
+            continue
+        if line.startswith("+++ "):
+            name = line[4:].removeprefix("b/")
+            text.append(f"{name}\n", "bold reverse")
+            continue
+        if line.startswith("+"):
             style = "green"
         elif line.startswith("-"):
             style = "red"
@@ -60,10 +64,11 @@ def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = Fal
         ("memory", f"{memory:.1f} GB"),
         ("duration", fmt_clock(duration)),
     ]
-    if meta is not None:
+    if meta is not None and (meta.tokens_in or meta.tokens_out or not compact):
         tokens = meta.tokens_in + meta.tokens_out
         fields.append(("tokens", f"{fmt_tokens(tokens)} (in {meta.tokens_in}, out {meta.tokens_out})"))
         fields.append(("cost", f"${meta.cost_usd:.4f}"))
+    if meta is not None:
         if meta.timed_out or (meta.exit_code not in (None, 0)):
             fields.append(("exit", "timed out" if meta.timed_out else str(meta.exit_code)))
         if meta.note:

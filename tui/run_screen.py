@@ -14,7 +14,9 @@ from autoresearch.core.events import (
     LogAppended,
     LoopStopped,
     NeedsUser,
+    Paused,
     ResultRecorded,
+    Resumed,
     RunStarted,
 )
 from autoresearch.core.history import History
@@ -199,7 +201,7 @@ class RunScreen(Screen[None]):
                 logtail.write_lines([f"──── #{event.number} {event.commit[:7]} ────"])
                 logtail.border_title = f"run.log #{event.number}"
             line = event.describe()
-            if line:
+            if line and not isinstance(event, Paused | Resumed):
                 notes.append(line)
             if isinstance(event, NeedsUser):
                 self.notify(event.message, title="Needs you", severity="warning", timeout=10)

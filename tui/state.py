@@ -208,6 +208,9 @@ class RunState:
             self.rows.append((event.number, event.row))
             self.best = event.best
             self.baseline = event.baseline
+            # The loop reports the session's totals here, skipped proposals included.
+            self.tokens = event.tokens
+            self.cost_usd = event.cost_usd
             changed |= {"header", "table", "plot", "spark"}
         elif isinstance(event, Paused):
             self.paused = True

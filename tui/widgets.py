@@ -28,7 +28,9 @@ PLOT_COLORS = {"baseline": "cyan", "keep": "green", "discard": "orange", "crash"
 def fmt_metric(value: float | None) -> str:
     if value is None:
         return "—"
-    return f"{value:.6g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.3e}"
+    return f"{value:.6f}" if abs(value) < 100 else f"{value:.6g}"
 
 
 def fmt_clock(seconds: float) -> str:
@@ -68,7 +70,7 @@ class RunHeader(Static):
             return "STOPPED"
         if state.paused:
             return "PAUSED"
-        label = state.phase.upper()
+        label = "RESUMING" if state.phase == "paused" else state.phase.upper()
         if state.stop_requested:
             return f"{label} · stopping after this run"
         if state.pause_requested:
@@ -197,10 +199,14 @@ class MetricPlot(PlotextPlot):
     def on_mount(self) -> None:
         self._draw()
 
+    def on_resize(self) -> None:
+        self._draw()
+
     def _draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        legend = self.size.height >= 16
         direction = "higher" if self.higher_is_better else "lower"
         plt.title(f"{self.metric_name} per experiment ({direction} is better)")
         plt.xlabel("experiment")
@@ -232,7 +238,7 @@ class MetricPlot(PlotextPlot):
                 ys.append(value)
             xs.append(last)
             ys.append(ys[-1])
-            plt.plot(xs, ys, marker="dot", color="green", label="best so far")
+            plt.plot(xs, ys, marker="dot", color="green", label="best so far" if legend else None)
         for status in ("baseline", "keep", "discard", "crash"):
             points = [(n, r) for n, r in self.rows if r.status == status]
             if not points:
@@ -243,7 +249,7 @@ class MetricPlot(PlotextPlot):
                 ys_status,
                 marker=MARKERS[status],
                 color=PLOT_COLORS[status],
-                label=status,
+                label=status if legend else None,
             )
 
 

@@ -1,0 +1,317 @@
+"""The run screen driving the real loop on real repositories: pause, kill, quit, open, ideas, the log tail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Label, Log
+
+from autoresearch.core.config import RESULTS_FILE
+from autoresearch.core.demo import prepare_demo
+from autoresearch.core.events import LogAppended, RunStarted
+from autoresearch.core.history import History
+from autoresearch.core.results import read_results
+from autoresearch.core.setup import setup_session
+from autoresearch.tui.app import AutoresearchApp
+from autoresearch.tui.dialogs import ConfirmDialog, HelpScreen, IdeaDialog
+from autoresearch.tui.experiment_screen import ExperimentScreen
+from autoresearch.tui.run_screen import RunScreen
+from autoresearch.tui.sample import SAMPLE_NOW, make_sample_session
+from autoresearch.tui.widgets import LogTail, ResultsTable, RunHeader
+
+# The baseline (experiment 1) is quick; every later run prints for 30 s, long enough to act on it.
+SLOW_SCRIPT = """\
+import os
+import time
+
+LEARNING_RATE = 0.5
+
+slow = os.environ.get("AUTORESEARCH_EXPERIMENT", "1") != "1"
+for step in range(600 if slow else 3):
+    print(f"step {step} loss: {1.0 / (step + 1):.4f}", flush=True)
+    time.sleep(0.05)
+print(f"val_loss: {LEARNING_RATE:.4f}")
+"""
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def slow_session(tmp_path: Path) -> Path:
+    root = tmp_path / "slow"
+    root.mkdir()
+    (root / "train.py").write_text(SLOW_SCRIPT)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "train.py")
+    git(root, "commit", "-q", "-m", "train")
+    setup_session(
+        root,
+        "train.py",
+        metric_name="val_loss",
+        agent="mutate",
+        tag="slow",
+        time_budget_minutes=0.5,
+        timeout_minutes=1,
+        run_command=f"{sys.executable} train.py",
+    )
+    return root
+
+
+@pytest.fixture
+def demo_session(tmp_path: Path) -> Path:
+    root, _config = prepare_demo(tmp_path / "demo", max_experiments=40)
+    return root
+
+
+def training_processes(root: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if proc.info["cwd"] == str(root) and "train.py" in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@contextlib.asynccontextmanager
+async def running(app: AutoresearchApp, size: tuple[int, int]) -> AsyncIterator[Pilot[int]]:
+    """run_test, and whatever happens in the test, the loop's thread is stopped before the event loop closes."""
+    async with app.run_test(size=size) as pilot:
+        try:
+            yield pilot
+        finally:
+            app.stop_loop()
+            screen = app.run_screen()
+            worker = screen.loop_worker if screen else None
+            deadline = time.monotonic() + 20
+            while worker is not None and worker.is_running and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+
+
+async def wait_for(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def run_screen(pilot: Pilot[int]) -> RunScreen:
+    for screen in pilot.app.screen_stack:
+        if isinstance(screen, RunScreen):
+            return screen
+    raise AssertionError("no run screen")
+
+
+async def quit_and_wait(pilot: Pilot[int]) -> None:
+    """Quit as a user does (confirming when asked) and wait for the loop's thread to end."""
+    screen = run_screen(pilot)
+    await pilot.press("q")
+    await pilot.pause(0.1)
+    if isinstance(pilot.app.screen, ConfirmDialog):
+        await pilot.press("y")
+    worker = screen.loop_worker
+    deadline = time.monotonic() + 20
+    while worker is not None and worker.is_running and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert worker is None or not worker.is_running
+
+
+def rows(root: Path) -> int:
+    return len(read_results(root / RESULTS_FILE).rows)
+
+
+async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_session: Path) -> None:
+    app = AutoresearchApp(demo_session, "run")
+    async with running(app, (100, 30)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.loop is not None and screen.state.done >= 1)
+        assert screen.check_action("pause", ()) and not screen.check_action("resume", ())
+        await pilot.press("p")
+        assert screen.loop is not None and screen.loop.paused  # type: ignore[attr-defined]
+        assert screen.check_action("resume", ()) and not screen.check_action("pause", ())
+        await wait_for(pilot, lambda: screen.state.paused)
+        await pilot.pause(0.3)
+        header = str(screen.query_one(RunHeader).render())
+        assert "PAUSED" in header
+        done = rows(demo_session)
+        await asyncio.sleep(1.5)
+        assert rows(demo_session) == done
+        await pilot.press("p")
+        assert not screen.loop.paused  # type: ignore[attr-defined]
+        assert screen.check_action("pause", ())
+        await wait_for(pilot, lambda: rows(demo_session) > done)
+        assert not screen.state.paused
+        await quit_and_wait(pilot)
+    assert app.return_value == 0
+    assert git(demo_session, "status", "--porcelain") == ""
+
+
+async def test_kill_records_a_crash_and_the_loop_goes_on(slow_session: Path) -> None:
+    app = AutoresearchApp(slow_session, "run")
+    async with running(app, (100, 30)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.number == 2 and screen.state.phase == "running")
+        assert screen.check_action("kill", ())
+        await pilot.press("k")
+        await wait_for(pilot, lambda: screen.state.done == 2)
+        number, row = screen.state.rows[-1]
+        assert (number, row.status) == (2, "crash")
+        assert "killed by the user" in row.description
+        await wait_for(pilot, lambda: screen.state.number == 3)
+        await quit_and_wait(pilot)
+
+
+async def test_quit_while_running_asks_first_then_kills_and_reverts(slow_session: Path) -> None:
+    app = AutoresearchApp(slow_session, "run")
+    async with running(app, (80, 24)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.number == 2 and screen.state.phase == "running")
+        await wait_for(pilot, lambda: bool(training_processes(slow_session)))
+        pids = [proc.pid for proc in training_processes(slow_session)]
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert app.screen is screen and not screen.quitting
+        assert screen.state.phase == "running"
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        worker = screen.loop_worker
+        assert worker is not None
+        deadline = time.monotonic() + 20
+        while worker.is_running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not worker.is_running
+    assert app.return_value == 0
+    assert rows(slow_session) == 1  # the interrupted run is not recorded
+    assert git(slow_session, "status", "--porcelain") == ""
+    assert len(git(slow_session, "log", "--oneline", "autoresearch/slow").splitlines()) == 2
+    assert not History(slow_session).journal_path.exists()
+    assert pids and training_processes(slow_session) == []
+
+
+async def test_enter_opens_the_highlighted_experiment(demo_session: Path) -> None:
+    app = AutoresearchApp(demo_session, "run")
+    async with running(app, (100, 30)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done >= 2)
+        await pilot.press("p")
+        table = screen.query_one(ResultsTable)
+        table.focus()
+        table.move_cursor(row=1)
+        expected = screen.state.rows[1][1].description
+        await pilot.press("enter")
+        assert isinstance(app.screen, ExperimentScreen)
+        experiment = app.screen
+        assert experiment.number == 2
+        await wait_for(pilot, lambda: experiment.detail is not None)
+        summary = str(experiment.query_one("#summary").render())
+        assert expected in summary
+        assert experiment.detail is not None and experiment.detail.diff.startswith("diff --git")
+        await pilot.press("escape")
+        assert app.screen is screen
+        await quit_and_wait(pilot)
+
+
+async def test_an_idea_is_queued_for_the_agent(slow_session: Path) -> None:
+    app = AutoresearchApp(slow_session, "run")
+    async with running(app, (80, 24)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.number == 2 and screen.state.phase == "running")
+        await pilot.press("i")
+        assert isinstance(app.screen, IdeaDialog)
+        await pilot.press("enter")
+        assert isinstance(app.screen, IdeaDialog)  # an empty idea is refused where it was typed
+        assert "Write the idea first" in str(app.screen.query_one("#idea-error", Label).render())
+        app.screen.query_one("#idea", Input).value = "try a cosine schedule"
+        await pilot.press("enter")
+        assert app.screen is screen
+        assert screen.ideas_queued == ["try a cosine schedule"]
+        assert History(slow_session).pending_ideas() == ["try a cosine schedule"]
+        activity = screen.query_one("#activity", Log)
+        await wait_for(pilot, lambda: any("idea queued" in line for line in activity.lines))
+        await quit_and_wait(pilot)
+
+
+async def test_log_tail_counts_new_lines_while_scrolled_up_and_stays_bounded(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    events = make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        for event in events:
+            screen.buffer.put(event)
+        screen.buffer.put(LogAppended(12, tuple(f"step {i} loss: 0.5" for i in range(300))))
+        await pilot.pause(0.4)
+        tail = screen.query_one(LogTail)
+        log = tail.log_widget
+        assert log.is_vertical_scroll_end and tail.new_lines == 0
+        log.focus()
+        await pilot.press("home")
+        await pilot.pause(0.1)
+        screen.buffer.put(LogAppended(12, ("one", "two", "three")))
+        await pilot.pause(0.4)
+        assert tail.new_lines == 3
+        label = tail.query_one("#new-lines", Label)
+        assert label.has_class("-visible") and "3 new lines" in str(label.render())
+        assert not log.is_vertical_scroll_end
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert tail.new_lines == 0 and not label.has_class("-visible")
+        for _ in range(10):
+            screen.buffer.put(LogAppended(12, tuple(f"x {i}" for i in range(400))))
+            screen.tick()
+        assert log.line_count <= tail.max_lines
+
+
+async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        screen.buffer.put(RunStarted(12, "abc1234", 1, 120, 240, SAMPLE_NOW))
+        stop = threading.Event()
+        sent = [0]
+
+        def flood() -> None:
+            # About 50,000 lines a second, in the loop's batches.
+            while not stop.is_set():
+                screen.buffer.put(LogAppended(12, tuple(f"step {sent[0] + i} loss: 0.1" for i in range(500))))
+                sent[0] += 500
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=flood)
+        thread.start()
+        try:
+            await pilot.pause(0.5)
+            started = time.monotonic()
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=5)
+            answered = time.monotonic() - started
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen, timeout=5)
+        finally:
+            stop.set()
+            thread.join()
+        assert sent[0] > 10_000
+        assert answered < 0.5
+        assert screen.query_one(LogTail).log_widget.line_count <= screen.query_one(LogTail).max_lines

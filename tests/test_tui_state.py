@@ -1,0 +1,134 @@
+"""What the run screen folds from events, and the buffer that keeps a flood of log lines bounded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+from autoresearch.core.events import (
+    LogAppended,
+    LoopStopped,
+    Paused,
+    PhaseChanged,
+    ProposalReady,
+    ResultRecorded,
+    Resumed,
+    RunFinished,
+    RunStarted,
+    SessionStarted,
+)
+from autoresearch.core.results import ResultRow
+from autoresearch.tui.state import EventBuffer, RunState, best_so_far, improvement_pct, parse_loss
+
+
+def row(status: str, metric: float) -> ResultRow:
+    return ResultRow("abc1234", metric, 0.5, 30, status, f"{status} {metric}")  # type: ignore[arg-type]
+
+
+def test_parse_loss_reads_training_loss_but_not_the_validation_metric() -> None:
+    assert parse_loss("step 10 epoch 0 loss: 0.4606") == 0.4606
+    assert parse_loss("iter 3 | loss=2.5e-1 | lr 0.1") == 0.25
+    assert parse_loss("train_loss 1.5") == 1.5
+    assert parse_loss("val_loss: 0.07") is None
+    assert parse_loss("no numbers here") is None
+    assert parse_loss("Loss went down") is None
+
+
+def test_improvement_respects_the_direction() -> None:
+    assert improvement_pct(1.0, 0.75, higher_is_better=False) == 25.0
+    assert improvement_pct(0.5, 0.625, higher_is_better=True) == 25.0
+    assert improvement_pct(0.5, 0.375, higher_is_better=True) == -25.0
+    assert improvement_pct(None, 0.4, higher_is_better=True) is None
+    assert improvement_pct(0.0, 0.4, higher_is_better=True) is None
+
+
+def test_best_so_far_only_steps_on_baseline_and_kept_results() -> None:
+    rows = list(enumerate([row("baseline", 1.0), row("discard", 0.5), row("keep", 0.9), row("crash", 0.0)], 1))
+    assert best_so_far(rows, higher_is_better=False) == [(1, 1.0), (3, 0.9)]
+
+
+def test_buffer_merges_log_batches_and_keeps_only_the_last_lines() -> None:
+    buffer = EventBuffer(max_lines=100)
+    buffer.put(RunStarted(2, "abc", 1, 60, 120, 0.0))
+    for i in range(50):
+        buffer.put(LogAppended(2, tuple(f"line {i}.{j}" for j in range(10))))
+    buffer.put(LogAppended(3, ("other",), dropped=4))
+    events = buffer.drain()
+    assert [type(e).__name__ for e in events] == ["RunStarted", "LogAppended", "LogAppended"]
+    merged = events[1]
+    assert isinstance(merged, LogAppended)
+    assert len(merged.lines) == 100
+    assert merged.lines[-1] == "line 49.9"
+    assert merged.dropped == 400
+    assert buffer.drain() == []
+
+
+def test_buffer_is_safe_to_fill_from_another_thread() -> None:
+    buffer = EventBuffer(max_lines=1000)
+
+    def flood() -> None:
+        for i in range(2000):
+            buffer.put(LogAppended(1, (f"l{i}",)))
+
+    threads = [threading.Thread(target=flood) for _ in range(4)]
+    for t in threads:
+        t.start()
+    seen = 0
+    dropped = 0
+    while any(t.is_alive() for t in threads):
+        for event in buffer.drain():
+            assert isinstance(event, LogAppended)
+            assert len(event.lines) <= 1000
+            seen += len(event.lines)
+            dropped += event.dropped
+    for t in threads:
+        t.join()
+    for event in buffer.drain():
+        assert isinstance(event, LogAppended)
+        seen += len(event.lines)
+        dropped += event.dropped
+    assert seen + dropped == 8000
+
+
+def test_state_folds_a_session() -> None:
+    state = RunState()
+    state.apply(SessionStarted("nov26", "autoresearch/nov26", "val_loss", "lower", 0, 20))
+    assert (state.tag, state.metric_name, state.max_experiments, state.higher_is_better) == (
+        "nov26",
+        "val_loss",
+        20,
+        False,
+    )
+    state.apply(PhaseChanged("running", 1))
+    assert state.run_active
+    state.apply(RunStarted(1, "abc1234", 42, 60, 120, 1000.0))
+    state.apply(LogAppended(1, ("step 1 loss: 2.0", "step 2 loss: 1.5", "noise")))
+    assert state.sparkline_data() == ("loss", [2.0, 1.5])
+    state.apply(RunFinished(1, 0, 30.0, 0.5, False, False))
+    assert state.run_started_at is None
+    changed = state.apply(ResultRecorded(1, row("baseline", 1.0), best=1.0, baseline=1.0, tokens=0, cost_usd=0))
+    assert {"table", "plot", "header"} <= changed
+    state.apply(ProposalReady(2, "lr up", "hyperparams", "why", "", 100, 20, 0.01))
+    assert state.tokens == 120
+    state.apply(ResultRecorded(2, row("keep", 0.8), best=0.8, baseline=1.0, tokens=500, cost_usd=0.05))
+    assert state.tokens == 500 and state.cost_usd == 0.05
+    assert state.improvement is not None and round(state.improvement, 6) == 20.0
+    assert state.best_number() == 2
+    state.losses.clear()
+    assert state.sparkline_data() == ("best", [1.0, 0.8])
+    state.apply(Paused())
+    assert state.paused and state.phase == "paused" and not state.run_active
+    state.apply(Resumed())
+    assert not state.paused
+    state.apply(LoopStopped("reached max_experiments (20)", ok=True))
+    assert state.stopped is not None and not state.run_active
+
+
+def test_importing_the_tui_package_loads_no_ui_library() -> None:
+    code = (
+        "import sys, autoresearch.tui\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'plotext')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
