@@ -13,9 +13,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from textual.pilot import Pilot
-from textual.widgets import Input, Label, Log
-
 from autoresearch.core.config import RESULTS_FILE
 from autoresearch.core.demo import prepare_demo
 from autoresearch.core.events import LogAppended, RunStarted
@@ -28,6 +25,8 @@ from autoresearch.tui.experiment_screen import ExperimentScreen
 from autoresearch.tui.run_screen import RunScreen
 from autoresearch.tui.sample import SAMPLE_NOW, make_sample_session
 from autoresearch.tui.widgets import LogTail, ResultsTable, RunHeader
+from textual.pilot import Pilot
+from textual.widgets import Input, Label, Log
 
 # The baseline (experiment 1) is quick; every later run prints for 30 s, long enough to act on it.
 SLOW_SCRIPT = """\
@@ -141,7 +140,7 @@ async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_
         await wait_for(pilot, lambda: screen.loop is not None and screen.state.done >= 1)
         assert screen.check_action("pause", ()) and not screen.check_action("resume", ())
         await pilot.press("p")
-        assert screen.loop is not None and screen.loop.paused  # type: ignore[attr-defined]
+        assert screen.loop is not None and screen.loop.paused
         assert screen.check_action("resume", ()) and not screen.check_action("pause", ())
         await wait_for(pilot, lambda: screen.state.paused)
         await pilot.pause(0.3)
@@ -151,7 +150,7 @@ async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_
         await asyncio.sleep(1.5)
         assert rows(demo_session) == done
         await pilot.press("p")
-        assert not screen.loop.paused  # type: ignore[attr-defined]
+        assert not screen.loop.paused
         assert screen.check_action("pause", ())
         await wait_for(pilot, lambda: rows(demo_session) > done)
         assert not screen.state.paused

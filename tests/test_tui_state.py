@@ -23,7 +23,7 @@ from autoresearch.tui.state import EventBuffer, RunState, best_so_far, improveme
 
 
 def row(status: str, metric: float) -> ResultRow:
-    return ResultRow("abc1234", metric, 0.5, 30, status, f"{status} {metric}")  # type: ignore[arg-type]
+    return ResultRow("abc1234", metric, 0.5, 30, status, f"{status} {metric}")
 
 
 def test_parse_loss_reads_training_loss_but_not_the_validation_metric() -> None:
