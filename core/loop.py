@@ -20,8 +20,8 @@ from typing import Literal
 from git.exc import GitCommandError
 
 from . import events as ev
-from .config import RESULTS_FILE, RUN_LOG, SessionConfig, load_config
-from .errors import GitStateError, UserError
+from .config import CONFIG_FILE, RESULTS_FILE, RUN_LOG, SessionConfig, load_config
+from .errors import ConfigError, GitStateError, UserError
 from .gitops import Repo, describe_git_error
 from .history import ExperimentMeta, History
 from .metric import read_memory_gb, read_metric, tail_text
@@ -36,7 +36,16 @@ from .proposer import (
     content_key,
 )
 from .recovery import recover
-from .results import ResultRow, ResultsTable, append_row, is_better, read_results, write_header
+from .results import (
+    STATUSES,
+    ResultRow,
+    ResultsTable,
+    append_row,
+    check_writable,
+    header,
+    is_better,
+    read_results,
+)
 from .runner import RunOutcome, run_command
 
 Kind = Literal["baseline", "experiment", "fix"]
@@ -178,13 +187,19 @@ class ExperimentLoop:
             self._lock_fd = None
 
     def _run(self) -> ev.LoopStopped:
+        self._check_session_files()
         self._acquire_lock()
         for message in recover(self.repo, self.config, self.history, self.results_path):
             self._emit(ev.Repaired(message))
         self._enter_branch()
         if not self.results_path.exists():
-            write_header(self.results_path, self.config.metric_name)
-            self._emit(ev.Info(f"{RESULTS_FILE} was missing; started a new one"))
+            rows = self._rows_from_history()
+            self._write_results(ResultsTable(self.config.metric_name, rows))
+            if rows:
+                self._emit(ev.Info(f"{RESULTS_FILE} was missing; rebuilt its {len(rows)} rows from .autoresearch/"))
+            else:
+                self._emit(ev.Info(f"{RESULTS_FILE} was missing; started a new one"))
+        check_writable(self.results_path)
         table = read_results(self.results_path)
         if self._proposer is None:
             from .agents import make_proposer
@@ -215,6 +230,53 @@ class ExperimentLoop:
             return self._experiments(table)
         except _Interrupted:
             return ev.LoopStopped("stopped by the user", ok=True, experiments=self._rows_count())
+
+    def _check_session_files(self) -> None:
+        """Refuse files outside the repository (they would be sent to a model or overwritten) or missing."""
+        for key, what in (("editable_files", "editable"), ("readonly_files", "readonly")):
+            for path in getattr(self.config, key):
+                try:
+                    resolved = (self.root / path).resolve()
+                    resolved.relative_to(self.root)
+                except (ValueError, OSError):
+                    raise ConfigError(
+                        f"In {CONFIG_FILE}, the {what} file {path} is outside the repository {self.root}; "
+                        f"list files inside it."
+                    ) from None
+                if not resolved.is_file():
+                    raise ConfigError(
+                        f"In {CONFIG_FILE}, the {what} file {path} does not exist; fix {key} or restore the file."
+                    )
+                if what == "editable" and not self.repo.is_tracked(path):
+                    raise GitStateError(
+                        f"{path} is not committed to git; commit it first (git add {path} && git commit), "
+                        "so experiments can be reset safely."
+                    )
+
+    def _rows_from_history(self) -> tuple[ResultRow, ...]:
+        """The rows .autoresearch/ still knows, in order, up to the first experiment it has no result for."""
+        metas = self.history.all_meta()
+        rows: list[ResultRow] = []
+        while (meta := metas.get(len(rows) + 1)) is not None and meta.status in STATUSES and meta.commit:
+            rows.append(
+                ResultRow(
+                    commit=meta.commit[:7],
+                    metric=meta.metric if meta.metric is not None else 0.0,
+                    memory_gb=meta.memory_gb,
+                    duration_s=meta.duration_s,
+                    status=meta.status,  # type: ignore[arg-type]
+                    description=meta.description,
+                )
+            )
+        return tuple(rows)
+
+    def _write_results(self, table: ResultsTable) -> None:
+        text = header(table.metric_name) + "".join(r.to_line(table.has_duration) for r in table.rows)
+        if not table.has_duration:
+            text = text.replace("\tduration_s", "", 1)
+        tmp = self.results_path.with_name(f".{RESULTS_FILE}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.results_path)
 
     def _enter_branch(self) -> None:
         branch = self.config.branch
@@ -286,7 +348,7 @@ class ExperimentLoop:
                 self._emit(ev.ProposalSkipped(number, exc.reason, skips))
                 if skips >= self.config.max_skips_in_a_row:
                     message = (
-                        f"{skips} proposals in a row could not be used (last: {exc.reason}); "
+                        f"{skips} proposal{'s' if skips > 1 else ''} in a row could not be used (last: {exc.reason}); "
                         "check the model and the editable files, then resume."
                     )
                     if self._when_stuck == "stop":
@@ -629,6 +691,11 @@ class ExperimentLoop:
             status=status,  # type: ignore[arg-type]
             description=description if kind != "baseline" else "baseline",
         )
+        if not self.results_path.exists():
+            self._write_results(table)
+            self._emit(
+                ev.Info(f"{RESULTS_FILE} was deleted during the session; wrote its {len(table.rows)} rows again")
+            )
         append_row(self.results_path, row, table.has_duration)
         moved = False
         if status in ("discard", "crash") and kind != "baseline":

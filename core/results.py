@@ -188,6 +188,16 @@ def repair_torn_tail(path: Path) -> bool:
     return True
 
 
+def check_writable(path: Path) -> None:
+    """Raise the sentence append_row would give, before an experiment runs rather than after."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+    except PermissionError:
+        raise UserError(f"{path.name} is not writable; fix its permissions (chmod u+w {path.name}).") from None
+    except OSError as exc:
+        raise UserError(f"{path.name} cannot be written ({exc.strerror}); it must be a writable file.") from None
+
+
 def append_row(path: Path, row: ResultRow, with_duration: bool = True) -> None:
     line = row.to_line(with_duration).encode("utf-8")
     try:
