@@ -16,7 +16,7 @@ from textual.widgets import Footer, Markdown
 from textual.worker import Worker, WorkerState
 
 from .session_data import SessionSnapshot, load_snapshot
-from .widgets import BREAKPOINTS, MetricPlot
+from .widgets import BREAKPOINTS, PLOT_LEGEND, MetricPlot
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class AnalysisScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#analysis-plot").border_title = "metric progression"
+        self.query_one("#analysis-plot").border_subtitle = PLOT_LEGEND
         self.query_one("#analysis-box").border_title = "analysis"
         self.query_one("#analysis-box").focus()
         self.build()

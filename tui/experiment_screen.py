@@ -17,7 +17,7 @@ from textual.widgets import Footer, Log, Static
 from textual.worker import Worker, WorkerState
 
 from .session_data import ExperimentDetail, load_experiment
-from .widgets import BREAKPOINTS, STATUS_RICH, fmt_clock, fmt_metric, fmt_tokens, status_text
+from .widgets import BREAKPOINTS, fmt_clock, fmt_metric, fmt_tokens, status_style, status_text
 
 
 def diff_text(diff: str) -> Text:
@@ -42,7 +42,7 @@ def diff_text(diff: str) -> Text:
     return text
 
 
-def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = False) -> Text:
+def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = False, mono: bool = False) -> Text:
     """Status, description, category, metric, memory, duration, tokens, cost and rationale."""
     row, meta = detail.row, detail.meta
     status = row.status if row else (meta.status if meta else "")
@@ -53,7 +53,7 @@ def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = Fal
     commit = (row.commit if row else "") or (meta.commit if meta else "")
     text = Text()
     text.append(f"#{detail.number} ", "bold")
-    text.append_text(status_text(status or "?"))
+    text.append_text(status_text(status or "?", mono))
     if commit:
         text.append(f"  {commit[:7]}", "dim")
     if meta is not None:
@@ -73,7 +73,7 @@ def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = Fal
             fields.append(("exit", "timed out" if meta.timed_out else str(meta.exit_code)))
         if meta.note:
             fields.append(("note", meta.note))
-    metric_style = STATUS_RICH.get(status, "")
+    metric_style = status_style(status, mono)
     if compact:
         for i, (name, value) in enumerate(fields):
             text.append(" · " if i else "", "dim")
@@ -145,7 +145,7 @@ class ExperimentScreen(Screen[None]):
     def show(self, detail: ExperimentDetail) -> None:
         self.detail = detail
         compact = self.has_class("-narrow")
-        self.query_one("#summary", Static).update(summary_text(detail, self.metric_name, compact))
+        self.query_one("#summary", Static).update(summary_text(detail, self.metric_name, compact, self.app.no_color))
         self.query_one("#summary-box").border_title = f"experiment #{detail.number}"
         diff = detail.diff or "No change was recorded (the baseline runs the code as it is)."
         self.query_one("#diff-text", Static).update(diff_text(diff) if detail.diff else diff)

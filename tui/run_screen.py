@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 from .dialogs import ConfirmDialog, HelpScreen, IdeaDialog
 from .session_data import SessionSnapshot, load_snapshot
 from .state import EventBuffer, RunState
-from .widgets import BREAKPOINTS, LogTail, MetricPlot, ResultsTable, RunHeader, RunSpark
+from .widgets import BREAKPOINTS, PLOT_LEGEND, LogTail, MetricPlot, ResultsTable, RunHeader, RunSpark
 
 TICK_S = 0.25
 ERROR_LOG = "tui-error.log"
@@ -114,12 +114,18 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#plot").border_title = "metric"
+        self.query_one("#plot").border_subtitle = PLOT_LEGEND
         self.query_one("#results").border_title = "results"
         self.query_one("#logtail").border_title = "run.log"
         self.query_one("#activity").border_title = "events"
         self.query_one(ResultsTable).focus()
         self.set_interval(TICK_S, self.tick)
         self.load_session()
+
+    def on_unmount(self) -> None:
+        # However the app ends, a run in flight must not outlive it.
+        if self.loop is not None:
+            self.loop.stop_now()
 
     @work(thread=True, group="load", exit_on_error=False)
     def load_session(self) -> SessionSnapshot:

@@ -107,7 +107,7 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
         sentence = explain(single, source="")
         if not loc:
             sentence = sentence.split(" (got ")[0] + "."
-        found.setdefault(key, sentence[0].upper() + sentence[1:])
+        found.setdefault(key, sentence)
     return found
 
 

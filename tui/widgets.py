@@ -21,7 +21,10 @@ BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 """Screens under 120 columns get the class -narrow, wider ones -wide."""
 
 STATUS_RICH = {"baseline": "bold cyan", "keep": "bold green", "discard": "yellow", "crash": "bold red"}
+STATUS_MONO = {"baseline": "bold", "keep": "bold", "discard": "", "crash": "bold reverse"}
+"""With NO_COLOR the status words and marks carry the meaning; crash stands out in reverse video."""
 MARKERS = {"baseline": "◆", "keep": "●", "discard": "○", "crash": "✕"}
+PLOT_LEGEND = "● keep  ○ discard  ✕ crash  ◆ baseline (── its level)  ••• best so far"
 PLOT_COLORS = {"baseline": "cyan", "keep": "green", "discard": "orange", "crash": "red"}
 
 
@@ -118,7 +121,7 @@ class RunHeader(Static):
         else:
             progress.append(" no run yet", "dim")
         if width >= 150:
-            return Text.assemble(text, stats, "\n", progress)
+            return Text.assemble(text, " │", stats, "\n", progress)
         return Text("\n").join([text, stats, progress])
 
 
@@ -206,7 +209,6 @@ class MetricPlot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        legend = self.size.height >= 16
         direction = "higher" if self.higher_is_better else "lower"
         plt.title(f"{self.metric_name} per experiment ({direction} is better)")
         plt.xlabel("experiment")
@@ -216,16 +218,17 @@ class MetricPlot(PlotextPlot):
             return
         values = [r.metric for _, r in measured] or [0.0]
         low, high = min(values), max(values)
-        pad = (high - low) * 0.08 or abs(high) * 0.05 or 1.0
-        bottom, top = low - pad, high + pad
-        plt.ylim(bottom, top)
+        pad = (high - low) * 0.1 or abs(high) * 0.05 or 1.0
+        crash_y = low - 1.5 * pad
+        plt.ylim(low - 2 * pad, high + pad)
+        mono = self.app.no_color
         last = max(n for n, _ in self.rows)
         plt.xlim(0.5, last + 0.5)
         step = max(1, -(-last // 8))
         plt.xticks(list(range(1, last + 1, step)))
         baseline = next((r.metric for _, r in self.rows if r.status == "baseline"), None)
         if baseline is not None:
-            plt.hline(baseline, "cyan")
+            plt.hline(baseline, "default" if mono else "cyan")
         steps = best_so_far(self.rows, self.higher_is_better)
         if steps:
             xs: list[float] = []
@@ -238,18 +241,17 @@ class MetricPlot(PlotextPlot):
                 ys.append(value)
             xs.append(last)
             ys.append(ys[-1])
-            plt.plot(xs, ys, marker="dot", color="green", label="best so far" if legend else None)
+            plt.plot(xs, ys, marker="dot", color="default" if mono else "green")
         for status in ("baseline", "keep", "discard", "crash"):
             points = [(n, r) for n, r in self.rows if r.status == status]
             if not points:
                 continue
-            ys_status = [bottom + pad / 2 if status == "crash" else r.metric for _, r in points]
+            ys_status = [crash_y if status == "crash" else r.metric for _, r in points]
             plt.scatter(
                 [n for n, _ in points],
                 ys_status,
                 marker=MARKERS[status],
-                color=PLOT_COLORS[status],
-                label=status if legend else None,
+                color="default" if mono else PLOT_COLORS[status],
             )
 
 
@@ -274,8 +276,12 @@ class RunSpark(Vertical):
         self.query_one(Sparkline).data = data
 
 
-def status_text(status: str) -> Text:
-    return Text(f"{MARKERS.get(status, ' ')} {status}", style=STATUS_RICH.get(status, ""))
+def status_style(status: str, mono: bool = False) -> str:
+    return (STATUS_MONO if mono else STATUS_RICH).get(status, "")
+
+
+def status_text(status: str, mono: bool = False) -> Text:
+    return Text(f"{MARKERS.get(status, ' ')} {status}", style=status_style(status, mono))
 
 
 class ResultsTable(DataTable[object]):
@@ -307,7 +313,7 @@ class ResultsTable(DataTable[object]):
             Text(metric, style="bold" if row.status in ("keep", "baseline") else ""),
             f"{row.memory_gb:.1f}G",
             fmt_clock(row.duration_s),
-            status_text(row.status),
+            status_text(row.status, self.app.no_color),
             row.description,
             key=str(number),
         )
