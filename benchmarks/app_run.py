@@ -232,9 +232,9 @@ class QuietResult:
     keys: dict[str, list[float]]
 
 
-def first_frames(workdir: Path, trials: int, presses: int) -> QuietResult:
-    """First-frame times; after the last, the app's CPU share over 3 s and key to repaint, with the
-    training printing 100 lines/s."""
+def first_frames(workdir: Path, trials: int, presses: int, quiet_s: float) -> QuietResult:
+    """First-frame times; after the last, the app's CPU share over `quiet_s` and key to repaint, with
+    the training printing 100 lines/s."""
     session = make_session(workdir, "first")
     set_training(100, 600)
     result = QuietResult([], float("nan"), {})
@@ -247,7 +247,7 @@ def first_frames(workdir: Path, trials: int, presses: int) -> QuietResult:
             if i == trials - 1 and session.app is not None:
                 time.sleep(1)
                 cpu0, t0 = cpu_seconds(session.app), time.monotonic()
-                time.sleep(3)
+                time.sleep(quiet_s)
                 result.cpu_share = (cpu_seconds(session.app) - cpu0) / (time.monotonic() - t0)
                 for _ in range(presses):
                     press_keys(session.tmux, result.keys)
@@ -337,7 +337,7 @@ def big_log(workdir: Path, size: int) -> BigLogResult:
         if opened is None:
             raise RuntimeError("experiment #30 did not show its log:\n" + session.tmux.screen())
         opened = time.monotonic() - t0
-        for _ in range(8):
+        for _ in range(4):
             session.sample_rss()
             time.sleep(0.25)
         return BigLogResult(shown, opened, max(session.rss_samples), size)
@@ -346,12 +346,12 @@ def big_log(workdir: Path, size: int) -> BigLogResult:
 
 
 def run(quick: bool = False, refs: References | None = None, flood_s: float | None = None) -> list[Row]:
-    flood_s = flood_s or (3.0 if quick else 60.0)
+    flood_s = flood_s or (2.0 if quick else 60.0)
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-app-"))
     rows: list[Row] = []
     try:
         echo = tmux_echo(workdir)
-        quiet = first_frames(workdir, 1 if quick else 5, presses=1 if quick else 4)
+        quiet = first_frames(workdir, 1 if quick else 5, presses=1 if quick else 4, quiet_s=0.5 if quick else 5)
         frames = quiet.frames
         frame = median(frames)
         ratio = f"{frame / refs.python_startup_s:.1f}x python -c pass" if refs else ""
@@ -392,7 +392,7 @@ def run(quick: bool = False, refs: References | None = None, flood_s: float | No
                 },
             )
         )
-        size = 50 * MB if quick else 1024 * MB
+        size = 10 * MB if quick else 1024 * MB
         big = big_log(workdir, size)
         big_rss = big.peak_rss / MB
         rows.append(
@@ -415,7 +415,7 @@ def run(quick: bool = False, refs: References | None = None, flood_s: float | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (smoke test)")
-    parser.add_argument("--flood-seconds", type=float, help="how long the training floods the app (60; quick 3)")
+    parser.add_argument("--flood-seconds", type=float, help="how long the training floods the app (60; quick 2)")
     args = parser.parse_args()
     print_table(run(args.quick, flood_s=args.flood_seconds))
 

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny configurations, a few seconds each (smoke test)")
     parser.add_argument("--only", nargs="+", choices=NAMES, help="run only these benchmarks")
-    parser.add_argument("--flood-seconds", type=float, help="how long the app is flooded with output (60; quick 3)")
+    parser.add_argument("--flood-seconds", type=float, help="how long the app is flooded with output (60; quick 2)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows and the machine as JSON")
     args = parser.parse_args(argv)
     chosen = args.only or list(NAMES)
@@ -42,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def app_rows() -> list[Row]:
-        from . import app_run
+        from .app_run import run as run_app
 
-        return app_run.run(args.quick, refs=refs, flood_s=args.flood_seconds)
+        return run_app(args.quick, refs=refs, flood_s=args.flood_seconds)
 
     def gpu_rows() -> list[Row]:
-        from . import gpu_memory_check
+        from .gpu_memory_check import run as run_gpu
 
-        return gpu_memory_check.run(args.quick)
+        return run_gpu(args.quick)
 
     steps: dict[str, Callable[[], list[Row]]] = {
         "overhead": lambda: harness_overhead.run(args.quick, refs=refs),

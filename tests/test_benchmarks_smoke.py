@@ -1,0 +1,93 @@
+"""The benchmarks run in their tiny configuration and print every row of the table (shape only, never timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VERDICT = r"(met|NOT MET|report)"
+
+
+def bench(tmp_path: Path, *only: str, timeout: float = 120) -> tuple[str, list[dict[str, Any]]]:
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", *only, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    assert data["machine"]["cpus"] >= 1 and data["machine"]["python"]
+    assert data["references"]["git_rev_parse_s"] > 0 and data["references"]["python_startup_s"] > 0
+    return done.stdout, data["rows"]
+
+
+def assert_rows(stdout: str, rows: list[dict[str, Any]], starts: list[str]) -> None:
+    assert re.search(r"^\| what +\| measured +\| goal +\| verdict +\| ratio \(same run\) +\|$", stdout, re.MULTILINE)
+    assert [row["what"].split(" (")[0].split(":")[0] for row in rows] == starts
+    for row in rows:
+        assert row["measured"] and not row["measured"].startswith("failed"), row
+        assert row["verdict"] in ("met", "NOT MET", "report")
+        line = next(ln for ln in stdout.splitlines() if ln.startswith(f"| {row['what']} "))
+        assert re.search(rf"\| {VERDICT} +\|", line), line
+
+
+def test_engine_benchmarks_print_their_rows(tmp_path: Path) -> None:
+    stdout, rows = bench(tmp_path, "overhead", "cli", "timeout", "gpu")
+    assert stdout.startswith("machine: ")
+    assert "references (same run): git rev-parse" in stdout
+    assert_rows(
+        stdout,
+        rows,
+        [
+            "harness overhead per experiment",
+            "`autoresearch --help`",
+            "`autoresearch status` on a 200-row results.tsv",
+            "timeout enforcement",
+            "GPU",
+        ],
+    )
+    overhead = rows[0]["data"]
+    assert len(overhead["overhead_s"]) == 3 and len(overhead["train_s"]) == 4
+    assert "git rev-parse" in rows[0]["ratio"] and "python -c pass" in rows[0]["ratio"]
+    assert rows[3]["verdict"] == "met", "the tree ignoring SIGTERM must be gone: that is a promise, not a timing"
+
+
+def test_duty_cycle_prints_its_row(tmp_path: Path) -> None:
+    stdout, rows = bench(tmp_path, "duty")
+    assert_rows(stdout, rows, ["duty cycle"])
+    assert rows[0]["verdict"] == "report"
+    assert rows[0]["data"]["runs"] == 3 and rows[0]["data"]["skipped"] == []
+    assert re.search(r"\d+\.\d% of wall time training", rows[0]["measured"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="the app benchmark drives the app in tmux")
+def test_app_benchmark_prints_its_rows(tmp_path: Path) -> None:
+    stdout, rows = bench(tmp_path, "app", timeout=180)
+    assert_rows(
+        stdout,
+        rows,
+        [
+            "app",
+            "app while the training prints 20,000 lines/s for 2 s",
+            "app opening a session whose run.log is 10 MB",
+        ],
+    )
+    flood = rows[1]["data"]
+    assert set(flood["keys_s"]) == {"? opens help", "escape closes it", "p pauses", "p resumes"}
+    assert flood["peak_rss_bytes"] > 0 and flood["cpu_share"] > 0
