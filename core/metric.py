@@ -14,13 +14,15 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _CHUNK = 1 << 20
+MEMORY_TAIL_BYTES = 16 << 20
 _META = frozenset(".^$*+?{}[]\\|()")
 _ESCAPED_LITERALS = frozenset(".^$*+?{}[]\\|()-:=/#&~%@!,;<>'\" ")
 
 
-def _blocks_from_end(path: Path) -> Iterator[bytes]:
+def _blocks_from_end(path: Path, max_bytes: int | None = None) -> Iterator[bytes]:
     """Runs of whole lines joined by newlines, last first, reading 1 MB at a time from the end (a log
-    can be gigabytes). Split by b"\n", the blocks give every line of the file exactly once."""
+    can be gigabytes). Split by b"\n", the blocks give every line of the file exactly once; with
+    `max_bytes`, every line that starts after the first newline of the last max_bytes."""
     try:
         fh = path.open("rb")
     except OSError:
@@ -28,9 +30,10 @@ def _blocks_from_end(path: Path) -> Iterator[bytes]:
     with fh:
         fh.seek(0, 2)
         pos = fh.tell()
+        limit = max(0, pos - max_bytes) if max_bytes is not None else 0
         rest = b""
-        while pos > 0:
-            step = min(_CHUNK, pos)
+        while pos > limit:
+            step = min(_CHUNK, pos - limit)
             pos -= step
             fh.seek(pos)
             block = fh.read(step) + rest
@@ -40,7 +43,8 @@ def _blocks_from_end(path: Path) -> Iterator[bytes]:
                 continue
             rest = block[:cut]
             yield block[cut + 1 :]
-        yield rest
+        if limit == 0:
+            yield rest
 
 
 def _decode(raw: bytes) -> str:
@@ -104,30 +108,38 @@ def _required_literal(regex: re.Pattern[str]) -> tuple[bool, bytes] | None:
     return anchored, "".join(literal).encode()
 
 
-def _find_last_literal(mm: mmap.mmap, regex: re.Pattern[str], anchored: bool, literal: bytes) -> float | None:
+def _find_last_literal(
+    mm: mmap.mmap, regex: re.Pattern[str], anchored: bool, literal: bytes, max_bytes: int | None
+) -> float | None:
     """find_last over a memory map: only lines holding the pattern's required text are decoded and matched."""
+    floor = 0
+    if max_bytes is not None and len(mm) > max_bytes:
+        newline = mm.find(b"\n", len(mm) - max_bytes)
+        if newline < 0:
+            return None
+        floor = newline + 1
     # First the bare text: one pass settles a log that never holds it. Once it shows up inside a line,
     # an anchored pattern searches for the text after a line break (or a carriage return) instead.
     bare = True
     has_cr: bool | None = None
     end = len(mm)
-    while end > 0:
+    while end > floor:
         if bare:
-            at = mm.rfind(literal, 0, end)
+            at = mm.rfind(literal, floor, end)
             if at < 0:
                 return None
             if anchored and at > 0 and mm[at - 1] not in b"\r\n":
                 bare = False
                 continue
         else:
-            found = mm.rfind(b"\n" + literal, 0, end)
+            found = mm.rfind(b"\n" + literal, max(floor - 1, 0), end)
             at = found + 1 if found >= 0 else -1
             if found < 0 and has_cr is None:
-                has_cr = mm.rfind(b"\r", 0, end) >= 0
+                has_cr = mm.rfind(b"\r", floor, end) >= 0
             if found >= 0 or has_cr:
-                after_cr = mm.rfind(b"\r" + literal, max(found, 0), end)
+                after_cr = mm.rfind(b"\r" + literal, max(found, floor), end)
                 at = max(at, after_cr + 1 if after_cr >= 0 else -1)
-            if at < 0 and mm[: len(literal)] == literal:
+            if at < 0 and floor == 0 and mm[: len(literal)] == literal:
                 at = 0
             if at < 0:
                 return None
@@ -153,8 +165,9 @@ def _block_filter(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
-def find_last(path: Path, pattern: str, max_lines: int | None = None) -> float | None:
-    """The number on the last line of `path` matching `pattern`, None when no line matches.
+def find_last(path: Path, pattern: str, max_lines: int | None = None, max_bytes: int | None = None) -> float | None:
+    """The number on the last line of `path` matching `pattern`, None when no line matches. With
+    `max_bytes`, only the lines that start within the file's last max_bytes are searched.
 
     A pattern absent from a huge log must cost little: where the pattern starts with plain text the
     file is memory-mapped and searched for that text (~15 ms per 100 MB); otherwise each 1 MB block is
@@ -165,12 +178,12 @@ def find_last(path: Path, pattern: str, max_lines: int | None = None) -> float |
     if literal is not None:
         try:
             with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _find_last_literal(mm, regex, *literal)
+                return _find_last_literal(mm, regex, *literal, max_bytes)
         except (OSError, ValueError):
             pass  # missing, empty or not mappable: the plain way below
     quick = _block_filter(pattern) if max_lines is None else None
     seen = 0
-    for block in _blocks_from_end(path):
+    for block in _blocks_from_end(path, max_bytes):
         if quick is not None and not quick.search("\n" + block.decode("utf-8", errors="replace").replace("\r", "\n")):
             continue
         for raw in reversed(block.split(b"\n")):
@@ -192,8 +205,11 @@ def read_metric(path: Path, pattern: str) -> float | None:
 
 
 def read_memory_gb(path: Path, pattern: str, unit: str = "mb") -> float | None:
-    """Memory the script reports itself (karpathy's train.py prints `peak_vram_mb:`); None when absent."""
-    value = find_last(path, pattern)
+    """Memory the script reports itself (karpathy's train.py prints `peak_vram_mb:` at its end); None when
+    absent. Only the log's last MEMORY_TAIL_BYTES are searched: a script reports its peak when it ends,
+    and a huge log without the line then costs milliseconds (the loop falls back to the memory it measured).
+    """
+    value = find_last(path, pattern, max_bytes=MEMORY_TAIL_BYTES)
     if value is None or not math.isfinite(value) or value < 0:
         return None
     return value / 1024 if unit == "mb" else value

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from autoresearch.core.metric import find_last, number_after, read_memory_gb, read_metric
+from autoresearch.core.metric import MEMORY_TAIL_BYTES, find_last, number_after, read_memory_gb, read_metric
 
 PIECES = [
     "val_loss: 0.5",
@@ -69,6 +69,14 @@ def every_line(data: bytes, pattern: str) -> float | None:
     return value
 
 
+def within(data: bytes, max_bytes: int) -> bytes | None:
+    """The lines that start after the first newline of the last max_bytes (all of them in a short file)."""
+    if len(data) <= max_bytes:
+        return data
+    newline = data.find(b"\n", len(data) - max_bytes)
+    return None if newline < 0 else data[newline + 1 :]
+
+
 def same(a: float | None, b: float | None) -> bool:
     return a == b or (a is not None and b is not None and math.isnan(a) and math.isnan(b))
 
@@ -83,6 +91,10 @@ def test_small_logs_agree_with_reading_every_line(tmp_path: Path) -> None:
         path.write_bytes(data)
         for pattern in PATTERNS:
             assert same(find_last(path, pattern), every_line(data, pattern)), (data, pattern)
+            bound = rng.randint(1, 60)
+            tail = within(data, bound)
+            expected = None if tail is None else every_line(tail, pattern)
+            assert same(find_last(path, pattern, max_bytes=bound), expected), (data, pattern, bound)
 
 
 @pytest.mark.parametrize("where", [0, 1 << 20, (1 << 20) - 5, (2 << 20) + 3])
@@ -94,9 +106,23 @@ def test_large_logs_agree_across_block_edges(tmp_path: Path, where: int) -> None
     path.write_bytes(data)
     for pattern in ("^val_loss:", r"val_loss=([\d.]+)", r"^\s*val_loss:", "(?<!x)val_loss:", "acc|loss"):
         assert same(find_last(path, pattern), every_line(data, pattern)), pattern
+        for bound in (where + 40, (1 << 20) + 7):
+            tail = within(data, bound)
+            assert tail is not None
+            assert same(find_last(path, pattern, max_bytes=bound), every_line(tail, pattern)), (pattern, bound)
     assert read_metric(path, "^val_loss:") == 0.25
     assert read_memory_gb(path, "^peak_vram_mb:") == 0.5
     assert read_metric(path, "^accuracy:") is None
+
+
+def test_memory_is_read_from_the_log_end_only(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    filler = b"step 1 | loss: 0.5\n" * (MEMORY_TAIL_BYTES // 19 + 10)
+    path.write_bytes(b"peak_vram_mb: 2048\n" + filler + b"val_loss: 0.25\n")
+    assert read_memory_gb(path, "^peak_vram_mb:") is None
+    assert read_metric(path, "^val_loss:") == 0.25
+    path.write_bytes(filler + b"peak_vram_mb: 2048\n" + filler[: len(filler) // 2])
+    assert read_memory_gb(path, "^peak_vram_mb:") == 2.0
 
 
 def test_the_first_line_and_an_empty_file(tmp_path: Path) -> None:
