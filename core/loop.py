@@ -24,7 +24,7 @@ from .config import CONFIG_FILE, RESULTS_FILE, RUN_LOG, SessionConfig, load_conf
 from .errors import ConfigError, GitStateError, UserError
 from .gitops import Repo, describe_git_error
 from .history import ExperimentMeta, History
-from .metric import read_memory_gb, read_metric, tail_text
+from .metric import find_last, read_memory_gb, read_metric, tail_text
 from .proposer import (
     CrashInfo,
     ExperimentRecord,
@@ -54,6 +54,10 @@ RECENT_DIFFS = 5
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _exit_text(code: int | None) -> str:
+    return f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
 
 
 class _Interrupted(Exception):
@@ -88,6 +92,7 @@ class ExperimentLoop:
         self._usage_total = Usage()
         self._carry = Usage()
         self._tried: dict[str, int] = {}
+        self._last_outcome: RunOutcome | None = None
         self._lock_fd: int | None = None
 
     # Thread-safe controls.
@@ -417,10 +422,29 @@ class ExperimentLoop:
         return None
 
     def _baseline_failure(self) -> str:
+        cfg = self.config
+        outcome = self._last_outcome
         tail = tail_text(self.log_path, max_lines=3, max_bytes=300).strip().splitlines()
-        last = f" (last line of {RUN_LOG}: {tail[-1].strip()[:120]})" if tail else ""
+        last_line = f"last line of {RUN_LOG}: {tail[-1].strip()[:120]}" if tail else f"{RUN_LOG} is empty"
+        if outcome is not None and outcome.timed_out:
+            return (
+                f"The baseline run hit the {cfg.timeout_minutes:g} min timeout ({last_line}); raise timeout_minutes "
+                f"in {CONFIG_FILE} or shorten the run, then run again."
+            )
+        printed = find_last(self.log_path, cfg.metric_grep)
+        if outcome is not None and outcome.exit_code:
+            shown = f" after printing {cfg.metric_name} {printed:g}" if printed is not None else ""
+            return (
+                f"The baseline run failed with {_exit_text(outcome.exit_code)}{shown} ({last_line}); fix the script "
+                "and run again (a run counts only when it exits with status 0)."
+            )
+        if printed is not None:
+            return (
+                f"The baseline run printed {cfg.metric_name} {printed:g}, which is not a finite number ({last_line}); "
+                "fix the training (a NaN or inf usually means it diverged) and run again."
+            )
         return (
-            f"The baseline run produced no {self.config.metric_name} matching {self.config.metric_grep!r}{last}; "
+            f"The baseline run produced no {cfg.metric_name} matching {cfg.metric_grep!r} ({last_line}); "
             f"fix the script or --grep and run again."
         )
 
@@ -648,18 +672,19 @@ class ExperimentLoop:
     def _run_and_judge(
         self, table: ResultsTable, number: int, kind: Kind, meta: ExperimentMeta
     ) -> tuple[ResultsTable, ResultRow]:
-        outcome = self._execute(number, meta)
+        outcome = self._last_outcome = self._execute(number, meta)
         if outcome.cancelled and self._cancel_reason == "stop":
             self._revert_unrecorded(meta)
             raise _Interrupted
         self._set_phase("judging", number)
+        # A run that did not exit with status 0 is a crash even if it printed the metric: the value may be
+        # from an evaluation before the failure.
+        failed = outcome.cancelled or outcome.timed_out or bool(outcome.exit_code)
         metric_source = self.log_path
-        if self.config.verify_command and not outcome.cancelled and not outcome.timed_out:
+        if self.config.verify_command and not failed:
             metric_source = self.history.experiment_dir(number) / "verify.log"
             self._run_aux(self.config.verify_command, metric_source, number)
-        metric = (
-            None if (outcome.cancelled or outcome.timed_out) else read_metric(metric_source, self.config.metric_grep)
-        )
+        metric = None if failed else read_metric(metric_source, self.config.metric_grep)
         memory = self._memory_gb(outcome)
         best = table.best(self.config.higher_is_better)
         description = meta.description
@@ -670,6 +695,8 @@ class ExperimentLoop:
                 if outcome.cancelled
                 else f"timeout {self.config.timeout_minutes:g} min"
                 if outcome.timed_out
+                else f"{_exit_text(outcome.exit_code)} after printing {self.config.metric_name}"
+                if outcome.exit_code and read_metric(metric_source, self.config.metric_grep) is not None
                 else None
             )
             if why and kind != "baseline":
