@@ -624,8 +624,9 @@ class ExperimentLoop:
         try:
             commit = self.repo.commit_paths(changed, message)
         except GitCommandError as exc:
-            self._restore(parent, changed)
-            self.history.clear_journal()
+            # When git cannot even restore the files (a stale index.lock), the journal stays, so the next run does.
+            if self._restore(parent, changed):
+                self.history.clear_journal()
             raise UserError(
                 f"git could not commit the experiment ({describe_git_error(exc)}); fix the repository and run again."
             ) from None
@@ -652,9 +653,12 @@ class ExperimentLoop:
         self._expected_head = commit
         return self._run_and_judge(table, number, kind, meta)
 
-    def _restore(self, commit: str, paths: list[str]) -> None:
-        with contextlib.suppress(GitCommandError):
+    def _restore(self, commit: str, paths: list[str]) -> bool:
+        try:
             self.repo.run("checkout", commit, "--", *paths)
+        except GitCommandError:
+            return False
+        return True
 
     def _baseline(self, table: ResultsTable) -> ResultsTable:
         number = len(table.rows) + 1
