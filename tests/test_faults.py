@@ -386,3 +386,26 @@ def test_state_folder_deleted_mid_session(tmp_path: Path) -> None:
     assert "repaired" not in done.stdout
     assert len(read_results(root / "results.tsv").rows) == 5
     assert_consistent(root, start, [])
+
+
+def test_stale_index_lock_is_named_and_the_half_written_experiment_restored(tmp_path: Path) -> None:
+    """What a power cut during a git command leaves: .git/index.lock. The tool names it and never removes it."""
+    root = _session(tmp_path, "--max-experiments", "1")
+    start = git(root, "rev-parse", "HEAD")
+    assert cli(root, "run", "--headless").returncode == 0
+    _set_config(root, max_experiments=2)
+    lock = root / ".git" / "index.lock"
+    lock.write_text("")
+    done = cli(root, "run", "--headless")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"stopped: git could not commit the experiment (fatal: Unable to create '{lock}': File exists.); "
+        "fix the repository and run again.\n"
+    )
+    assert lock.exists()
+    lock.unlink()
+    done = cli(root, "run", "--headless")
+    assert done.returncode == 0, done.stderr
+    assert "repaired: restored train.py to the last commit (an experiment was half-written)" in done.stdout
+    assert len(read_results(root / "results.tsv").rows) == 2
+    assert_consistent(root, start, [])
