@@ -109,9 +109,7 @@ class Repo:
     def commit_paths(self, paths: list[str], message: str) -> str:
         """Commit exactly these paths (and nothing else staged) and return the new commit."""
         self.run("add", "--", *paths)
-        self.run(
-            *_COMMIT_OPTS, *self._identity_opts(), "commit", "--no-verify", "-q", "-m", message, "--", *paths
-        )
+        self.run(*_COMMIT_OPTS, *self._identity_opts(), "commit", "--no-verify", "-q", "-m", message, "--", *paths)
         head = self.head_commit()
         assert head is not None
         return head
