@@ -160,7 +160,7 @@ def _trigger(tool: Tool, target: str, rng: random.Random) -> bool:
         size = results.stat().st_size
         deadline = time.monotonic() + 10
         while results.stat().st_size == size and tool.proc.poll() is None and time.monotonic() < deadline:
-            pass
+            time.sleep(0.0002)
         time.sleep(rng.choice((0.0, rng.uniform(0.0, 0.01))))
     else:
         found = tool.wait_for(r"^#\d+ [0-9a-f]{7} ", nth)
