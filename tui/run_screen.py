@@ -282,9 +282,9 @@ class RunScreen(Screen[None]):
         if action == "resume":
             return live and waiting
         if action == "stop":
-            return True if live and not state.stop_requested else None
+            return (True if not state.stop_requested else None) if live else False
         if action == "kill":
-            return True if live and state.phase == "running" else None
+            return (True if state.phase == "running" else None) if live else False
         return True
 
     def action_pause(self) -> None:
@@ -293,7 +293,6 @@ class RunScreen(Screen[None]):
         self.loop.pause()
         if self.state.run_active:
             self.state.pause_requested = True
-            self.notify("Pausing after the current experiment.", timeout=3)
         self.refresh_parts({"header"})
 
     def action_resume(self) -> None:
@@ -309,7 +308,6 @@ class RunScreen(Screen[None]):
             return
         self.loop.stop()
         self.state.stop_requested = True
-        self.notify("Stopping after the current run.", timeout=3)
         self.refresh_parts({"header"})
 
     def action_kill(self) -> None:

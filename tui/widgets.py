@@ -10,13 +10,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.reactive import var
-from textual.widgets import DataTable, Label, Log, Sparkline, Static
+from textual.reactive import reactive, var
+from textual.widget import Widget
+from textual.widgets import DataTable, Label, Log, Sparkline
 from textual.widgets.data_table import ColumnKey
 from textual_plotext import PlotextPlot
 
 from .state import RunState, best_so_far
 
+TWO_LINE_HEADER = 150
 BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 """Screens under 120 columns get the class -narrow, wider ones -wide."""
 
@@ -37,6 +39,8 @@ def fmt_metric(value: float | None) -> str:
 
 
 def fmt_clock(seconds: float) -> str:
+    if 0 < seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -57,15 +61,36 @@ def bar(fraction: float, width: int) -> str:
     return "█" * full + "░" * (width - full)
 
 
-class RunHeader(Static):
+class TextLine(Widget):
+    """Text that changes often without changing size: an update repaints it, never the screen's layout."""
+
+    DEFAULT_CSS = """
+    TextLine { height: 1; }
+    """
+
+    text: reactive[Text] = reactive(Text(""), layout=False)
+
+    def __init__(self, text: str | Text = "", *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.set_reactive(TextLine.text, Text(text) if isinstance(text, str) else text)
+
+    def update(self, text: str | Text) -> None:
+        self.text = Text(text) if isinstance(text, str) else text
+
+    def render(self) -> Text:
+        return self.text
+
+
+class RunHeader(TextLine):
     """Tag, experiment N/max, phase, the run's elapsed time against its budget, best, baseline, cost."""
 
     DEFAULT_CSS = """
-    RunHeader { height: auto; background: $panel; padding: 0 1; }
+    RunHeader { height: 3; background: $panel; padding: 0 1; }
+    RunHeader.-two-lines { height: 2; }
     """
 
-    def show(self, state: RunState, now: float) -> None:
-        self.update(self.render_text(state, now, self.size.width or 80))
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= TWO_LINE_HEADER, "-two-lines")
 
     @staticmethod
     def phase_label(state: RunState) -> str:
@@ -104,7 +129,8 @@ class RunHeader(Static):
         if improvement is not None:
             sign = "+" if improvement >= 0 else "−"
             stats.append(f"  {sign}{abs(improvement):.2f}%", "bold green" if improvement > 0 else "bold")
-        stats.append(f"  tok {fmt_tokens(state.tokens)} ${state.cost_usd:.2f}", "dim")
+        if state.tokens or state.cost_usd:
+            stats.append(f"  tok {fmt_tokens(state.tokens)} ${state.cost_usd:.2f}", "dim")
         progress = Text(no_wrap=True, overflow="ellipsis")
         if state.run_started_at is not None and state.budget_s > 0:
             elapsed = max(0.0, now - state.run_started_at)
@@ -120,7 +146,7 @@ class RunHeader(Static):
             progress.append(f" last run {fmt_clock(state.last_duration_s)}", "dim")
         else:
             progress.append(" no run yet", "dim")
-        if width >= 150:
+        if width >= TWO_LINE_HEADER:
             return Text.assemble(text, " │", stats, "\n", progress)
         return Text("\n").join([text, stats, progress])
 
@@ -211,7 +237,8 @@ class MetricPlot(PlotextPlot):
         plt.clear_figure()
         direction = "higher" if self.higher_is_better else "lower"
         plt.title(f"{self.metric_name} per experiment ({direction} is better)")
-        plt.xlabel("experiment")
+        if self.size.height >= 12:
+            plt.xlabel("experiment")
         measured = [(n, r) for n, r in self.rows if r.status != "crash"]
         if not measured and not self.rows:
             plt.xlim(0, 10)
@@ -220,7 +247,8 @@ class MetricPlot(PlotextPlot):
         low, high = min(values), max(values)
         pad = (high - low) * 0.1 or abs(high) * 0.05 or 1.0
         crash_y = low - 1.5 * pad
-        plt.ylim(low - 2 * pad, high + pad)
+        crashed = any(r.status == "crash" for _, r in self.rows)
+        plt.ylim(low - (2 * pad if crashed else pad), high + pad)
         mono = self.app.no_color
         last = max(n for n, _ in self.rows)
         plt.xlim(0.5, last + 0.5)
@@ -260,19 +288,19 @@ class RunSpark(Vertical):
 
     DEFAULT_CSS = """
     RunSpark { height: 2; }
-    RunSpark > Label { width: 100%; color: $text-muted; }
+    RunSpark > TextLine { width: 100%; }
     RunSpark > Sparkline { height: 1; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Label("", id="spark-label")
+        yield TextLine("", id="spark-label")
         yield Sparkline([], id="spark")
 
     def show(self, label: str, data: list[float]) -> None:
         caption = {"loss": "run loss", "best": "best so far"}.get(label, label)
         if data:
             caption += f" {data[0]:.4g} → {data[-1]:.4g}"
-        self.query_one("#spark-label", Label).update(caption)
+        self.query_one("#spark-label", TextLine).update(Text(caption, style="dim"))
         self.query_one(Sparkline).data = data
 
 
