@@ -12,7 +12,7 @@ from .edit_blocks import ApplyResult, ParsedReply, apply_blocks, parse_reply
 from .errors import ProviderError
 from .prompt import CHARS_PER_TOKEN, DEFAULT_BUDGET_TOKENS, Message, build_messages
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, Usage, content_key
-from .provider import RetryPolicy, TransientProviderError, complete, load_litellm
+from .provider import RetryPolicy, TransientProviderError, complete, load_litellm, tries
 
 _ABANDON = ("abandon", "give up", "no fix", "none")
 
@@ -163,7 +163,7 @@ class LLMProposer:
                     state, applied_before = dict(ctx.files), []
             messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": feedback}]
         self.last_messages = messages
-        raise ProposalSkipped(f"the model's edits could not be used after {rounds} tries: {last_problem}", usage)
+        raise ProposalSkipped(f"the model's edits could not be used after {tries(rounds)}: {last_problem}", usage)
 
     def _verdict(self, ctx: ProposalContext, state: Mapping[str, str]) -> tuple[str, str] | None:
         """None when the edited files are a new version; else feedback for the model and a short reason."""

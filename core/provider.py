@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 import warnings
@@ -95,10 +96,15 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
+def tries(n: int) -> str:
+    return f"{n} try" if n == 1 else f"{n} tries"
+
+
 def _short(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split())
     for prefix in ("litellm.", "OpenAIException - ", "OpenAIException -"):
         text = text.replace(prefix, "")
+    text = re.sub(r"\b(\w+): \1: ", r"\1: ", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -314,7 +320,7 @@ def complete(
             last = _describe_transient(exc, config)
             remaining = deadline - time.monotonic()
             if attempt >= policy.attempts or remaining <= delay:
-                raise TransientProviderError(f"{last} ({attempt} tries in {time.monotonic() - start:.0f} s)") from None
+                raise TransientProviderError(f"{last} ({tries(attempt)} in {time.monotonic() - start:.0f} s)") from None
             time.sleep(delay)
 
 

@@ -722,7 +722,7 @@ MODEL_CASES: list[Case] = [
     Case(
         "model-empty-reply",
         "the model replies with nothing",
-        "#2 skipped (1 in a row): the model's edits could not be used after 1 tries: the reply held no "
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: the reply held no "
         "SEARCH/REPLACE block",
         exit=None,
         outcome=MODEL_OUTCOME,
@@ -731,7 +731,7 @@ MODEL_CASES: list[Case] = [
     Case(
         "model-only-prose",
         "the model replies with prose and no edit",
-        "#2 skipped (1 in a row): the model's edits could not be used after 1 tries: the reply held no "
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: the reply held no "
         "SEARCH/REPLACE block",
         exit=None,
         outcome=MODEL_OUTCOME,
@@ -740,7 +740,7 @@ MODEL_CASES: list[Case] = [
     Case(
         "model-unknown-file",
         "the model edits nothere.py, which is not an editable file",
-        "#2 skipped (1 in a row): the model's edits could not be used after 1 tries: block 1: nothere.py is not "
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: block 1: nothere.py is not "
         "an editable file; only these files may be edited: train.py",
         exit=None,
         outcome=MODEL_OUTCOME,
@@ -749,7 +749,7 @@ MODEL_CASES: list[Case] = [
     Case(
         "model-50000-lines",
         "the model replies with 50,000 lines of prose",
-        "#2 skipped (1 in a row): the model's edits could not be used after 1 tries: the reply held no "
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: the reply held no "
         "SEARCH/REPLACE block",
         exit=None,
         outcome=MODEL_OUTCOME,
@@ -758,8 +758,8 @@ MODEL_CASES: list[Case] = [
     Case(
         "model-invalid-utf8",
         "the server's reply holds bytes that are not UTF-8 (twice, so the retry fails too)",
-        "#2 skipped (1 in a row): openai/test failed: InternalServerError: InternalServerError: error - 'utf-8' "
-        "codec can't decode byte 0xff in positio... (2 tries in <n> s)",
+        "#2 skipped (1 in a row): openai/test failed: InternalServerError: error - 'utf-8' "
+        "codec can't decode byte 0xff in position <n>: invalid start ... (2 tries in <n> s)",
         exit=None,
         outcome=MODEL_OUTCOME,
         action=[HEAD + _block("train.py", "LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02 # @@BAD@@")] * 2,
@@ -779,7 +779,7 @@ PROVIDER_CASES: list[Case] = [
     Case(
         "provider-404-model",
         "the server answers 404 (no such model)",
-        "needs you: Model openai/test was not found at <url> (NotFoundError: NotFoundError: The model `test` "
+        "needs you: Model openai/test was not found at <url> (NotFoundError: The model `test` "
         "does not exist.); check --model (litellm's provider/name form, e.g. openai/gpt-4o-mini) and --api-base.",
         exit=None,
         outcome=MODEL_OUTCOME + "; the loop stops at once",

@@ -17,7 +17,9 @@ print(','.join(bad))
 
 
 def _loaded(*modules: str) -> str:
-    code = PROBE.replace("import autoresearch.core.{modules}", "\n".join(f"import autoresearch.core.{m}" for m in modules))
+    code = PROBE.replace(
+        "import autoresearch.core.{modules}", "\n".join(f"import autoresearch.core.{m}" for m in modules)
+    )
     code = code.replace("{forbidden!r}", repr(FORBIDDEN))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return done.stdout.strip()
