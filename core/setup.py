@@ -9,6 +9,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from git.exc import GitCommandError
+
 from .config import (
     CONFIG_FILE,
     IGNORED_PATHS,
@@ -18,7 +20,7 @@ from .config import (
     save_config,
 )
 from .errors import ConfigError, GitStateError
-from .gitops import Repo
+from .gitops import Repo, describe_git_error
 from .history import History
 from .results import write_header
 
@@ -145,20 +147,42 @@ def create_session(root: Path, config: SessionConfig) -> None:
         existing = root / name
         if existing.exists() and repo.is_tracked(name):
             raise GitStateError(f"{name} is tracked by git; remove it from the index first (git rm --cached {name}).")
+    start = repo.current_branch()
+    gitignore = root / ".gitignore"
+    before = gitignore.read_bytes() if gitignore.exists() else None
     repo.create_branch(config.branch)
     additions = _gitignore_additions(root)
     if additions:
-        gitignore = root / ".gitignore"
-        text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+        text = before.decode("utf-8", errors="surrogateescape") if before is not None else ""
         if text and not text.endswith("\n"):
             text += "\n"
         text += "# autoresearch session files\n" + "".join(p + "\n" for p in additions)
-        gitignore.write_text(text, encoding="utf-8")
-        repo.commit_paths([".gitignore"], "autoresearch: ignore session files")
+        gitignore.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            repo.commit_paths([".gitignore"], "autoresearch: ignore session files")
+        except GitCommandError as exc:
+            _undo_branch(repo, start, config.branch, gitignore, before)
+            raise GitStateError(
+                f"git could not commit the .gitignore lines ({describe_git_error(exc)}); nothing was changed, "
+                "fix the repository and run setup again."
+            ) from None
     _archive_previous_session(root)
     save_config(root, config)
     write_header(root / RESULTS_FILE, config.metric_name)
     History(root).ensure()
+
+
+def _undo_branch(repo: Repo, start: str | None, branch: str, gitignore: Path, before: bytes | None) -> None:
+    with contextlib.suppress(GitCommandError):
+        repo.run("reset", "-q", "--", ".gitignore")
+    if before is None:
+        gitignore.unlink(missing_ok=True)
+    else:
+        gitignore.write_bytes(before)
+    with contextlib.suppress(GitCommandError):
+        if start:
+            repo.checkout(start)
+        repo.run("branch", "-q", "-D", branch)
 
 
 def _archive_previous_session(root: Path) -> None:
