@@ -275,7 +275,26 @@ def main(argv: list[str] | None = None) -> int:
             from .gitops import describe_git_error
 
             return _fail(f"git failed: {describe_git_error(exc)}; fix the repository and try again.")
-        raise
+        if os.environ.get("AUTORESEARCH_DEBUG"):
+            raise
+        return _fail(_internal_error(root, exc))
+
+
+def _internal_error(root: Path, exc: Exception) -> str:
+    """A bug of ours: one sentence for the user, the traceback kept in a file for the report."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    folder = root / ".autoresearch" if (root / ".autoresearch").is_dir() else Path(tempfile.gettempdir())
+    path = folder / f"autoresearch-error-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        path.write_text(text, encoding="utf-8")
+        where = f"the traceback is in {path}"
+    except OSError:
+        where = "set AUTORESEARCH_DEBUG=1 to see the traceback"
+    return f"internal error ({type(exc).__name__}: {exc}); {where}; please report it with that file."
 
 
 if __name__ == "__main__":
