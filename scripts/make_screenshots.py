@@ -17,7 +17,9 @@ from autoresearch.tui.app import AutoresearchApp
 from autoresearch.tui.experiment_screen import ExperimentScreen
 from autoresearch.tui.run_screen import RunScreen
 from autoresearch.tui.sample import SAMPLE_NOW, IdleLoop, make_repo, make_sample_session
+from autoresearch.tui.setup_screen import SetupScreen
 from textual.pilot import Pilot
+from textual.widgets import Checkbox, Input
 
 SIZES = ((80, 24), (200, 60))
 SETUP_OPTIONS = {"tag": "mar23", "created_at": "2025-03-23T21:04:00+01:00"}
@@ -79,6 +81,12 @@ async def shoot_setup(root: Path, size: tuple[int, int]) -> str:
     app = AutoresearchApp(root, "setup", script="train.py", options=dict(SETUP_OPTIONS), loop_factory=None)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, SetupScreen)
+        screen.query_one("#write-program", Checkbox).value = True
+        screen.query_one("#field-constraints", Input).value = "stay under 8 GB of GPU memory"
+        screen.query_one("#field-tag", Input).focus()
+        await pilot.pause(0.3)
         return app.export_screenshot(title="autoresearch: setup")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,6 @@ def launch(root: Path, mode: str, script: str | None = None, options: dict[str, 
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    # Textual waits this long after a lone escape for the rest of a key sequence (its default is 100 ms);
-    # a terminal sends a sequence in one write, so 50 ms is safe and makes escape feel immediate.
-    os.environ.setdefault("ESCDELAY", "50")
     from .app import AutoresearchApp
 
     app = AutoresearchApp(root, mode, script=script, options=options)

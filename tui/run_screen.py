@@ -363,6 +363,7 @@ class RunScreen(Screen[None]):
                     "Its run is killed and its commit reverted; nothing of it is recorded.",
                     yes="Quit",
                     no="Keep running",
+                    destructive=True,
                 ),
                 self.confirm_quit,
             )

@@ -11,11 +11,13 @@ from typing import Any, ClassVar
 from autoresearch.core.config import SessionConfig, explain
 from autoresearch.core.errors import UserError
 from pydantic import ValidationError
+from rich.segment import Segment
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widgets import (
     Button,
     Checkbox,
@@ -145,6 +147,35 @@ def program_text(config: SessionConfig, goal: str, must_not: str, constraints: s
     return "\n".join(lines)
 
 
+class Radio(RadioButton):
+    """A radio button whose mark shows its state without colour (NO_COLOR, monochrome terminals)."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "●" if self.value else " "
+
+
+class Tick(Checkbox):
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "X" if self.value else " "
+
+
+class FileList(SelectionList[str]):
+    """A selection list that leaves the box of an unselected file empty, so the state reads without colour."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        index = self.scroll_offset.y + y
+        if index >= self.option_count:
+            return strip
+        option = self.get_option_at_index(index)
+        segments = list(strip)
+        if len(segments) > 1 and option.value not in self._selected:
+            segments[1] = Segment(" ", segments[1].style)
+        return Strip(segments, strip.cell_length)
+
+
 @dataclass(frozen=True)
 class WizardDefaults:
     script: str
@@ -198,25 +229,25 @@ class SetupScreen(Screen["SetupResult | None"]):
                 with Horizontal(classes="field-row"):
                     yield Label("Direction", classes="field-label")
                     with RadioSet(id="field-metric_direction", classes="field-radio"):
-                        yield RadioButton("lower is better", value=True, id="direction-lower")
-                        yield RadioButton("higher is better", id="direction-higher")
+                        yield Radio("lower is better", value=True, id="direction-lower")
+                        yield Radio("higher is better", id="direction-higher")
                 for key, label, hint in TEXT_FIELDS[3:]:
                     yield from self._text_row(key, label, hint)
                 yield Label("Editable files (the agent may change them)", classes="section-label")
-                yield SelectionList[str](id="field-editable_files", classes="file-list")
+                yield FileList(id="field-editable_files", classes="file-list")
                 yield Label("", id="error-editable_files", classes="field-error")
                 yield Label("Read-only files (context for the agent)", classes="section-label")
-                yield SelectionList[str](id="field-readonly_files", classes="file-list")
+                yield FileList(id="field-readonly_files", classes="file-list")
                 yield Label("", id="error-readonly_files", classes="field-error")
                 with Horizontal(classes="field-row"):
                     yield Label("Agent", classes="field-label")
                     with RadioSet(id="field-agent", classes="field-radio"):
-                        yield RadioButton("mutate (offline)", value=True, id="agent-mutate")
-                        yield RadioButton("llm (a model)", id="agent-llm")
+                        yield Radio("mutate (offline)", value=True, id="agent-mutate")
+                        yield Radio("llm (a model)", id="agent-llm")
                 for key, label, hint in MODEL_FIELDS:
                     yield from self._text_row(key, label, hint)
                 yield Label("", id="model-hint", classes="field-hint")
-                yield Checkbox(f"Write {PROGRAM_FILE}: instructions for the agent", id="write-program")
+                yield Tick(f"Write {PROGRAM_FILE}: instructions for the agent", id="write-program")
                 with Vertical(id="program-fields"):
                     for key, label, hint in PROGRAM_FIELDS:
                         yield from self._text_row(key, label, hint)
