@@ -33,7 +33,7 @@ from autoresearch.core.history import History
 from autoresearch.core.results import ResultRow, append_row
 from autoresearch.core.setup import setup_session
 
-from .common import BIN, PY, References, Row, fmt_s, git, make_repo, median, print_table, use_git_identity
+from .common import BIN, PY, Row, fmt_s, git, make_repo, median, print_table, run_quiet, time_calls, use_git_identity
 
 FLOOD = Path(__file__).parent / "scripts" / "flood.py"
 FIRST_FRAME_GOAL_S = 1.0
@@ -345,7 +345,7 @@ def big_log(workdir: Path, size: int) -> BigLogResult:
         session.close()
 
 
-def run(quick: bool = False, refs: References | None = None, flood_s: float | None = None) -> list[Row]:
+def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
     flood_s = flood_s or (2.0 if quick else 60.0)
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-app-"))
     rows: list[Row] = []
@@ -354,7 +354,8 @@ def run(quick: bool = False, refs: References | None = None, flood_s: float | No
         quiet = first_frames(workdir, 1 if quick else 5, presses=1 if quick else 4, quiet_s=0.5 if quick else 5)
         frames = quiet.frames
         frame = median(frames)
-        ratio = f"{frame / refs.python_startup_s:.1f}x python -c pass" if refs else ""
+        python_s = median(time_calls(lambda: run_quiet([PY, "-c", "pass"]), 10))
+        ratio = f"{frame / python_s:.1f}x python -c pass ({fmt_s(python_s)})"
         rows.append(
             Row(
                 what="app: first frame of the run screen (30 rows)",

@@ -49,7 +49,11 @@ class References:
     python_startup_s: float
 
     def ratio(self, seconds: float) -> str:
-        return f"{seconds / self.git_spawn_s:.1f}x git rev-parse, {seconds / self.python_startup_s:.2f}x python -c pass"
+        git_ms, python_ms = self.git_spawn_s * 1000, self.python_startup_s * 1000
+        return (
+            f"{seconds / self.git_spawn_s:.1f}x git rev-parse ({git_ms:.1f} ms), "
+            f"{seconds / self.python_startup_s:.2f}x python -c pass ({python_ms:.0f} ms)"
+        )
 
 
 def use_git_identity() -> None:

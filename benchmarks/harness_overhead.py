@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from autoresearch.core import events as ev
@@ -26,7 +27,7 @@ from autoresearch.core.loop import ExperimentLoop
 from autoresearch.core.proposer import Proposal, ProposalContext
 from autoresearch.core.setup import setup_session
 
-from .common import References, Row, fmt_s, make_repo, measure_references, median, print_table, use_git_identity
+from .common import Row, fmt_s, make_repo, measure_references, median, print_table, use_git_identity
 
 GOAL_S = 0.050
 TRAIN = "SEED = 0\nprint('training')\n"
@@ -69,15 +70,12 @@ def make_log(path: Path, megabytes: float) -> None:
             fh.write(b"\n")
 
 
-def measure(
-    workdir: Path, commits: int, log_mb: float, experiments: int, refs: References | None = None
-) -> tuple[Row, References]:
+def measure(workdir: Path, commits: int, log_mb: float, experiments: int) -> Row:
     use_git_identity()
     big_log = workdir / "premade.log"
     make_log(big_log, log_mb)
     stamps = workdir / "stamps.txt"
     root = make_repo(workdir / "repo", commits, TRAIN)
-    refs = refs or measure_references(root)
     command = (
         f'echo "S $AUTORESEARCH_EXPERIMENT $EPOCHREALTIME" >> {stamps}; cat {big_log}; '
         f'printf "val_loss: 0.%05d\\n" $RANDOM; echo "E $AUTORESEARCH_EXPERIMENT $EPOCHREALTIME" >> {stamps}'
@@ -108,6 +106,7 @@ def measure(
     stopped = loop.run()
     if not stopped.ok:
         raise RuntimeError(f"the loop stopped: {stopped.reason}")
+    refs = measure_references(root)
 
     train: dict[int, float] = {}
     starts: dict[int, float] = {}
@@ -148,18 +147,19 @@ def measure(
             "teardown_s": teardown,
             "judge_s": judge,
             "train_s": [train[n] for n in sorted(train)],
+            "references": asdict(refs),
         },
     )
-    return row, refs
+    return row
 
 
-def run(quick: bool = False, refs: References | None = None) -> list[Row]:
+def run(quick: bool = False) -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-overhead-"))
     try:
         if quick:
-            row, _ = measure(workdir, commits=30, log_mb=1, experiments=3, refs=refs)
+            row = measure(workdir, commits=30, log_mb=1, experiments=3)
         else:
-            row, _ = measure(workdir, commits=1000, log_mb=100, experiments=30, refs=refs)
+            row = measure(workdir, commits=1000, log_mb=100, experiments=30)
         return [row]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

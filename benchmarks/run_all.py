@@ -36,15 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(
-        f"references (same run): git rev-parse {refs.git_spawn_s * 1000:.1f} ms, "
-        f"python -c pass {refs.python_startup_s * 1000:.1f} ms",
+        f"references at the start: git rev-parse {refs.git_spawn_s * 1000:.1f} ms, "
+        f"python -c pass {refs.python_startup_s * 1000:.1f} ms (each benchmark measures them again beside its figures)",
         flush=True,
     )
 
     def app_rows() -> list[Row]:
         from .app_run import run as run_app
 
-        return run_app(args.quick, refs=refs, flood_s=args.flood_seconds)
+        return run_app(args.quick, flood_s=args.flood_seconds)
 
     def gpu_rows() -> list[Row]:
         from .gpu_memory_check import run as run_gpu
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_gpu(args.quick)
 
     steps: dict[str, Callable[[], list[Row]]] = {
-        "overhead": lambda: harness_overhead.run(args.quick, refs=refs),
-        "cli": lambda: cli_startup.run(args.quick, refs=refs),
+        "overhead": lambda: harness_overhead.run(args.quick),
+        "cli": lambda: cli_startup.run(args.quick),
         "app": app_rows,
         "timeout": lambda: timeout_kill.run(args.quick),
         "duty": lambda: duty_cycle.run(args.quick),

@@ -49,7 +49,7 @@ def assert_rows(stdout: str, rows: list[dict[str, Any]], starts: list[str]) -> N
 def test_engine_benchmarks_print_their_rows(tmp_path: Path) -> None:
     stdout, rows = bench(tmp_path, "overhead", "cli", "timeout", "gpu")
     assert stdout.startswith("machine: ")
-    assert "references (same run): git rev-parse" in stdout
+    assert "references at the start: git rev-parse" in stdout
     assert_rows(
         stdout,
         rows,
