@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from textual.app import App
+from textual.worker import Worker
 
 from .analysis_screen import AnalysisScreen
 from .dialogs import ConfirmDialog
 from .run_screen import LoopFactory, RunScreen, default_loop_factory
 from .setup_screen import SetupResult, SetupScreen
+
+EXIT_GRACE_S = 60.0
+"""How long a hang-up or kill waits for the loop to stop the run and revert before leaving anyway."""
 
 
 class AutoresearchApp(App[int]):
@@ -90,10 +96,22 @@ class AutoresearchApp(App[int]):
 
     def on_terminate_signal(self, signum: int) -> None:
         screen = self.run_screen()
-        if screen is not None and screen.loop_worker is not None and screen.loop_worker.is_running:
-            screen.shut_down()
+        worker = screen.loop_worker if screen is not None else None
+        if screen is not None and worker is not None and worker.is_running:
+            screen.shut_down(128 + signum)
         else:
             self.exit(128 + signum)
+        threading.Thread(target=self._exit_once_stopped, args=(worker, signum), daemon=True).start()
+
+    @staticmethod
+    def _exit_once_stopped(worker: Worker[Any] | None, signum: int) -> None:
+        """After a hang-up the terminal is gone and restoring it can block forever; once the loop has
+        stopped (the session is consistent, its files synced), leave without it if a normal exit stalls."""
+        deadline = time.monotonic() + EXIT_GRACE_S
+        while worker is not None and worker.is_running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)
+        os._exit(128 + signum)
 
     def stop_loop(self) -> None:
         screen = self.run_screen()

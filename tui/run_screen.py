@@ -93,6 +93,7 @@ class RunScreen(Screen[None]):
         self.loop: LoopControl | None = None
         self.loop_worker: Worker[LoopStopped | None] | None = None
         self.quitting = False
+        self.forced_exit_code: int | None = None
         self.ideas_queued: list[str] = []
         self._header_plain = ""
         self._bindings_key: tuple[bool, ...] = ()
@@ -268,6 +269,8 @@ class RunScreen(Screen[None]):
             banner.display = False
 
     def exit_code(self) -> int:
+        if self.forced_exit_code is not None:
+            return self.forced_exit_code
         stopped = self.state.stopped
         return 1 if stopped is not None and not stopped.ok else 0
 
@@ -374,9 +377,10 @@ class RunScreen(Screen[None]):
         if answer:
             self.shut_down()
 
-    def shut_down(self) -> None:
+    def shut_down(self, exit_code: int | None = None) -> None:
         """Stop the loop (killing a run in flight) and exit once its thread has finished."""
         self.quitting = True
+        self.forced_exit_code = exit_code
         worker = self.loop_worker
         if worker is None or not worker.is_running:
             self.app.exit(self.exit_code())
