@@ -116,7 +116,9 @@ class Session:
     def close(self) -> None:
         """SIGTERM the app (it stops the loop, kills the run and reverts its commit), then the tmux server."""
         if self.app is not None:
-            tree = [self.app, *self.app.children(recursive=True)]
+            tree = [self.app]
+            with contextlib.suppress(psutil.Error):
+                tree += self.app.children(recursive=True)
             try:
                 self.app.send_signal(signal.SIGTERM)
                 self.app.wait(30)
