@@ -314,3 +314,17 @@ async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
         assert sent[0] > 10_000
         assert answered < 0.5
         assert screen.query_one(LogTail).log_widget.line_count <= screen.query_one(LogTail).max_lines
+
+
+async def test_a_loop_that_cannot_start_says_why_in_one_sentence(slow_session: Path) -> None:
+    (slow_session / "train.py").write_text(SLOW_SCRIPT + "# edited\n")
+    app = AutoresearchApp(slow_session, "run")
+    async with running(app, (80, 24)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.stopped is not None)
+        banner = str(screen.query_one("#banner").render())
+        assert "uncommitted changes" in banner and "Traceback" not in banner
+        assert not screen.check_action("pause", ()) and not screen.check_action("kill", ())
+        await pilot.press("q")
+    assert app.return_value == 1
+    assert rows(slow_session) == 0
