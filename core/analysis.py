@@ -735,35 +735,36 @@ def sections(session: Session, recommendations_text: str | None = None) -> list[
     ]
 
 
-def analysis_markdown(session: Session, recommendations_text: str | None = None) -> str:
+def analysis_markdown(session: Session, recommendations_text: str | None = None, now: datetime | None = None) -> str:
     cfg = session.config
+    written = (now or datetime.now()).astimezone().strftime("%Y-%m-%d %H:%M")
     direction = "higher" if session.higher else "lower"
     fmt = "skill" if session.table.has_duration else "karpathy/autoresearch"
     out = [
         f"# Autoresearch analysis: {cfg.tag}",
         "",
         f"Branch `{cfg.branch}` · script `{cfg.script_path}` · metric `{cfg.metric_name}` ({direction} is better) · "
-        f"results.tsv of the {fmt} format · written {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M')}",
+        f"results.tsv of the {fmt} format · written {written}",
     ]
     for title, body in sections(session, recommendations_text):
         out += ["", f"## {title}", "", body]
     return "\n".join(out) + "\n"
 
 
-def build_analysis(root: Path, recommendations_text: str | None = None) -> str:
+def build_analysis(root: Path, recommendations_text: str | None = None, now: datetime | None = None) -> str:
     """The analysis as Markdown. recommendations_text, when given, replaces the computed Recommendations."""
-    return analysis_markdown(load_session(root), recommendations_text)
+    return analysis_markdown(load_session(root), recommendations_text, now)
 
 
 def analysis_path(root: Path, tag: str) -> Path:
     return root / f"autoresearch-{tag}-analysis.md"
 
 
-def write_analysis(root: Path, recommendations_text: str | None = None) -> Path:
+def write_analysis(root: Path, recommendations_text: str | None = None, now: datetime | None = None) -> Path:
     """Writes autoresearch-<tag>-analysis.md in the repository root and returns its path."""
     session = load_session(root)
     path = analysis_path(root, session.config.tag)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(analysis_markdown(session, recommendations_text), encoding="utf-8")
+    tmp.write_text(analysis_markdown(session, recommendations_text, now), encoding="utf-8")
     os.replace(tmp, path)
     return path
