@@ -22,6 +22,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -351,8 +352,14 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
     flood_s = flood_s or (2.0 if quick else 60.0)
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-app-"))
     rows: list[Row] = []
+    began = time.monotonic()
+
+    def progress(what: str) -> None:
+        print(f"  app: {what} at {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+
     try:
         echo = tmux_echo(workdir)
+        progress("first frames")
         quiet = first_frames(workdir, 1 if quick else 5, presses=1 if quick else 4, quiet_s=0.5 if quick else 5)
         frames = quiet.frames
         frame = median(frames)
@@ -371,6 +378,7 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
                 data={"seconds": frames, "quiet_cpu_share": quiet.cpu_share, "quiet_keys_s": quiet.keys},
             )
         )
+        progress(f"flood for {flood_s:g} s")
         result = flood(workdir, 20_000, flood_s, presses=1 if quick else 6)
         key_medians = {name: median(values) for name, values in result.keys.items()}
         slowest = max(key_medians, key=lambda name: key_medians[name])
@@ -396,7 +404,9 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
             )
         )
         size = 10 * MB if quick else 1024 * MB
+        progress(f"a {size // MB} MB run.log")
         big = big_log(workdir, size)
+        progress("done")
         big_rss = big.peak_rss / MB
         rows.append(
             Row(
