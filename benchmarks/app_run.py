@@ -120,16 +120,30 @@ class Session:
             tree = [self.app]
             with contextlib.suppress(psutil.Error):
                 tree += self.app.children(recursive=True)
-            try:
+            with contextlib.suppress(psutil.Error):
                 self.app.send_signal(signal.SIGTERM)
-                self.app.wait(30)
-            except psutil.Error:
-                pass
+            wait_gone(self.app, 30)
             for proc in tree:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
         self.tmux.kill_server()
         self.app = None
+
+
+def wait_gone(proc: psutil.Process, timeout_s: float) -> bool:
+    """Wait until `proc` has exited. Once this process has run the loop it is a child subreaper, so an
+    exited app whose tmux server is gone becomes our zombie: reap it rather than wait for it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(proc.pid, os.WNOHANG)
+                return True
+        except psutil.Error:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def make_session(workdir: Path, name: str, rows: int = 30) -> Session:
