@@ -75,6 +75,32 @@ class Repo:
         entries = [e for e in out.split("\0") if e]
         return [e[3:] for e in entries if len(e) > 3]
 
+    def position(self) -> tuple[str | None, str | None, list[str]]:
+        """(branch or None when detached, HEAD commit or None, changed tracked files) from one git call."""
+        out = self.run("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no", strip=False)
+        branch: str | None = None
+        head: str | None = None
+        changed: list[str] = []
+        records = out.split("\0")
+        i = 0
+        while i < len(records):
+            record = records[i]
+            i += 1
+            if record.startswith("# branch.oid "):
+                oid = record[len("# branch.oid ") :]
+                head = None if oid == "(initial)" else oid
+            elif record.startswith("# branch.head "):
+                name = record[len("# branch.head ") :]
+                branch = None if name == "(detached)" else name
+            elif record[:2] == "1 ":
+                changed.append(record.split(" ", 8)[8])
+            elif record[:2] == "2 ":
+                changed.append(record.split(" ", 9)[9])
+                i += 1
+            elif record[:2] == "u ":
+                changed.append(record.split(" ", 10)[10])
+        return branch, head, changed
+
     def is_tracked(self, path: str) -> bool:
         return bool(self.try_run("ls-files", "--error-unmatch", "--", path))
 
@@ -106,9 +132,13 @@ class Repo:
             self._identity = () if (has_name and has_email) or env_ok else _FALLBACK_IDENTITY
         return self._identity
 
-    def commit_paths(self, paths: list[str], message: str) -> str:
-        """Commit exactly these paths (and nothing else staged) and return the new commit."""
-        self.run("add", "--", *paths)
+    def commit_paths(self, paths: list[str], message: str, *, add: bool = True) -> str:
+        """Commit exactly these paths (and nothing else staged) and return the new commit.
+
+        `add=False` is for paths git already tracks: `commit -- paths` takes their content itself.
+        """
+        if add:
+            self.run("add", "--", *paths)
         self.run(*_COMMIT_OPTS, *self._identity_opts(), "commit", "--no-verify", "-q", "-m", message, "--", *paths)
         head = self.head_commit()
         assert head is not None

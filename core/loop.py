@@ -91,6 +91,7 @@ class ExperimentLoop:
         self._expected_head = ""
         self._usage_total = Usage()
         self._carry = Usage()
+        self._run_memory_gb = 0.0
         self._tried: dict[str, int] = {}
         self._last_outcome: RunOutcome | None = None
         self._lock_fd: int | None = None
@@ -309,21 +310,21 @@ class ExperimentLoop:
 
     def _check_position(self) -> None:
         """Stop instead of touching anything if the user moved the branch, switched branches or edited files."""
-        current = self.repo.current_branch()
+        current, head, dirty = self.repo.position()
         if current != self.config.branch:
             where = current or "a detached HEAD"
             raise GitStateError(
                 f"The repository is on {where}, not {self.config.branch}; the loop stopped without changing anything "
                 f"(git checkout {self.config.branch}, then run again)."
             )
-        head = self.repo.head_commit()
         if head != self._expected_head:
             raise GitStateError(
                 f"{self.config.branch} moved to {(head or '?')[:7]} while the loop expected "
                 f"{self._expected_head[:7]}; the loop stopped without resetting anything "
                 "(run again to go on from there)."
             )
-        self._require_clean()
+        if dirty:
+            self._require_clean()
 
     # The session.
 
@@ -652,7 +653,7 @@ class ExperimentLoop:
         self._write_files(proposal.files)
         changed = sorted(proposal.files)
         try:
-            commit = self.repo.commit_paths(changed, message)
+            commit = self.repo.commit_paths(changed, message, add=False)
         except GitCommandError as exc:
             # When git cannot even restore the files (a stale index.lock), the journal stays, so the next run does.
             if self._restore(parent, changed):
@@ -719,7 +720,7 @@ class ExperimentLoop:
             metric_source = self.history.experiment_dir(number) / "verify.log"
             self._run_aux(self.config.verify_command, metric_source, number)
         metric = None if failed else read_metric(metric_source, self.config.metric_grep)
-        memory = self._memory_gb(outcome)
+        memory = self._run_memory_gb
         best = table.best(self.config.higher_is_better)
         description = meta.description
         if metric is None:
@@ -827,12 +828,13 @@ class ExperimentLoop:
             on_lines=on_lines,
         )
         self._keep_log(number)
+        self._run_memory_gb = self._memory_gb(outcome)
         self._emit(
             ev.RunFinished(
                 number,
                 outcome.exit_code,
                 outcome.duration_s,
-                self._memory_gb(outcome),
+                self._run_memory_gb,
                 outcome.timed_out,
                 outcome.cancelled,
             )
@@ -881,7 +883,8 @@ class ExperimentLoop:
 
     def _reset_to_parent(self, meta: ExperimentMeta) -> bool:
         """Reset the experiment commit away, only if HEAD is still exactly it. False if the branch moved."""
-        if self.repo.current_branch() != self.config.branch or self.repo.head_commit() != meta.commit:
+        branch, head, _ = self.repo.position()
+        if branch != self.config.branch or head != meta.commit:
             return False
         self.repo.reset_keep(meta.parent)
         self._expected_head = meta.parent

@@ -105,8 +105,10 @@ def _has_token(proc: psutil.Process, token: str | None) -> bool:
 class _Tree:
     """Every process of one run seen so far, by (pid, create_time)."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, sweeps: bool = True) -> None:
         self.token = token
+        # As child subreaper we get every orphan of the run back as our child: no machine-wide search needed.
+        self.sweeps = sweeps
         self.procs: dict[Key, psutil.Process] = {}
         self._foreign: set[Key] = set()
 
@@ -130,7 +132,7 @@ class _Tree:
             everyone.append(proc)
             children.setdefault(proc.info.get("ppid") or 0, []).append(proc)
         frontier = [proc.pid for proc in self.procs.values()]
-        candidates = everyone if sweep else children.get(os.getpid(), [])
+        candidates = everyone if sweep and self.sweeps else children.get(os.getpid(), [])
         for proc in candidates:
             key = _key(proc)
             if key is None or key in self.procs or key in self._foreign:
@@ -385,12 +387,12 @@ def run_command(
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     child_env[TOKEN_ENV] = token
     shell = shutil.which("bash") or "/bin/sh"
-    become_subreaper()
+    subreaper = become_subreaper()
     if pid_file is not None:
         _write_pid_file(pid_file, token, [])
 
     tail = _LogTail(log_path) if on_lines is not None else None
-    tree = _Tree(token)
+    tree = _Tree(token, sweeps=not subreaper)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ def launch(root: Path, mode: str, script: str | None = None, options: dict[str, 
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    # A lone escape is told apart from an escape sequence after ESCDELAY ms (Textual's default is 100);
+    # 25 ms keeps escape within the 100 ms a key should take, and tmux sends whole sequences at once.
+    os.environ.setdefault("ESCDELAY", "25")
     from .app import AutoresearchApp
 
     app = AutoresearchApp(root, mode, script=script, options=options)
