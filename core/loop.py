@@ -359,7 +359,8 @@ class ExperimentLoop:
                 if skips >= self.config.max_skips_in_a_row:
                     message = (
                         f"{skips} proposal{'s' if skips > 1 else ''} in a row could not be used (last: {exc.reason}); "
-                        "check the model and the editable files, then resume."
+                        "check the model and the editable files, then "
+                        + ("run again." if self._when_stuck == "stop" else "resume (p).")
                     )
                     if self._when_stuck == "stop":
                         return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
