@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
+from textual.driver import Driver
 from textual.worker import Worker
 
 from .analysis_screen import AnalysisScreen
@@ -47,6 +48,14 @@ class AutoresearchApp(App[int]):
         self.loop_factory = loop_factory
         self.clock = clock
         self.setup_result: SetupResult | None = None
+
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        if driver.__name__ == "LinuxDriver":
+            from .driver import PromptEscapeDriver
+
+            return PromptEscapeDriver
+        return driver
 
     def on_mount(self) -> None:
         self._install_signal_handlers()

@@ -1,0 +1,76 @@
+"""The run screen in a real terminal (tmux), through the app's own input driver: escape answers in time."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from autoresearch.tui.sample import make_sample_session
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+APP = """\
+import sys
+from pathlib import Path
+from autoresearch.tui.app import AutoresearchApp
+from autoresearch.tui.sample import IdleLoop
+sys.exit(AutoresearchApp(Path(sys.argv[1]), "run", loop_factory=IdleLoop).run_until_done())
+"""
+
+
+class Pane:
+    def __init__(self, socket: Path) -> None:
+        self.tmux = ["tmux", "-S", str(socket)]
+
+    def start(self, command: str) -> None:
+        subprocess.run([*self.tmux, "new-session", "-d", "-x", "100", "-y", "30", "-s", "t", command], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", *keys], check=True)
+
+    def wait_for(self, test: Callable[[str], bool], timeout_s: float = 10) -> float:
+        began = time.monotonic()
+        while time.monotonic() - began < timeout_s:
+            if test(self.screen()):
+                return time.monotonic() - began
+            time.sleep(0.003)
+        raise AssertionError(f"the screen never changed as expected; last screen:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+def help_shown(screen: str) -> bool:
+    return "Run screen" in screen and "escape close" in screen
+
+
+def test_escape_closes_the_help_without_waiting_for_textuals_input_poll(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    pane = Pane(tmp_path / "tmux.sock")
+    pane.start(f"ESCDELAY=25 {sys.executable} {script} {root}")
+    try:
+        pane.wait_for(lambda s: "commit" in s and "Quit" in s, 30)
+        closed = []
+        for _ in range(3):
+            pane.keys("?")
+            pane.wait_for(help_shown)
+            time.sleep(0.2)
+            pane.keys("Escape")
+            closed.append(pane.wait_for(lambda s: not help_shown(s)))
+            time.sleep(0.2)
+        # Textual's own driver sees a lone escape only when its 0.1 s input poll times out.
+        assert min(closed) < 0.095, closed
+        assert "Quit" in pane.screen()
+    finally:
+        pane.kill()
