@@ -20,13 +20,14 @@ from autoresearch.core.history import History
 from autoresearch.core.results import read_results
 from autoresearch.core.setup import setup_session
 from autoresearch.tui.app import AutoresearchApp
-from autoresearch.tui.dialogs import ConfirmDialog, HelpScreen, IdeaDialog
+from autoresearch.tui.dialogs import ConfirmDialog, HelpPanel, IdeaDialog
 from autoresearch.tui.experiment_screen import ExperimentScreen
 from autoresearch.tui.run_screen import RunScreen
 from autoresearch.tui.sample import SAMPLE_NOW, make_sample_session
 from autoresearch.tui.widgets import LogTail, ResultsTable, RunHeader
 from textual.pilot import Pilot
-from textual.widgets import Input, Label, Log
+from textual.widgets import Input, Label, Log, Static
+from textual.widgets._footer import FooterKey
 
 # The baseline (experiment 1) is quick; every later run prints for 30 s, long enough to act on it.
 SLOW_SCRIPT = """\
@@ -129,6 +130,10 @@ async def quit_and_wait(pilot: Pilot[int]) -> None:
     assert worker is None or not worker.is_running
 
 
+def footer_text(screen: RunScreen) -> str:
+    return "  ".join(f"{key.key_display} {key.description}" for key in screen.query(FooterKey))
+
+
 def rows(root: Path) -> int:
     return len(read_results(root / RESULTS_FILE).rows)
 
@@ -139,9 +144,15 @@ async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_
         screen = run_screen(pilot)
         await wait_for(pilot, lambda: screen.loop is not None and screen.state.done >= 1)
         assert screen.check_action("pause", ()) and not screen.check_action("resume", ())
+        assert "p Pause" in footer_text(screen)
+        footer_keys = list(screen.query(FooterKey))
         await pilot.press("p")
         assert screen.loop is not None and screen.loop.paused
         assert screen.check_action("resume", ()) and not screen.check_action("pause", ())
+        await pilot.pause(0.1)
+        assert "p Resume" in footer_text(screen) and "p Pause" not in footer_text(screen)
+        # Relabelled in place: rebuilding every key on each flip cost a frame's worth of CPU.
+        assert list(screen.query(FooterKey)) == footer_keys
         await wait_for(pilot, lambda: screen.state.paused)
         await pilot.pause(0.3)
         header = str(screen.query_one(RunHeader).render())
@@ -304,16 +315,46 @@ async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
             await pilot.pause(0.5)
             started = time.monotonic()
             await pilot.press("question_mark")
-            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=5)
+            await wait_for(pilot, lambda: screen.query_one(HelpPanel).shown, timeout=5)
             answered = time.monotonic() - started
             await pilot.press("escape")
-            await wait_for(pilot, lambda: app.screen is screen, timeout=5)
+            await wait_for(pilot, lambda: not screen.query_one(HelpPanel).shown, timeout=5)
         finally:
             stop.set()
             thread.join()
         assert sent[0] > 10_000
         assert answered < 0.5
         assert screen.query_one(LogTail).log_widget.line_count <= screen.query_one(LogTail).max_lines
+
+
+async def test_help_takes_every_key_while_shown_and_closes_in_place(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        panel = screen.query_one(HelpPanel)
+        table = screen.query_one(ResultsTable)
+        cursor = table.cursor_row
+        footer_keys = list(screen.query(FooterKey))
+        for close in ("escape", "question_mark", "q"):
+            await pilot.press("question_mark")
+            assert panel.shown and app.screen is screen
+            await pilot.pause(0.1)
+            assert "Run screen" in str(panel.query_one("#help-text", Static).render())
+            # At 80x24 the keys do not fit: the arrows scroll the help, not the table behind it.
+            await pilot.press("down", "down")
+            assert panel.scroll_y == 2 and table.cursor_row == cursor
+            await pilot.press("a", "i")
+            assert app.screen is screen
+            await pilot.press(close)
+            assert not panel.shown
+        assert app.is_running and app.screen is screen
+        assert screen.focused is table
+        assert list(screen.query(FooterKey)) == footer_keys
+        await pilot.press("up")
+        assert table.cursor_row == cursor - 1
 
 
 async def test_a_loop_that_cannot_start_says_why_in_one_sentence(slow_session: Path) -> None:

@@ -1,4 +1,4 @@
-"""Small modal screens: confirm, queue an idea, help."""
+"""Small modal screens (confirm, queue an idea) and the help panel."""
 
 from __future__ import annotations
 
@@ -104,14 +104,39 @@ HELP_TEXT = """\
 """
 
 
-class HelpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
+class HelpPanel(VerticalScroll, can_focus=False):
+    """The keys, drawn over the run screen and toggled in place: opening or closing it repaints only
+    what it covers, where a screen of its own would restyle and re-render the whole run screen."""
+
+    CLOSE_KEYS = frozenset({"escape", "question_mark", "q"})
+    SCROLL_KEYS: ClassVar[dict[str, str]] = {
+        "up": "scroll_up",
+        "down": "scroll_down",
+        "pageup": "scroll_page_up",
+        "pagedown": "scroll_page_down",
+        "home": "scroll_home",
+        "end": "scroll_end",
+    }
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog help"):
-            yield Label("Keys", classes="dialog-title")
-            yield Static(HELP_TEXT)
-            yield Static("escape close", classes="dialog-hint")
+        yield Label("Keys", classes="dialog-title")
+        yield Static(HELP_TEXT, id="help-text")
+        yield Static("escape close · ↑ ↓ scroll", classes="dialog-hint")
 
-    def action_close(self) -> None:
-        self.dismiss(None)
+    @property
+    def shown(self) -> bool:
+        return self.display
+
+    def show(self) -> None:
+        self.scroll_home(animate=False)
+        self.display = True
+
+    def hide(self) -> None:
+        self.display = False
+
+    def take_key(self, key: str) -> None:
+        """While shown it takes every key, as a dialog would: close keys close it, scroll keys scroll it."""
+        if key in self.CLOSE_KEYS:
+            self.hide()
+        elif key in self.SCROLL_KEYS:
+            getattr(self, self.SCROLL_KEYS[key])(animate=False)

@@ -20,18 +20,27 @@ from autoresearch.core.events import (
     RunStarted,
 )
 from autoresearch.core.history import History
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Log, Static
 from textual.worker import Worker, WorkerState
 
-from .dialogs import ConfirmDialog, HelpScreen, IdeaDialog
+from .dialogs import ConfirmDialog, HelpPanel, IdeaDialog
 from .session_data import SessionSnapshot, load_snapshot
 from .state import EventBuffer, RunState
-from .widgets import BREAKPOINTS, PLOT_LEGEND, LogTail, MetricPlot, ResultsTable, RunHeader, RunSpark
+from .widgets import (
+    BREAKPOINTS,
+    PLOT_LEGEND,
+    KeysFooter,
+    LogTail,
+    MetricPlot,
+    ResultsTable,
+    RunHeader,
+    RunSpark,
+)
 
 TICK_S = 0.25
 ERROR_LOG = "tui-error.log"
@@ -109,7 +118,8 @@ class RunScreen(Screen[None]):
         with Horizontal(id="bottom"):
             yield ResultsTable(id="results")
             yield LogTail(id="logtail")
-        yield Footer()
+        yield HelpPanel(id="help", classes="dialog help")
+        yield KeysFooter()
 
     # Start-up: read the session from disk in a worker, then start the loop.
 
@@ -354,7 +364,14 @@ class RunScreen(Screen[None]):
         self.app.push_screen(AnalysisScreen(self.root))
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
+        self.query_one(HelpPanel).show()
+
+    def on_key(self, event: events.Key) -> None:
+        help_panel = self.query_one(HelpPanel)
+        if help_panel.shown:
+            event.stop()
+            event.prevent_default()
+            help_panel.take_key(event.key)
 
     def action_quit_app(self) -> None:
         if self.quitting:

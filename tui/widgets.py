@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from autoresearch.core.results import ResultRow
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.reactive import reactive, var
+from textual.geometry import Size
+from textual.reactive import Reactive, reactive, var
 from textual.widget import Widget
-from textual.widgets import DataTable, Label, Log, Sparkline
+from textual.widgets import DataTable, Footer, Label, Log, Sparkline
+from textual.widgets._footer import FooterKey
 from textual.widgets.data_table import ColumnKey
 from textual_plotext import PlotextPlot
 
 from .state import RunState, best_so_far
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
 
 TWO_LINE_HEADER = 150
 BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -151,6 +156,63 @@ class RunHeader(TextLine):
         return Text("\n").join([text, stats, progress])
 
 
+ShownKey = tuple[str, str, str, str, bool, str]
+"""A key as the footer shows it: key, its display, description, action, enabled, tooltip."""
+
+
+class KeysFooter(Footer):
+    """Textual's footer, cheaper to keep current: the screen asks it to refresh on every focus change and
+    key-state change, and Textual's footer then rebuilds all its keys. This one does nothing when what it
+    shows is unchanged and relabels its keys in place when only their words or states changed."""
+
+    def shown_keys(self, screen: Screen[object]) -> list[ShownKey] | None:
+        """What compose() would show (one key per action, in order); None where it uses key groups."""
+        by_action: dict[str, ShownKey] = {}
+        for _, binding, enabled, tooltip in screen.active_bindings.values():
+            if not binding.show:
+                continue
+            if binding.group is not None:
+                return None
+            by_action.setdefault(
+                binding.action,
+                (binding.key, self.app.get_key_display(binding), binding.description, binding.action, enabled, tooltip),
+            )
+        return list(by_action.values())
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        keys = list(self.query_children(FooterKey))
+        shown = self.shown_keys(screen) if self._bindings_ready and screen is self.screen else None
+        if shown is None or len(shown) != len(keys) or len(keys) != len(self.children) or not screen.app.app_focus:
+            super().bindings_changed(screen)
+            return
+        for widget, (key, display, description, action, enabled, tooltip) in zip(keys, shown, strict=True):
+            if (widget.key, widget.key_display, widget.description, not widget.has_class("-disabled")) == (
+                key,
+                display,
+                description,
+                enabled,
+            ):
+                widget.action = action
+                continue
+            resized = (display, description) != (widget.key_display, widget.description)
+            widget.key, widget.key_display, widget.description, widget.action = key, display, description, action
+            widget._disabled = not enabled
+            widget.set_class(not enabled, "-disabled")
+            widget.tooltip = tooltip or None
+            widget.refresh(layout=resized)
+
+
+class TailLog(Log):
+    """Textual's Log, but a line that only lengthens it repaints it and its scrollbar: Textual lays out the
+    whole screen again on any change of a widget's virtual size, every tick while a log fills up."""
+
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        # Showing or hiding the scrollbar still lays the screen out (show_vertical_scrollbar does).
+        self._scroll_update(size)
+
+
 class LogTail(Vertical):
     """The tail of run.log: follows the end until the user scrolls up, then counts new lines."""
 
@@ -168,7 +230,7 @@ class LogTail(Vertical):
         self.max_lines = max_lines
 
     def compose(self) -> ComposeResult:
-        yield Log(max_lines=self.max_lines, highlight=False, id="log")
+        yield TailLog(max_lines=self.max_lines, highlight=False, id="log")
         yield Label("", id="new-lines")
 
     @property
