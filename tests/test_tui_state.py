@@ -19,7 +19,14 @@ from autoresearch.core.events import (
     SessionStarted,
 )
 from autoresearch.core.results import ResultRow
-from autoresearch.tui.state import EventBuffer, RunState, best_so_far, improvement_pct, parse_loss
+from autoresearch.tui.state import (
+    MAX_LOSS_POINTS,
+    EventBuffer,
+    RunState,
+    best_so_far,
+    improvement_pct,
+    parse_loss,
+)
 
 
 def row(status: str, metric: float) -> ResultRow:
@@ -123,6 +130,18 @@ def test_state_folds_a_session() -> None:
     assert not state.paused
     state.apply(LoopStopped("reached max_experiments (20)", ok=True))
     assert state.stopped is not None and not state.run_active
+
+
+def test_a_long_log_batch_keeps_its_last_losses_in_order() -> None:
+    state = RunState()
+    state.apply(LogAppended(1, ("step 0 loss: 9.0",)))
+    lines = tuple(f"step {i} loss: {i}.5" if i % 3 else f"eval {i}" for i in range(1, 1001))
+    assert state.apply(LogAppended(1, lines)) == {"spark"}
+    expected = [float(f"{i}.5") for i in range(1, 1001) if i % 3][-MAX_LOSS_POINTS:]
+    assert list(state.losses) == expected
+    state.apply(LogAppended(1, ("step 1001 loss: 0.25", "noise")))
+    assert list(state.losses) == [*expected[1:], 0.25]
+    assert state.apply(LogAppended(1, ("no loss here",))) == set()
 
 
 def test_importing_the_tui_package_loads_no_ui_library() -> None:

@@ -195,11 +195,17 @@ class RunState:
             self.losses.clear()
             changed |= {"header", "spark"}
         elif isinstance(event, LogAppended):
-            for line in event.lines:
+            # Only the last maxlen losses are kept, so a batch is read from its end.
+            found: list[float] = []
+            for line in reversed(event.lines):
                 loss = parse_loss(line)
                 if loss is not None:
-                    self.losses.append(loss)
-                    changed.add("spark")
+                    found.append(loss)
+                    if len(found) == self.losses.maxlen:
+                        break
+            if found:
+                self.losses.extend(reversed(found))
+                changed.add("spark")
         elif isinstance(event, RunFinished):
             self.run_started_at = None
             self.last_duration_s = event.duration_s

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, ClassVar
 
 from autoresearch.core.results import ResultRow
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -160,10 +162,32 @@ ShownKey = tuple[str, str, str, str, bool, str]
 """A key as the footer shows it: key, its display, description, action, enabled, tooltip."""
 
 
+@cache
+def widest_descriptions(screen: type[Screen[object]]) -> dict[str, int]:
+    """The longest description each key of a screen can have."""
+    widest: dict[str, int] = {}
+    for binding in Binding.make_bindings(screen.BINDINGS):
+        widest[binding.key] = max(widest.get(binding.key, 0), cell_len(binding.description))
+    return widest
+
+
 class KeysFooter(Footer):
     """Textual's footer, cheaper to keep current: the screen asks it to refresh on every focus change and
     key-state change, and Textual's footer then rebuilds all its keys. This one does nothing when what it
-    shows is unchanged and relabels its keys in place when only their words or states changed."""
+    shows is unchanged and relabels its keys in place when only their words or states changed. A key's
+    words are padded to the longest it can show (Pause, Resume), so a relabel never moves the other keys
+    and needs no new layout."""
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                widget.description = self.padded(widget.key, widget.description)
+            yield widget
+
+    def padded(self, key: str, description: str) -> str:
+        if not description:
+            return description
+        return description + " " * (widest_descriptions(type(self.screen)).get(key, 0) - cell_len(description))
 
     def shown_keys(self, screen: Screen[object]) -> list[ShownKey] | None:
         """What compose() would show (one key per action, in order); None where it uses key groups."""
@@ -173,10 +197,9 @@ class KeysFooter(Footer):
                 continue
             if binding.group is not None:
                 return None
-            by_action.setdefault(
-                binding.action,
-                (binding.key, self.app.get_key_display(binding), binding.description, binding.action, enabled, tooltip),
-            )
+            display = self.app.get_key_display(binding)
+            description = self.padded(binding.key, binding.description)
+            by_action.setdefault(binding.action, (binding.key, display, description, binding.action, enabled, tooltip))
         return list(by_action.values())
 
     def bindings_changed(self, screen: Screen[object]) -> None:
@@ -186,20 +209,16 @@ class KeysFooter(Footer):
             super().bindings_changed(screen)
             return
         for widget, (key, display, description, action, enabled, tooltip) in zip(keys, shown, strict=True):
-            if (widget.key, widget.key_display, widget.description, not widget.has_class("-disabled")) == (
-                key,
-                display,
-                description,
-                enabled,
-            ):
-                widget.action = action
-                continue
-            resized = (display, description) != (widget.key_display, widget.description)
-            widget.key, widget.key_display, widget.description, widget.action = key, display, description, action
-            widget._disabled = not enabled
-            widget.set_class(not enabled, "-disabled")
-            widget.tooltip = tooltip or None
-            widget.refresh(layout=resized)
+            widget.action = action
+            if (widget.key, widget.key_display, widget.description) != (key, display, description):
+                resized = cell_len(display + description) != cell_len(widget.key_display + widget.description)
+                widget.key, widget.key_display, widget.description = key, display, description
+                widget.refresh(layout=resized)
+            if widget.has_class("-disabled") == enabled:
+                widget._disabled = not enabled
+                widget.set_class(not enabled, "-disabled")
+            if widget.tooltip != (tooltip or None):
+                widget.tooltip = tooltip or None
 
 
 class TailLog(Log):
@@ -211,6 +230,11 @@ class TailLog(Log):
     def watch_virtual_size(self, size: Size) -> None:
         # Showing or hiding the scrollbar still lays the screen out (show_vertical_scrollbar does).
         self._scroll_update(size)
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        # Textual measures new lines on a thread worker: a pool job, a Worker and its state messages per write.
+        if lines:
+            self._update_maximum_width(updates, max(cell_len(self._process_line(line)) for line in lines))
 
 
 class LogTail(Vertical):
