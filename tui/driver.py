@@ -26,10 +26,15 @@ POLLS_AFTER_INPUT = 3
 
 class PromptEscapeDriver(LinuxDriver):
     def run_input_thread(self) -> None:
+        try:
+            parser = XTermParser(self._debug)
+        except (TypeError, AttributeError):
+            # A Textual whose parser differs from the one this loop was written against: its own loop.
+            super().run_input_thread()
+            return
         selector = selectors.SelectSelector()
         selector.register(self.fileno, selectors.EVENT_READ)
         fileno = self.fileno
-        parser = XTermParser(self._debug)
         decode = getincrementaldecoder("utf-8")().decode
         short_poll_s = constants.ESCAPE_DELAY + 0.002
 
