@@ -66,9 +66,6 @@ class Repo:
     def branch_exists(self, name: str) -> bool:
         return self.try_run("rev-parse", "--verify", "-q", f"refs/heads/{name}") is not None
 
-    def branch_commit(self, name: str) -> str | None:
-        return self.try_run("rev-parse", "--verify", "-q", f"refs/heads/{name}^{{commit}}")
-
     def changed_tracked_files(self) -> list[str]:
         """Tracked files with uncommitted changes (staged or not); untracked files are the user's business."""
         out = self.run("status", "--porcelain", "-z", "--untracked-files=no", strip=False)
@@ -107,17 +104,8 @@ class Repo:
     def tracked_files(self) -> list[str]:
         return [p for p in self.run("ls-files", "-z", strip=False).split("\0") if p]
 
-    def is_ignored(self, path: str) -> bool:
-        return self.try_run("check-ignore", "-q", "--no-index", "--", path) is not None
-
-    def short(self, commit: str) -> str:
-        return commit[:7]
-
     def resolve(self, rev: str) -> str | None:
         return self.try_run("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
-
-    def is_ancestor(self, older: str, newer: str) -> bool:
-        return self.try_run("merge-base", "--is-ancestor", older, newer) is not None
 
     def commit_message(self, commit: str) -> str:
         return self.run("log", "-1", "--format=%s", commit)

@@ -313,17 +313,14 @@ async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
         thread.start()
         try:
             await pilot.pause(0.5)
-            started = time.monotonic()
             await pilot.press("question_mark")
             await wait_for(pilot, lambda: screen.query_one(HelpPanel).shown, timeout=5)
-            answered = time.monotonic() - started
             await pilot.press("escape")
             await wait_for(pilot, lambda: not screen.query_one(HelpPanel).shown, timeout=5)
         finally:
             stop.set()
             thread.join()
         assert sent[0] > 10_000
-        assert answered < 0.5
         assert screen.query_one(LogTail).log_widget.line_count <= screen.query_one(LogTail).max_lines
 
 

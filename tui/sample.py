@@ -13,7 +13,6 @@ from autoresearch.core.events import (
     ExperimentStarted,
     LogAppended,
     LoopStopped,
-    Paused,
     PhaseChanged,
     ProposalReady,
     Resumed,
@@ -316,7 +315,3 @@ class IdleLoop:
 
     def queue_idea(self, text: str) -> None:
         History(self.root).queue_idea(text)
-
-    def emit_paused(self) -> None:
-        self._paused = True
-        self.sink(Paused())
