@@ -15,41 +15,19 @@ from pathlib import Path
 
 from autoresearch.tui.app import AutoresearchApp
 from autoresearch.tui.experiment_screen import ExperimentScreen
-from autoresearch.tui.run_screen import RunScreen
-from autoresearch.tui.sample import SAMPLE_NOW, IdleLoop, make_repo, make_sample_session
+from autoresearch.tui.sample import SAMPLE_NOW, IdleLoop, make_repo, make_sample_session, settle, show_sample_run
 from autoresearch.tui.setup_screen import SetupScreen
-from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input
 
 SIZES = ((80, 24), (200, 60))
 SETUP_OPTIONS = {"tag": "mar23", "created_at": "2025-03-23T21:04:00+01:00"}
 
 
-async def settle(pilot: Pilot[int]) -> None:
-    """Wait for the loading workers and a few UI ticks, so the picture shows the loaded data."""
-    for _ in range(3):
-        busy = [w for w in pilot.app.workers if w.group != "loop"]
-        for worker in busy:
-            await worker.wait()
-        await pilot.pause(0.3)
-
-
-async def feed_run(pilot: Pilot[int], events: list) -> RunScreen:
-    screen = pilot.app.screen
-    assert isinstance(screen, RunScreen)
-    await settle(pilot)
-    for event in events:
-        screen.buffer.put(event)
-    screen.tick()
-    await pilot.pause(0.2)
-    return screen
-
-
 async def shoot_run(root: Path, size: tuple[int, int]) -> str:
     events = make_sample_session(root)
     app = AutoresearchApp(root, "run", loop_factory=IdleLoop, clock=lambda: SAMPLE_NOW)
     async with app.run_test(size=size) as pilot:
-        await feed_run(pilot, events)
+        await show_sample_run(pilot, events)
         shot = app.export_screenshot(title="autoresearch: run")
         app.screen.shut_down()
         await pilot.pause(0.3)
@@ -60,7 +38,7 @@ async def shoot_experiment(root: Path, size: tuple[int, int]) -> str:
     events = make_sample_session(root)
     app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
     async with app.run_test(size=size) as pilot:
-        screen = await feed_run(pilot, events)
+        screen = await show_sample_run(pilot, events)
         screen.query_one("#results").move_cursor(row=3)
         await pilot.press("enter")
         assert isinstance(app.screen, ExperimentScreen)

@@ -15,24 +15,9 @@ from autoresearch.core.history import History
 from autoresearch.core.results import read_results
 from autoresearch.core.setup import setup_session
 
+from tests.test_tui_run import SLOW_SCRIPT, git
+
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-SLOW_SCRIPT = """\
-import os
-import time
-
-LEARNING_RATE = 0.5
-
-slow = os.environ.get("AUTORESEARCH_EXPERIMENT", "1") != "1"
-for step in range(600 if slow else 3):
-    print(f"step {step} loss: {1.0 / (step + 1):.4f}", flush=True)
-    time.sleep(0.05)
-print(f"val_loss: {LEARNING_RATE:.4f}")
-"""
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
 def processes_in(root: Path) -> list[psutil.Process]:

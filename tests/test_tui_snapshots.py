@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from autoresearch.tui.app import AutoresearchApp
 from autoresearch.tui.experiment_screen import ExperimentScreen
-from autoresearch.tui.run_screen import RunScreen
-from autoresearch.tui.sample import SAMPLE_NOW, IdleLoop, make_repo, make_sample_session
+from autoresearch.tui.sample import SAMPLE_NOW, IdleLoop, make_repo, make_sample_session, settle, show_sample_run
 from autoresearch.tui.setup_screen import SetupScreen
 from autoresearch.tui.widgets import ResultsTable
 from textual.pilot import Pilot
@@ -18,31 +17,13 @@ from textual.widgets import Input
 SIZES = [(80, 24), (200, 60)]
 
 
-async def settle(pilot: Pilot[Any]) -> None:
-    for _ in range(3):
-        for worker in [w for w in pilot.app.workers if w.group != "loop"]:
-            await worker.wait()
-        await pilot.pause(0.2)
-
-
-async def show_running_session(pilot: Pilot[Any], events: list[Any]) -> RunScreen:
-    screen = pilot.app.screen
-    assert isinstance(screen, RunScreen)
-    await settle(pilot)
-    for event in events:
-        screen.buffer.put(event)
-    screen.tick()
-    await pilot.pause(0.2)
-    return screen
-
-
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_run_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
     events = make_sample_session(tmp_path / "repo")
     app = AutoresearchApp(tmp_path / "repo", "run", loop_factory=IdleLoop, clock=lambda: SAMPLE_NOW)
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        await show_running_session(pilot, events)
+        await show_sample_run(pilot, events)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -54,7 +35,7 @@ def test_run_screen_no_color(snap_compare: Any, tmp_path: Path, monkeypatch: pyt
     assert app.no_color
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        await show_running_session(pilot, events)
+        await show_sample_run(pilot, events)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
@@ -65,7 +46,7 @@ def test_experiment_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, i
     app = AutoresearchApp(tmp_path / "repo", "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        screen = await show_running_session(pilot, events)
+        screen = await show_sample_run(pilot, events)
         screen.query_one("#results", ResultsTable).move_cursor(row=3)
         await pilot.press("enter")
         assert isinstance(pilot.app.screen, ExperimentScreen)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from autoresearch.core.config import RESULTS_FILE, SessionConfig, save_config
 from autoresearch.core.events import (
@@ -21,6 +22,11 @@ from autoresearch.core.events import (
 )
 from autoresearch.core.history import ExperimentMeta, History
 from autoresearch.core.results import ResultRow, append_row, write_header
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from .run_screen import RunScreen
 
 SAMPLE_NOW = 1_760_000_000.0
 """The clock the screens are given, so elapsed times come out the same in every picture."""
@@ -315,3 +321,25 @@ class IdleLoop:
 
     def queue_idea(self, text: str) -> None:
         History(self.root).queue_idea(text)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let the app's workers (not the loop's) finish and the screen repaint."""
+    for _ in range(3):
+        for worker in [w for w in pilot.app.workers if w.group != "loop"]:
+            await worker.wait()
+        await pilot.pause(0.2)
+
+
+async def show_sample_run(pilot: Pilot[Any], events: list[Any]) -> RunScreen:
+    """Feed the sample session's events to the run screen on show and paint them."""
+    from .run_screen import RunScreen
+
+    screen = pilot.app.screen
+    assert isinstance(screen, RunScreen)
+    await settle(pilot)
+    for event in events:
+        screen.buffer.put(event)
+    screen.tick()
+    await pilot.pause(0.2)
+    return screen
