@@ -173,13 +173,26 @@ def test_tag_proposal(repo: Path) -> None:
     assert propose_tag(repo, date(2025, 3, 5)) == "mar05"
 
 
+def _without_tag(args: list[str]) -> list[str]:
+    i = args.index("--tag")
+    return args[:i] + args[i + 2 :]
+
+
 def test_default_tag_is_todays(repo: Path) -> None:
-    expected = {propose_tag(repo)}
-    result = cli(repo, *setup_args())
-    expected.add(propose_tag(repo, date.today()).split("-")[0])  # around midnight either day is right
+    """Without --tag the branch is named after the day setup runs (`dec01`), then `dec01-2` when taken."""
+    before = date.today()
+    result = cli(repo, *_without_tag(setup_args()))
+    after = date.today()
     assert result.returncode == 0, result.stderr
-    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
-    assert branch.removeprefix("autoresearch/") in expected
+    days = {d.strftime("%b%d").lower() for d in (before, after)}  # setup may run across midnight
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD").removeprefix("autoresearch/")
+    assert branch in days
+    git(repo, "checkout", "-q", "main")
+    (repo / CONFIG_FILE).unlink()
+    result = cli(repo, *_without_tag(setup_args()))
+    assert result.returncode == 0, result.stderr
+    second = git(repo, "rev-parse", "--abbrev-ref", "HEAD").removeprefix("autoresearch/")
+    assert second == f"{branch}-2" or (second in days and second != branch)
 
 
 def test_metric_name_inferred_from_the_script(repo: Path) -> None:
