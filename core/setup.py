@@ -25,13 +25,14 @@ from .history import History
 from .results import write_header
 
 _METRIC_LINE = re.compile(r"""print\(\s*f?["']([A-Za-z_][A-Za-z0-9_]*)\s*:""")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _METRIC_HINTS = ("val_", "valid", "test_", "eval", "accuracy", "acc", "bpb", "loss", "perplexity", "score")
 
 
 def propose_tag(root: Path, today: date | None = None) -> str:
     """Today's date as `nov26`, then `nov26-2`, `nov26-3`... when a branch of that name exists."""
     day = today or date.today()
-    base = day.strftime("%b%d").lower()
+    base = f"{_MONTHS[day.month - 1]}{day.day:02d}"  # not strftime: %b follows the locale
     repo = Repo(root)
     tag, n = base, 1
     while repo.branch_exists(f"autoresearch/{tag}"):

@@ -86,7 +86,7 @@ def test_exit_code_and_log(tmp_path: Path) -> None:
     assert outcome.exit_code == 3
     assert not outcome.timed_out and not outcome.cancelled
     assert (tmp_path / "run.log").read_text() == "hello\noops\n"
-    assert 0 <= outcome.duration_s < 5
+    assert outcome.duration_s >= 0
 
 
 def test_missing_command_exits_127_and_says_so(tmp_path: Path) -> None:
@@ -121,10 +121,11 @@ def test_environment_reaches_the_command(tmp_path: Path) -> None:
 
 def test_timeout_kills_a_tree_that_ignores_sigterm(tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
-    outcome = run(tmp_path, script("stubborn_tree.py", pids_file), timeout_s=1, grace_s=0.5)
+    # 3 s: time for all five to start, even on a loaded machine
+    outcome = run(tmp_path, script("stubborn_tree.py", pids_file), timeout_s=3, grace_s=0.5)
     assert outcome.timed_out and not outcome.cancelled
     assert outcome.exit_code is None
-    assert 1.4 <= outcome.duration_s < 3.0
+    assert 3.5 <= outcome.duration_s < 30, "killed after timeout + grace; the tree never exits by itself"
     pids = read_pids(pids_file, 5, timeout_s=0)
     assert len(set(pids)) == 5
     assert [pid for pid in pids if psutil.pid_exists(pid)] == []
@@ -135,19 +136,28 @@ def test_normal_exit_ends_what_the_command_left_running(tmp_path: Path) -> None:
     assert outcome.exit_code == 0
     leftover = int((tmp_path / "run.log").read_text().split()[0])
     assert not psutil.pid_exists(leftover)
-    assert outcome.duration_s < 5
+    assert outcome.duration_s < 25, "the run ends with its command, not with the 30 s leftover"
 
 
 def test_cancel_from_another_thread(tmp_path: Path) -> None:
     cancel = threading.Event()
-    timer = threading.Timer(0.3, cancel.set)
-    timer.start()
+
+    def cancel_soon() -> None:
+        time.sleep(0.3)
+        cancel.set()
+
+    canceller = threading.Thread(target=cancel_soon)
     started: list[int] = []
-    outcome = run(tmp_path, "sleep 30", timeout_s=20, cancel=cancel, on_start=started.append)
-    timer.join()
+
+    def on_start(pid: int) -> None:
+        started.append(pid)
+        canceller.start()
+
+    outcome = run(tmp_path, "sleep 30", timeout_s=60, cancel=cancel, on_start=on_start)
+    canceller.join()
     assert outcome.cancelled and not outcome.timed_out
     assert outcome.exit_code is None
-    assert outcome.duration_s < 2
+    assert outcome.duration_s < 25, "cancelled, not waited out"
     assert len(started) == 1 and not psutil.pid_exists(started[0])
 
 
@@ -163,19 +173,24 @@ def test_cancel_already_set_starts_nothing(tmp_path: Path) -> None:
 
 def test_pid_file_is_written_during_the_run_and_removed_after(tmp_path: Path) -> None:
     pid_file = tmp_path / ".autoresearch" / "run.pids"
+    seen = tmp_path / "seen"
     snapshots: list[dict[str, Any]] = []
     done = threading.Event()
 
-    def watch() -> None:
-        while not done.wait(0.02):
+    def watch() -> None:  # until the file lists the command and its child; the command waits for that
+        while not done.is_set():
             with contextlib.suppress(OSError, ValueError):
                 snapshots.append(json.loads(pid_file.read_text()))
+                if len(snapshots[-1]["processes"]) >= 2:
+                    seen.touch()
+            time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
     started: list[int] = []
+    command = f"sleep 60 & echo child $!; for i in $(seq 600); do [ -e {seen} ] && break; sleep 0.1; done"
     try:
-        outcome = run(tmp_path, "sleep 5 & echo child $!; sleep 1", pid_file=pid_file, on_start=started.append)
+        outcome = run(tmp_path, command, pid_file=pid_file, on_start=started.append)
     finally:
         done.set()
         watcher.join()

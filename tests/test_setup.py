@@ -184,7 +184,8 @@ def test_default_tag_is_todays(repo: Path) -> None:
     result = cli(repo, *_without_tag(setup_args()))
     after = date.today()
     assert result.returncode == 0, result.stderr
-    days = {d.strftime("%b%d").lower() for d in (before, after)}  # setup may run across midnight
+    months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    days = {f"{months[d.month - 1]}{d.day:02d}" for d in (before, after)}  # setup may run across midnight
     branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD").removeprefix("autoresearch/")
     assert branch in days
     git(repo, "checkout", "-q", "main")

@@ -314,9 +314,9 @@ async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
         try:
             await pilot.pause(0.5)
             await pilot.press("question_mark")
-            await wait_for(pilot, lambda: screen.query_one(HelpPanel).shown, timeout=5)
+            await wait_for(pilot, lambda: screen.query_one(HelpPanel).shown, timeout=30)
             await pilot.press("escape")
-            await wait_for(pilot, lambda: not screen.query_one(HelpPanel).shown, timeout=5)
+            await wait_for(pilot, lambda: not screen.query_one(HelpPanel).shown, timeout=30)
         finally:
             stop.set()
             thread.join()

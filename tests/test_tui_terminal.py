@@ -36,7 +36,7 @@ class Pane:
     def keys(self, *keys: str) -> None:
         subprocess.run([*self.tmux, "send-keys", "-t", "t", *keys], check=True)
 
-    def wait_for(self, test: Callable[[str], bool], timeout_s: float = 10) -> float:
+    def wait_for(self, test: Callable[[str], bool], timeout_s: float = 60) -> float:
         began = time.monotonic()
         while time.monotonic() - began < timeout_s:
             if test(self.screen()):
@@ -60,7 +60,7 @@ def test_escape_closes_the_help_in_a_real_terminal(tmp_path: Path) -> None:
     pane = Pane(tmp_path / "tmux.sock")
     pane.start(f"ESCDELAY=25 {sys.executable} {script} {root}")
     try:
-        pane.wait_for(lambda s: "commit" in s and "Quit" in s, 30)
+        pane.wait_for(lambda s: "commit" in s and "Quit" in s, 90)
         closed = []
         for _ in range(3):
             pane.keys("?")
