@@ -1,10 +1,12 @@
 """Run one shell command (a training, a guard or a verify command) exactly and safely.
 
 The command runs in its own session with its output in a fresh log file. Its whole process tree is
-tracked while it runs (descendants by parent id, orphans that reparent to us as child subreaper, and
-any process carrying the run's token in its environment), so that on timeout, cancel, or when the
-command exits and leaves children behind, nothing it started survives. Processes are identified by
-(pid, create_time), so a reused pid is never signalled.
+tracked while it runs (descendants by parent id; orphans that reparent to us as child subreaper, by the
+run's token in their environment or, for a daemon that cleared its environment, by a session other than
+ours; without a subreaper, any process carrying the token), so that on timeout, cancel, or when the
+command exits (normally too) and leaves anything behind, nothing it started survives, and orphans that
+ended by themselves are reaped. Processes are identified by (pid, create_time), so a reused pid is never
+signalled.
 
 The pid file, while a run is on, holds JSON: {"token": str, "processes": [[pid, create_time], ...]}
 with the processes of the tree alive at the last scan; `kill_recorded` uses it after the tool died.
@@ -45,6 +47,7 @@ _PENDING_CAP = MAX_LINE_CHARS * 4 + 1
 _SCAN_CPU_SHARE = 0.05
 _DEATH_WAIT_S = 10.0
 _SAME_START_S = 0.01
+_ADOPT_MARGIN_S = 1.0  # create_time is counted in clock ticks
 _PR_SET_CHILD_SUBREAPER = 36
 
 Key = tuple[int, float]
@@ -105,10 +108,17 @@ def _has_token(proc: psutil.Process, token: str | None) -> bool:
 class _Tree:
     """Every process of one run seen so far, by (pid, create_time)."""
 
-    def __init__(self, token: str | None, sweeps: bool = True) -> None:
+    def __init__(
+        self, token: str | None, sweeps: bool = True, adopt_since: float | None = None, main_pid: int | None = None
+    ) -> None:
         self.token = token
         # As child subreaper we get every orphan of the run back as our child: no machine-wide search needed.
         self.sweeps = sweeps
+        # An orphan that dropped the token (`env -i`, execve with an empty environment) is still the run's when
+        # it became our child in another session than ours after the run started: only runs get new sessions.
+        self.adopt_since = adopt_since
+        self.main_pid = main_pid
+        self._own_sid = os.getsid(0)
         self.procs: dict[Key, psutil.Process] = {}
         self._foreign: set[Key] = set()
 
@@ -137,7 +147,7 @@ class _Tree:
             key = _key(proc)
             if key is None or key in self.procs or key in self._foreign:
                 continue
-            if _has_token(proc, self.token):
+            if _has_token(proc, self.token) or self._adopted(proc):
                 self.add(proc)
                 frontier.append(proc.pid)
             else:
@@ -160,11 +170,27 @@ class _Tree:
                 pass
         return total
 
+    def _adopted(self, proc: psutil.Process) -> bool:
+        if self.adopt_since is None:
+            return False
+        try:
+            return (
+                proc.ppid() == os.getpid()
+                and os.getsid(proc.pid) != self._own_sid
+                and proc.create_time() >= self.adopt_since
+            )
+        except (psutil.Error, OSError):
+            return False
+
     def reap(self, skip_pid: int | None) -> None:
-        """Collect the exit status of tree processes that became our children (we are their subreaper)."""
+        """Collect the exit status of the run's processes that became our children (we are their subreaper),
+        the tree's and orphans that ended before a scan saw them; `skip_pid` is reaped by its Popen."""
         me = os.getpid()
-        for proc in self.procs.values():
-            if proc.pid == skip_pid:
+        adopted = []
+        with contextlib.suppress(psutil.Error):
+            adopted = [proc for proc in psutil.Process(me).children() if self._adopted(proc)]
+        for proc in [*self.procs.values(), *adopted]:
+            if proc.pid in (skip_pid, self.main_pid):
                 continue
             try:
                 if proc.is_running() and proc.ppid() == me and proc.status() == psutil.STATUS_ZOMBIE:
@@ -360,6 +386,7 @@ def run_command(
     *,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
+    unset_env: Iterable[str] = (),
     grace_s: float = 5.0,
     cancel: threading.Event | None = None,
     pid_file: Path | None = None,
@@ -368,6 +395,7 @@ def run_command(
     poll_s: float = 0.25,
 ) -> RunOutcome:
     """Run `command` through bash in `cwd`, output to a fresh `log_path`; kill its whole tree at the end.
+    It gets our environment without the variables in `unset_env`, plus `env`.
 
     A `cancel` already set when called starts nothing and returns a cancelled outcome.
     """
@@ -383,6 +411,8 @@ def run_command(
 
     token = uuid.uuid4().hex
     child_env = dict(os.environ)
+    for name in unset_env:
+        child_env.pop(name, None)
     child_env.update(env or {})
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     child_env[TOKEN_ENV] = token
@@ -392,7 +422,7 @@ def run_command(
         _write_pid_file(pid_file, token, [])
 
     tail = _LogTail(log_path) if on_lines is not None else None
-    tree = _Tree(token, sweeps=not subreaper)
+    tree = _Tree(token, sweeps=not subreaper, adopt_since=time.time() - _ADOPT_MARGIN_S if subreaper else None)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -419,6 +449,7 @@ def run_command(
                 os.killpg(proc.pid, sig)
 
     watch = _ExitWatch(proc)
+    tree.main_pid = proc.pid
     with contextlib.suppress(psutil.Error):
         tree.add(psutil.Process(proc.pid))
     recorded: set[Key] = set()
@@ -451,6 +482,7 @@ def run_command(
             if now >= next_scan:
                 began = time.perf_counter()
                 tree.scan()
+                tree.reap(proc.pid)
                 alive = tree.alive()
                 gpu = gpu_memory_bytes({pid for pid, _ in alive})
                 if gpu is not None:

@@ -326,3 +326,64 @@ def test_gpu_figure_is_none_without_nvml(tmp_path: Path) -> None:
         assert outcome.peak_gpu_gb is not None and outcome.peak_gpu_gb >= 0
     else:
         assert outcome.peak_gpu_gb is None
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    """Processes anywhere on the machine whose command line holds `marker`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if marker in " ".join(proc.info.get("cmdline") or []):
+                found.append(proc)
+    return found
+
+
+@contextlib.contextmanager
+def killed_afterwards(marker: str) -> Iterator[None]:
+    """Whatever the test asserts, a process it let escape is killed by the test itself."""
+    try:
+        yield
+    finally:
+        for proc in _marked(marker):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
+def _sleep_marker() -> str:
+    return f"{1003 + os.getpid() % 1000}.{time.time_ns() % 10**6:06d}"
+
+
+def test_a_daemon_without_the_token_is_ended_after_a_normal_exit(tmp_path: Path) -> None:
+    marker = _sleep_marker()
+    with killed_afterwards(marker):
+        outcome = run(tmp_path, f"(env -i sleep {marker} >/dev/null 2>&1 &); echo started")
+        assert outcome.exit_code == 0
+        assert _marked(marker) == []
+
+
+def test_a_double_fork_into_a_new_session_with_an_empty_environment_is_ended(tmp_path: Path) -> None:
+    marker = _sleep_marker()
+    code = (
+        "import os, shutil\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        f"        os.execve(shutil.which('sleep'), ['sleep', '{marker}'], {{}})\n"
+        "    os._exit(0)\n"
+        "os.wait()\n"
+        "print('daemon started', flush=True)\n"
+    )
+    (tmp_path / "daemon.py").write_text(code)
+    with killed_afterwards(marker):
+        outcome = run(tmp_path, f"{PY} daemon.py")
+        assert outcome.exit_code == 0
+        assert "daemon started" in (tmp_path / "run.log").read_text()
+        assert _marked(marker) == []
+
+
+def test_orphans_that_exit_by_themselves_are_reaped(tmp_path: Path) -> None:
+    outcome = run(tmp_path, "(env -i sleep 0.2 &); (env -i true &); sleep 0.5")
+    assert outcome.exit_code == 0
+    me = os.getpid()
+    zombies = [p for p in psutil.Process(me).children() if p.status() == psutil.STATUS_ZOMBIE]
+    assert zombies == []
