@@ -16,6 +16,7 @@ from typing import Any
 from .config import RESULTS_FILE, SessionConfig, load_config
 from .history import History
 from .results import STATUSES, ResultRow, ResultsTable, is_better, read_results
+from .sanitize import safe_text
 
 RULE = "=" * 64
 BAR_WIDTH = 20
@@ -291,4 +292,4 @@ def render_status(data: dict[str, Any]) -> str:
     if usage["tokens"] or usage["cost_usd"]:
         out.append(_line("TOKENS", fmt_tokens(usage["tokens_in"], usage["tokens_out"], usage["cost_usd"])))
     out.append(RULE)
-    return "\n".join(out) + "\n"
+    return safe_text("\n".join(out)) + "\n"

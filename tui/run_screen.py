@@ -20,6 +20,7 @@ from autoresearch.core.events import (
     RunStarted,
 )
 from autoresearch.core.history import History
+from autoresearch.core.sanitize import safe_line, safe_text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -221,9 +222,9 @@ class RunScreen(Screen[None]):
                 logtail.border_title = f"run.log #{event.number}"
             line = event.describe()
             if line and not isinstance(event, Paused | Resumed):
-                notes.append(line)
+                notes.append(safe_line(line))
             if isinstance(event, NeedsUser):
-                self.notify(event.message, title="Needs you", severity="warning", timeout=10)
+                self.notify(safe_text(event.message), title="Needs you", severity="warning", timeout=10)
         if notes:
             activity.write_lines(notes)
         if self.state.run_started_at is not None:

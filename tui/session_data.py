@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autoresearch.core.config import RESULTS_FILE, SessionConfig, load_config
 from autoresearch.core.history import ExperimentMeta, History
 from autoresearch.core.results import ResultRow, read_results
+from autoresearch.core.sanitize import safe_line, safe_text
 
 TAIL_BYTES = 256 * 1024
 
@@ -85,4 +86,15 @@ def load_experiment(root: Path, number: int, row: ResultRow | None) -> Experimen
     else:
         lines = []
         note = "No log was kept for this experiment."
-    return ExperimentDetail(number, row, meta, diff, lines, note)
+    # What the model wrote and the training printed is shown, never obeyed by the terminal.
+    if meta is not None:
+        meta = replace(
+            meta,
+            description=safe_line(meta.description),
+            rationale=safe_text(meta.rationale),
+            note=safe_line(meta.note),
+        )
+    if row is not None:
+        row = replace(row, description=safe_line(row.description))
+    lines = [safe_line(line) for line in lines]
+    return ExperimentDetail(number, row, meta, safe_text(diff), lines, note)

@@ -7,6 +7,7 @@ from functools import cache
 from typing import TYPE_CHECKING, ClassVar
 
 from autoresearch.core.results import ResultRow
+from autoresearch.core.sanitize import safe_line
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
@@ -279,7 +280,7 @@ class LogTail(Vertical):
         batch: list[str] = []
         if dropped:
             batch.append(f"… {dropped} lines skipped to keep up …")
-        batch.extend(lines)
+        batch.extend(safe_line(line) for line in lines)
         if not batch:
             return
         log.write_lines(batch)
@@ -428,7 +429,7 @@ class ResultsTable(DataTable[object]):
             f"{row.memory_gb:.1f}G",
             fmt_clock(row.duration_s),
             status_text(row.status, self.app.no_color),
-            row.description,
+            safe_line(row.description),
             key=str(number),
         )
         if following:
