@@ -82,6 +82,7 @@ class SessionConfig(BaseModel):
     model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
+    pass_api_key_to_training: bool = False
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_output_tokens: int = Field(default=4096, gt=0)
     request_timeout_s: float = Field(default=120, gt=0)

@@ -20,6 +20,7 @@ from typing import Any
 
 from .config import SessionConfig
 from .errors import ProviderError
+from .model_keys import scrub_messages, secret_values
 from .proposer import Usage
 
 Message = dict[str, str]
@@ -291,6 +292,7 @@ def complete(
     policy = retry or RetryPolicy()
     litellm = load_litellm()
     api_key = resolve_api_key(config, litellm)
+    messages = scrub_messages(messages, secret_values(config, [api_key]))
     start = time.monotonic()
     total = policy.max_total_s if policy.max_total_s is not None else 4 * config.request_timeout_s + 60
     deadline = start + total
