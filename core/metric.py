@@ -8,12 +8,17 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-# A number standing on its own: the 1 of `top1_acc` or the nan of `banana` is not one.
+# A number standing on its own: the 1 of `top1_acc` or the nan of `banana` is not one. Commas that group
+# thousands (1,234.5) are read as such; a comma after other digits (a decimal comma, 0,5) makes no number,
+# so such a line never gives a wrong value.
 _NUMBER = re.compile(
-    r"(?<![\w.])[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan\b|inf(?:inity)?\b)",
+    r"(?<![\w.])(?<!\d,)[-+]?(?:"
+    r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?!,\d)(?:\.\d*)?|\d+(?!\d)(?!,\d)\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+    r"|nan\b|inf(?:inity)?\b)",
     re.IGNORECASE,
 )
 _CHUNK = 1 << 20
+_BLANK_CHUNK = 64 << 10
 MEMORY_TAIL_BYTES = 16 << 20
 _META = frozenset(".^$*+?{}[]\\|()")
 _ESCAPED_LITERALS = frozenset(".^$*+?{}[]\\|()-:=/#&~%@!,;<>'\" ")
@@ -31,31 +36,25 @@ def _blocks_from_end(path: Path, max_bytes: int | None = None) -> Iterator[bytes
         fh.seek(0, 2)
         pos = fh.tell()
         limit = max(0, pos - max_bytes) if max_bytes is not None else 0
-        rest = b""
+        # A line longer than a chunk is kept as its chunks, last first, and joined once: linear in its length.
+        rest: list[bytes] = []
         while pos > limit:
             step = min(_CHUNK, pos - limit)
             pos -= step
             fh.seek(pos)
-            block = fh.read(step) + rest
-            cut = block.find(b"\n")
+            chunk = fh.read(step)
+            cut = chunk.find(b"\n")
             if cut < 0:
-                rest = block
+                rest.append(chunk)
                 continue
-            rest = block[:cut]
-            yield block[cut + 1 :]
+            yield chunk[cut + 1 :] + b"".join(reversed(rest))
+            rest = [chunk[:cut]]
         if limit == 0:
-            yield rest
+            yield b"".join(reversed(rest))
 
 
 def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").rstrip("\r")
-
-
-def _lines_from_end(path: Path) -> Iterator[str]:
-    """The file's lines, last first."""
-    for block in _blocks_from_end(path):
-        for raw in reversed(block.split(b"\n")):
-            yield _decode(raw)
 
 
 def number_after(line: str, match: re.Match[str]) -> float | None:
@@ -63,12 +62,12 @@ def number_after(line: str, match: re.Match[str]) -> float | None:
     if match.re.groups and match.group(1) is not None:
         group = _NUMBER.search(match.group(1).strip())
         if group:
-            return float(group.group(0))
+            return float(group.group(0).replace(",", ""))
     found = _NUMBER.search(line, match.end()) or _NUMBER.search(line, match.start(), match.end())
     if not found:
         return None
     try:
-        return float(found.group(0))
+        return float(found.group(0).replace(",", ""))
     except ValueError:
         return None
 
@@ -215,13 +214,37 @@ def read_memory_gb(path: Path, pattern: str, unit: str = "mb") -> float | None:
     return value / 1024 if unit == "mb" else value
 
 
+def _tail_window(path: Path, size: int) -> bytes:
+    """The last `size` bytes of the file before its trailing newlines, read without the rest of it."""
+    try:
+        fh = path.open("rb")
+    except OSError:
+        return b""
+    with fh:
+        end = fh.seek(0, 2)
+        while end > 0:  # step back over trailing blank lines, a chunk at a time
+            start = max(0, end - _BLANK_CHUNK)
+            fh.seek(start)
+            text = fh.read(end - start).rstrip(b"\r\n")
+            if text:
+                end = start + len(text)
+                break
+            end = start
+        fh.seek(max(0, end - size))
+        return fh.read(end - max(0, end - size))
+
+
 def tail_text(path: Path, max_lines: int = 50, max_bytes: int = 4096) -> str:
-    """The last lines of a log, bounded in lines and bytes, for a crash report."""
+    """The last lines of a log, bounded in lines and bytes, for a crash report. Only a window a little
+    larger than max_bytes is read, however long the file or its last line."""
+    # Re-encoding a decoded byte never makes it shorter, so this window always holds enough.
+    window = _tail_window(path, max_bytes + 16)
     lines: list[str] = []
     size = 0
-    for line in _lines_from_end(path):
+    for raw in reversed(window.split(b"\n")):
         if len(lines) >= max_lines:
             break
+        line = _decode(raw)
         if not lines and not line:
             continue
         encoded = line.encode("utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,45 @@ def test_a_capture_group_picks_the_number(tmp_path: Path) -> None:
     assert read_metric(path, r"val_loss=([\d.]+)") == 0.81
     assert read_metric(path, r"epoch (\d+) val_loss") == 3.0
     assert read_metric(path, r"^epoch \d+ (val_loss)=") == 0.81
+
+
+def test_tail_of_a_huge_last_line_reads_a_bounded_window(tmp_path: Path) -> None:
+    """A crash whose last line is tens of MB without a newline: the tail holds at most max_bytes of its end,
+    and reading it costs memory bounded by that window, not by the line (it used to grow quadratically)."""
+    path = tmp_path / "run.log"
+    with path.open("wb") as fh:
+        fh.write(b"step 1 loss: 2.0\n")
+        for _ in range(40):
+            fh.write(b"x" * (1 << 20))
+        fh.write(b" RuntimeError: out of memory")
+    tracemalloc.start()
+    try:
+        tail = tail_text(path, 50, 4096)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tail.endswith("x RuntimeError: out of memory") and set(tail[:-28]) == {"x"}
+    assert len(tail.encode()) <= 4096
+    assert peak < 256 << 10, f"peak {peak} bytes"
+
+
+def test_tail_skips_trailing_blank_lines_without_reading_them_all(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    path.write_bytes(b"first\nlast words\n" + b"\n" * 5_000_000)
+    assert tail_text(path, 2, 4096) == "first\nlast words"
+
+
+def test_a_metric_after_a_huge_line_is_found_with_a_pattern_that_needs_lines(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    with path.open("wb") as fh:
+        fh.write(b"val_loss: 1.5\n")
+        for _ in range(30):
+            fh.write(b"y" * (1 << 20))
+    tracemalloc.start()
+    try:
+        value = find_last(path, r"(?i)val_loss:")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert value == 1.5
+    assert peak < 6 * 30 << 20, f"peak {peak} bytes"  # the line itself a few times (its copies), not its square
