@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ _SETUP_FLAGS: dict[str, str] = {
     "model": "model",
     "api_base": "api_base",
     "api_key_env": "api_key_env",
+    "pass_api_key_to_training": "pass_api_key_to_training",
     "temperature": "temperature",
     "max_tokens": "max_output_tokens",
     "request_timeout": "request_timeout_s",
@@ -94,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--model", help="litellm model name, e.g. openai/gpt-4o-mini (selects the llm agent)")
     setup.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server")
     setup.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    setup.add_argument(
+        "--pass-api-key-to-training",
+        action="store_true",
+        default=None,
+        help="let the training see the model's key variables (off: they are removed from its environment)",
+    )
     setup.add_argument("--temperature", type=float, help="model temperature (0.7)")
     setup.add_argument("--max-tokens", type=int, metavar="N", help="max output tokens per reply (4096)")
     setup.add_argument("--request-timeout", type=float, metavar="S", help="seconds per model request (120)")
@@ -160,13 +168,14 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
 def run_headless(root: Path) -> int:
     from .events import Event, LoopStopped
     from .loop import ExperimentLoop
+    from .sanitize import safe_text
 
     def sink(event: Event) -> None:
         line = event.describe()
         if line is None:
             return
         stream = sys.stderr if isinstance(event, LoopStopped) and not event.ok else sys.stdout
-        print(line, file=stream, flush=True)
+        print(safe_text(line), file=stream, flush=True)
 
     loop = ExperimentLoop(root, sink, when_stuck="stop")
     received: list[int] = []
@@ -242,6 +251,17 @@ def _cmd_demo(root: Path, args: argparse.Namespace) -> int:
     return launch(demo_root, "run")
 
 
+def session_root(start: Path) -> Path:
+    """Where the session of `start` lives: the nearest folder up to the repository's top holding the session
+    file, else that top (as setup, which works from a subdirectory, finds it), else `start` itself."""
+    from .config import CONFIG_FILE
+
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file() or (folder / ".git").exists():
+            return folder
+    return start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -251,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.repo).resolve()
     if not root.is_dir():
         return _fail(f"{args.repo} is not a directory; pass -C with the path of your repository.")
+    if args.command in ("run", "status", "analyze"):
+        root = session_root(root)
     commands = {
         "setup": _cmd_setup,
         "run": _cmd_run,
@@ -275,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             from .gitops import describe_git_error
 
             return _fail(f"git failed: {describe_git_error(exc)}; fix the repository and try again.")
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            from .writable import unwritable_message
+
+            return _fail(unwritable_message(root, exc))
         if os.environ.get("AUTORESEARCH_DEBUG"):
             raise
         return _fail(_internal_error(root, exc))

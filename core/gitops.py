@@ -101,6 +101,22 @@ class Repo:
     def is_tracked(self, path: str) -> bool:
         return bool(self.try_run("ls-files", "--error-unmatch", "--", path))
 
+    def untracked_message(self, path: str) -> str:
+        """Why an editable file cannot be used when git does not track it, and what to do."""
+        folder = (self.root / path).parent
+        while folder != self.root and self.root in folder.parents:
+            if (folder / ".git").exists():
+                inner = folder.relative_to(self.root).as_posix()
+                return (
+                    f"{path} is inside {inner}, a git repository of its own (a submodule or a nested clone), "
+                    f"where this session cannot commit; run autoresearch inside {inner} instead (cd {inner})."
+                )
+            folder = folder.parent
+        return (
+            f"{path} is not committed to git; commit it first (git add {path} && git commit), "
+            "so experiments can be reset safely."
+        )
+
     def tracked_files(self) -> list[str]:
         return [p for p in self.run("ls-files", "-z", strip=False).split("\0") if p]
 

@@ -7,6 +7,7 @@ queue_idea(); it reports only through events sent to `sink`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -25,6 +26,7 @@ from .errors import ConfigError, GitStateError, UserError
 from .gitops import Repo, describe_git_error
 from .history import ExperimentMeta, History
 from .metric import find_last, read_memory_gb, read_metric, tail_text
+from .model_keys import hidden_from_training
 from .proposer import (
     CrashInfo,
     ExperimentRecord,
@@ -47,6 +49,8 @@ from .results import (
     read_results,
 )
 from .runner import RunOutcome, run_command
+from .sanitize import one_line, safe_line, safe_text
+from .writable import require_writable, unwritable_message
 
 Kind = Literal["baseline", "experiment", "fix"]
 RECENT_DIFFS = 5
@@ -150,6 +154,10 @@ class ExperimentLoop:
                 ok=False,
                 experiments=self._rows_count(),
             )
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            stopped = ev.LoopStopped(unwritable_message(self.root, exc), ok=False, experiments=self._rows_count())
         finally:
             self._release_lock()
         self._set_phase("stopped", self._rows_count())
@@ -254,10 +262,9 @@ class ExperimentLoop:
                         f"In {CONFIG_FILE}, the {what} file {path} does not exist; fix {key} or restore the file."
                     )
                 if what == "editable" and not self.repo.is_tracked(path):
-                    raise GitStateError(
-                        f"{path} is not committed to git; commit it first (git add {path} && git commit), "
-                        "so experiments can be reset safely."
-                    )
+                    raise GitStateError(self.repo.untracked_message(path))
+                if what == "editable":
+                    require_writable(self.root, resolved)
 
     def _rows_from_history(self) -> tuple[ResultRow, ...]:
         """The rows .autoresearch/ still knows, in order, up to the first experiment it has no result for."""
@@ -431,7 +438,7 @@ class ExperimentLoop:
         cfg = self.config
         outcome = self._last_outcome
         tail = tail_text(self.log_path, max_lines=3, max_bytes=300).strip().splitlines()
-        last_line = f"last line of {RUN_LOG}: {tail[-1].strip()[:120]}" if tail else f"{RUN_LOG} is empty"
+        last_line = f"last line of {RUN_LOG}: {safe_line(tail[-1]).strip()[:120]}" if tail else f"{RUN_LOG} is empty"
         if outcome is not None and outcome.timed_out:
             return (
                 f"The baseline run hit the {cfg.timeout_minutes:g} min timeout ({last_line}); raise timeout_minutes "
@@ -624,10 +631,14 @@ class ExperimentLoop:
         for path, text in files.items():
             target = self.root / path
             tmp = target.with_name(f".{target.name}.autoresearch.tmp")
-            tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, target.stat().st_mode)
-            os.replace(tmp, target)
+            try:
+                tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+                with contextlib.suppress(OSError):
+                    os.chmod(tmp, target.stat().st_mode)
+                os.replace(tmp, target)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
 
     def _commit_and_run(
         self, table: ResultsTable, number: int, kind: Kind, proposal: Proposal
@@ -639,9 +650,9 @@ class ExperimentLoop:
             number=number,
             parent=parent,
             kind=kind,
-            description=" ".join(proposal.description.split()),
-            category=proposal.category,
-            rationale=proposal.rationale,
+            description=one_line(proposal.description),
+            category=one_line(proposal.category),
+            rationale=safe_text(proposal.rationale),
             tokens_in=usage.tokens_in,
             tokens_out=usage.tokens_out,
             cost_usd=usage.cost_usd,
@@ -823,6 +834,7 @@ class ExperimentLoop:
             self.log_path,
             timeout_s=self.config.timeout_s,
             env=env,
+            unset_env=hidden_from_training(self.config),
             cancel=self._cancel,
             pid_file=self.history.pids_path,
             on_start=on_start,
@@ -869,6 +881,7 @@ class ExperimentLoop:
             log,
             timeout_s=self.config.timeout_s,
             env={"AUTORESEARCH_EXPERIMENT": str(number), "AUTORESEARCH_TAG": self.config.tag},
+            unset_env=hidden_from_training(self.config),
             cancel=self._cancel,
             pid_file=self.history.pids_path,
         )

@@ -15,6 +15,7 @@ from .config import (
     CONFIG_FILE,
     IGNORED_PATHS,
     RESULTS_FILE,
+    RUN_LOG,
     SessionConfig,
     parse_config,
     save_config,
@@ -111,10 +112,7 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
     config = parse_config(data, source="")
     for path in config.editable_files:
         if not repo.is_tracked(path):
-            raise GitStateError(
-                f"{path} is not committed to git; commit it first (git add {path} && git commit), "
-                "so experiments can be reset safely."
-            )
+            raise GitStateError(repo.untracked_message(path))
         if path in config.readonly_files:
             raise ConfigError(f"{path} is listed as both editable and readonly; keep it in one list.")
     if repo.branch_exists(config.branch):
@@ -123,6 +121,11 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
         )
     if repo.current_branch() is None:
         raise GitStateError("HEAD is detached; check out a branch first (git checkout main).")
+    if repo.is_tracked(RUN_LOG):
+        raise GitStateError(
+            f"{RUN_LOG} is tracked by git, but every run rewrites it, so the working tree would never be clean; "
+            f"untrack it (git rm --cached {RUN_LOG} && git commit) and run setup again."
+        )
     dirty = repo.changed_tracked_files()
     if dirty:
         shown = ", ".join(dirty[:3]) + (" ..." if len(dirty) > 3 else "")
