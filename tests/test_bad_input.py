@@ -863,9 +863,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def all_groups() -> list[tuple[str, list[Case]]]:
+    from tests.test_hardening import GROUPS as HARDENING
+
+    return [*GROUPS, *HARDENING]
+
+
 def reliability_tables() -> str:
     out: list[str] = []
-    for title, cases in GROUPS:
+    for title, cases in all_groups():
         out += [f"### {title}", "", "| case | input | what the user sees | exit | outcome |", "|---|---|---|---|---|"]
         for case in cases:
             exit_status = "event" if case.exit is None else str(case.exit)
@@ -876,7 +882,7 @@ def reliability_tables() -> str:
 
 
 def test_reliability_document_lists_every_case() -> None:
-    ids = [case.id for _, cases in GROUPS for case in cases]
+    ids = [case.id for _, cases in all_groups() for case in cases]
     assert len(ids) == len(set(ids)) and len(ids) >= 30
     text = DOC.read_text(encoding="utf-8")
     start, end = "<!-- bad-input cases: python -m tests.test_bad_input -->\n", "<!-- end of bad-input cases -->"

@@ -328,7 +328,7 @@ def test_gpu_figure_is_none_without_nvml(tmp_path: Path) -> None:
         assert outcome.peak_gpu_gb is None
 
 
-def _marked(marker: str) -> list[psutil.Process]:
+def marked_processes(marker: str) -> list[psutil.Process]:
     """Processes anywhere on the machine whose command line holds `marker`."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -344,25 +344,26 @@ def killed_afterwards(marker: str) -> Iterator[None]:
     try:
         yield
     finally:
-        for proc in _marked(marker):
+        for proc in marked_processes(marker):
             with contextlib.suppress(psutil.Error):
                 proc.kill()
 
 
-def _sleep_marker() -> str:
+def sleep_marker() -> str:
+    """A sleep duration no other process on the machine has, to find what a run left behind."""
     return f"{1003 + os.getpid() % 1000}.{time.time_ns() % 10**6:06d}"
 
 
 def test_a_daemon_without_the_token_is_ended_after_a_normal_exit(tmp_path: Path) -> None:
-    marker = _sleep_marker()
+    marker = sleep_marker()
     with killed_afterwards(marker):
         outcome = run(tmp_path, f"(env -i sleep {marker} >/dev/null 2>&1 &); echo started")
         assert outcome.exit_code == 0
-        assert _marked(marker) == []
+        assert marked_processes(marker) == []
 
 
 def test_a_double_fork_into_a_new_session_with_an_empty_environment_is_ended(tmp_path: Path) -> None:
-    marker = _sleep_marker()
+    marker = sleep_marker()
     code = (
         "import os, shutil\n"
         "if os.fork() == 0:\n"
@@ -378,7 +379,7 @@ def test_a_double_fork_into_a_new_session_with_an_empty_environment_is_ended(tmp
         outcome = run(tmp_path, f"{PY} daemon.py")
         assert outcome.exit_code == 0
         assert "daemon started" in (tmp_path / "run.log").read_text()
-        assert _marked(marker) == []
+        assert marked_processes(marker) == []
 
 
 def test_orphans_that_exit_by_themselves_are_reaped(tmp_path: Path) -> None:
