@@ -835,7 +835,9 @@ def test_model_reply_and_provider(
     loop = ExperimentLoop(root, events.append, LLMProposer(load_config(root), root, retry=RETRY))
     started = time.monotonic()
     stopped = loop.run()
-    assert time.monotonic() - started < 30
+    # Only what must not be waited out: a hung server or a retry storm would hold the loop far longer. The first
+    # case also pays litellm's first import, which a busy machine can stretch past half a minute.
+    assert time.monotonic() - started < 120
     lines = [e.describe() for e in events if isinstance(e, (ev.ProposalSkipped, ev.NeedsUser))]
     assert lines, [e.describe() for e in events]
     expect(case, str(lines[0]), url=url)
