@@ -38,7 +38,8 @@ def bench(tmp_path: Path, *only: str, timeout: float = 120) -> tuple[str, list[d
 
 def assert_rows(stdout: str, rows: list[dict[str, Any]], starts: list[str]) -> None:
     assert re.search(r"^\| what +\| measured +\| goal +\| verdict +\| ratio \(same run\) +\|$", stdout, re.MULTILINE)
-    assert [row["what"].split(" (")[0].split(":")[0] for row in rows] == starts
+    seconds = re.compile(r"for \d+ s\b")  # how long a flood took depends on the machine's load
+    assert [seconds.sub("for N s", row["what"].split(" (")[0].split(":")[0]) for row in rows] == starts
     for row in rows:
         assert row["measured"] and not row["measured"].startswith("failed"), row
         assert row["verdict"] in ("met", "NOT MET", "report")
@@ -84,7 +85,7 @@ def test_app_benchmark_prints_its_rows(tmp_path: Path) -> None:
         rows,
         [
             "app",
-            "app while the training prints 20,000 lines/s for 2 s",
+            "app while the training prints 20,000 lines/s for N s",
             "app opening a session whose run.log is 10 MB",
         ],
     )
