@@ -1,8 +1,9 @@
-"""Reading a model's reply: the header lines and aider-style SEARCH/REPLACE blocks, applied tolerantly.
+"""Reading a model's reply: the header lines and its edits, applied tolerantly.
 
-Parsing forgives case, markdown bold, missing fences and stray prose. Applying tries an exact match,
-then a match that ignores trailing whitespace, then one that ignores a uniform indentation shift.
-Nothing is applied to disk here: blocks change texts in memory, and every failure says why.
+Edits come as aider-style SEARCH/REPLACE blocks (what the prompt asks for), as unified diffs (core/udiff.py)
+or, when nothing else is there, as a whole file in a fence after its name (core/whole_file.py). Parsing
+forgives case, markdown bold, missing fences and stray prose; core/edit_match.py finds where each edit goes.
+Nothing is applied to disk here: edits change texts in memory, and every failure says why.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import CATEGORIES
+from .edit_match import match_edit, quote_places
+from .udiff import parse_hunks
+from .whole_file import find_fenced_files, whole_file_problem
 
-_SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\b.*$", re.IGNORECASE)
+# aider's markers, its older ORIGINAL/UPDATED ones, and Cline's `------- SEARCH` / `+++++++ REPLACE`.
+_SEARCH = re.compile(r"^\s*(?:<{5,9}|-{5,9})\s*(?:SEARCH|ORIGINAL)\b.*$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
-_REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
+_REPLACE = re.compile(r"^\s*(?:>{5,9}|\+{5,9})\s*(?:REPLACE|UPDATED)\b.*$", re.IGNORECASE)
+# Roo Code opens a SEARCH part with `:start_line:N` and a `-------` line.
+_START_LINE = re.compile(r"^\s*:start_line:\s*\d+\s*$")
+_DASHES = re.compile(r"^\s*-{5,9}\s*$")
 _FENCE = re.compile(r"^\s*(```+|~~~+)\s*(.*?)\s*$")
 _HEADER = re.compile(
     r"^[\s>#*_\-]*(?:\*\*|__)?\s*(description|category|rationale|idea|change|reason(?:ing)?)\s*(?:\*\*|__)?"
@@ -28,6 +36,9 @@ _HEADER = re.compile(
 _THINKING = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
 _KEYS = {"idea": "description", "change": "description", "reason": "rationale", "reasoning": "rationale"}
 _PATHISH = re.compile(r"^[\w./\\~-]+\.[A-Za-z0-9]{1,8}$|^[\w.-]*/[\w./-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_DETAILED = 5
+"""Failures explained in full (with the closest lines); the rest are summarised."""
 
 _CATEGORY_WORDS = {
     "hyperparams": ("hyper", "learning rate", "lr", "batch", "schedule", "warmup", "param"),
@@ -45,8 +56,23 @@ class EditBlock:
     replace: str
     index: int
     """1-based position in the reply, to name the block in feedback."""
+    origin: str = "block"
+    """block (SEARCH/REPLACE), hunk (of a unified diff), file (a whole file after its name), fence (unnamed)."""
+
+    @property
+    def label(self) -> str:
+        word = {"hunk": "hunk", "file": "fenced file", "fence": "fenced file"}.get(self.origin, "block")
+        return f"{word} {self.index}"
+
+    @property
+    def whole(self) -> bool:
+        return self.origin in ("file", "fence")
 
     def quote(self) -> str:
+        if self.whole:
+            lines = self.replace.split("\n")
+            more = f"\n[... {len(lines) - 12} more lines]" if len(lines) > 12 else ""
+            return f"{self.path}\n" + "\n".join(lines[:12]) + more
         return (
             f"{self.path}\n<<<<<<< SEARCH\n{_with_newline(self.search)}=======\n"
             f"{_with_newline(self.replace)}>>>>>>> REPLACE"
@@ -69,6 +95,10 @@ class BlockFailure:
     block: EditBlock
     reason: str
     closest: str = ""
+    short: str = ""
+    """A few words for a one-line report (`block 1's SEARCH matches nothing in train.py`)."""
+    places: str = ""
+    """The numbered candidate places of a SEARCH that matches more than one."""
 
 
 @dataclass
@@ -136,7 +166,8 @@ def _file_name(lines: Sequence[str], at: int, known: Sequence[str]) -> str | Non
         for candidate in known:
             if os.path.basename(candidate) == name or candidate.endswith("/" + name):
                 return candidate
-        if " " not in name and _PATHISH.match(name):
+        if _CONTROL.search(name) or (" " not in name and (_PATHISH.match(name) or re.search(r"[/\\]|\.[^.\s]", name))):
+            # Any file name, `.gitignore` included, is taken as written, so a refused one is refused by name.
             return name
         break
     return None
@@ -149,6 +180,8 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
     rationale: list[str] = []
     in_rationale = False
     blocks: list[EditBlock] = []
+    starts: list[int] = []
+    consumed: set[int] = set()
     problems: list[str] = []
     previous: str | None = None
     i = 0
@@ -179,6 +212,8 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
                 problems.append(f"block {len(blocks) + 1} does not end with a >>>>>>> REPLACE line, so it was not read")
                 i = k
                 continue
+            if search and _START_LINE.match(search[0]):
+                search = search[2:] if len(search) > 1 and _DASHES.match(search[1]) else search[1:]
             if path is None:
                 problems.append(
                     f"block {len(blocks) + 1} has no file name on the line before it; "
@@ -186,7 +221,9 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
                 )
             else:
                 blocks.append(EditBlock(path, "\n".join(search), "\n".join(replace), len(blocks) + 1))
+                starts.append(i)
                 previous = path
+            consumed.update(range(i, k + 1))
             i = k + 1
             continue
         header = _HEADER.match(line)
@@ -209,16 +246,55 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
             else:
                 rationale.append(line.strip())
         i += 1
+    edits = _other_forms(lines, consumed, list(zip(starts, blocks, strict=True)), known_files, problems)
     description = " ".join(values.get("description", "").split())
     category_text = values.get("category", "")
     return ParsedReply(
         description=description[:200],
         category=normalize_category(category_text) if category_text else "other",
         rationale=" ".join(" ".join(rationale).split())[:2000],
-        blocks=tuple(blocks),
+        blocks=tuple(edits),
         problems=tuple(problems),
         category_given=bool(category_text),
     )
+
+
+def _other_forms(
+    lines: Sequence[str],
+    consumed: set[int],
+    blocks: list[tuple[int, EditBlock]],
+    known: Sequence[str],
+    problems: list[str],
+) -> list[EditBlock]:
+    """The SEARCH/REPLACE blocks with the reply's diff hunks among them, in reply order; when the reply holds
+    neither, its whole files in fences."""
+
+    def name_at(i: int) -> str | None:
+        return _file_name(lines, i, known)
+
+    found: list[tuple[int, str | None, str, str, str]] = [
+        (at, b.path, b.search, b.replace, "block") for at, b in blocks
+    ]
+    found += [(h.line, h.path, h.search, h.replace, "hunk") for h in parse_hunks(lines, consumed, name_at)]
+    if not found:
+        for fenced in find_fenced_files(lines, consumed, name_at):
+            origin = "file" if fenced.path else "fence"
+            path = fenced.path or (known[0] if len(known) == 1 else None)
+            if path is not None:
+                found.append((fenced.line, path, "", fenced.text, origin))
+    edits: list[EditBlock] = []
+    previous: str | None = None
+    for _, path, search, replace, origin in sorted(found, key=lambda f: f[0]):
+        path = path or previous or (known[0] if len(known) == 1 else None)
+        if path is None:
+            problems.append(
+                f"hunk {len(edits) + 1} has no file name (no `+++ b/<path>` line or file line above it); "
+                f"name one of: {', '.join(known)}"
+            )
+            continue
+        edits.append(EditBlock(path, search, replace, len(edits) + 1, origin))
+        previous = path
+    return edits
 
 
 # Paths.
@@ -230,12 +306,16 @@ class PathRefused(Exception):
 
 def resolve_editable(name: str, root: Path, editable: Sequence[str]) -> str:
     """The editable path `name` denotes, or PathRefused saying why it may not be edited."""
+    allowed = ", ".join(editable)
+    if _CONTROL.search(name):
+        raise PathRefused(
+            f"the file name {name!r} holds a control character; only these files may be edited: {allowed}"
+        )
     cleaned = name.strip().strip("`'\"")
     root_real = Path(os.path.realpath(root))
     candidate = Path(cleaned)
     full = candidate if candidate.is_absolute() else root / candidate
     real = Path(os.path.realpath(full))
-    allowed = ", ".join(editable)
     if real != root_real and root_real not in real.parents:
         raise PathRefused(f"{name} is outside the repository; only these files may be edited: {allowed}")
     for path in editable:
@@ -263,95 +343,9 @@ def _trim_blank_edges(lines: list[str]) -> list[str]:
     return lines[start:end]
 
 
-def _find_lines(hay: list[str], needle: list[str], key: object) -> int:
-    n = len(needle)
-    if n == 0:
-        return -1
-    norm = (lambda s: s.rstrip()) if key == "rstrip" else (lambda s: s.strip())
-    target = [norm(s) for s in needle]
-    first = target[0]
-    for start in range(0, len(hay) - n + 1):
-        if norm(hay[start]) != first:
-            continue
-        if all(norm(hay[start + k]) == target[k] for k in range(n)):
-            return start
-    return -1
-
-
-def _indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip())]
-
-
-def _reindent(replace: list[str], search: list[str], found: list[str]) -> list[str] | None:
-    """Shift REPLACE's indentation by the offset between SEARCH and the file, when that offset is uniform."""
-    pairs = [(s, f) for s, f in zip(search, found, strict=True) if s.strip()]
-    if not pairs:
-        return replace
-    s0, f0 = pairs[0]
-    s_ind, f_ind = _indent(s0), _indent(f0)
-    if len(f_ind) >= len(s_ind):
-        if not all(f == f_ind[: len(f_ind) - len(s_ind)] + s for s, f in ((s.rstrip(), f.rstrip()) for s, f in pairs)):
-            return None
-        add = f_ind[: len(f_ind) - len(s_ind)]
-        return [add + line if line.strip() else line for line in replace]
-    cut = len(s_ind) - len(f_ind)
-    if not all(s[:cut].strip() == "" and s[cut:].rstrip() == f.rstrip() for s, f in pairs):
-        return None
-    return [line[cut:] if line[:cut].strip() == "" else line.lstrip() for line in replace]
-
-
-def _whole_lines_at(text: str, needle: str) -> int:
-    at = text.find(needle)
-    while at >= 0:
-        if at == 0 or text[at - 1] == "\n":
-            return at
-        at = text.find(needle, at + 1)
-    return -1
-
-
-def _inline_once(text: str, search: str, replace: str) -> str | None:
-    """A unique match inside lines that does not cut a word or number in two (`lr = 0.02` in `lr = 0.02  # x`)."""
-    if text.count(search) != 1:
-        return None
-    at = text.find(search)
-    before = text[at - 1] if at else ""
-    after = text[at + len(search) : at + len(search) + 1]
-    if (before and (before.isalnum() or before == "_")) or (after and (after.isalnum() or after in "_.")):
-        return None
-    return text[:at] + replace + text[at + len(search) :]
-
-
 def apply_one(text: str, search: str, replace: str) -> str | None:
-    """`text` with the first match of `search` replaced, or None when no tolerant match exists."""
-    if not search.strip():
-        return replace if not text.strip() else None
-    search_nl, replace_nl = _with_newline(search), _with_newline(replace)
-    at = _whole_lines_at(text, search_nl)
-    if at >= 0:
-        return text[:at] + replace_nl + text[at + len(search_nl) :]
-    if text.endswith(search) and _whole_lines_at(text, search) == len(text) - len(search):
-        return text[: len(text) - len(search)] + replace
-    crlf = "\r\n" in text
-    body = text.replace("\r\n", "\n")
-    hay = _lines(body)
-    needle = _trim_blank_edges(_lines(search))
-    repl = _lines(replace)
-    if needle != _lines(search):
-        repl = _trim_blank_edges(repl)
-    new_lines: list[str] | None = None
-    start = _find_lines(hay, needle, "rstrip")
-    if start >= 0:
-        new_lines = hay[:start] + repl + hay[start + len(needle) :]
-    else:
-        start = _find_lines(hay, needle, "strip")
-        if start >= 0:
-            shifted = _reindent(repl, needle, hay[start : start + len(needle)])
-            if shifted is not None:
-                new_lines = hay[:start] + shifted + hay[start + len(needle) :]
-    if new_lines is None:
-        return _inline_once(text, search, replace) if "\n" not in search.strip() else None
-    out = "\n".join(new_lines)
-    return out.replace("\n", "\r\n") if crlf else out
+    """`text` with `search` replaced, or None when it matches nothing or more than one place."""
+    return match_edit(text, search, replace).text
 
 
 def closest_lines(text: str, search: str, context: int = 2) -> str:
@@ -391,26 +385,67 @@ def apply_blocks(
     """
     result = ApplyResult(files=dict(files))
     seen = {(p, s.strip(), r.strip()) for p, s, r in applied_before}
+
+    def fail(block: EditBlock, reason: str, short: str, closest: str = "", places: str = "") -> None:
+        result.failures.append(BlockFailure(block, reason, closest, short, places))
+
     for block in blocks:
         try:
             path = resolve_editable(block.path, root, editable)
         except PathRefused as exc:
-            result.failures.append(BlockFailure(block, str(exc)))
+            fail(block, str(exc), f"{block.label}: {str(exc).split(';')[0]}")
             continue
         current = result.files.get(path, "")
+        if block.whole:
+            problem = whole_file_problem(current, block.replace, named=block.origin == "file")
+            if problem:
+                fail(
+                    block, f"the fenced code for {path} was not used: {problem}", f"{block.label} is not all of {path}"
+                )
+                continue
+            new = block.replace
+            result.files[path] = new + "\n" if current.endswith("\n") and not new.endswith("\n") else new
+            result.applied.append(block)
+            continue
         key = (path, block.search.strip(), block.replace.strip())
-        updated = apply_one(current, block.search, block.replace)
-        if updated is not None:
-            result.files[path] = updated
+        outcome = match_edit(current, block.search, block.replace)
+        if outcome.text is not None:
+            result.files[path] = outcome.text
             result.applied.append(block)
             seen.add(key)
             continue
-        if key in seen and apply_one(current, block.replace, block.replace) is not None:
-            result.already.append(block)
-            continue
-        if not block.search.strip():
-            reason = f"its SEARCH part is empty; quote the exact lines of {path} to replace"
+        if key in seen:
+            again = match_edit(current, block.replace, block.replace)
+            if again.text is not None or again.ambiguous:
+                result.already.append(block)
+                continue
+        what = "lines" if block.origin == "hunk" else "SEARCH"
+        if outcome.ambiguous:
+            count = len(outcome.places)
+            fail(
+                block,
+                f"its {what} matches {count} places in {path}; add a line or two around it so it matches only "
+                "the place you mean",
+                f"{block.label}'s {what} matches {count} places in {path}",
+                places=quote_places(current, outcome.places, len(_trim_blank_edges(_lines(block.search))) or 1),
+            )
+        elif outcome.problem:
+            fail(block, outcome.problem, f"{block.label}: {outcome.problem.split(';')[0]}")
+        elif not block.search.strip():
+            if block.origin == "hunk":
+                reason = f"it has no context or removed lines, so there is no telling where in {path} its lines go"
+            else:
+                reason = f"its SEARCH part is empty; quote the exact lines of {path} to replace"
+            fail(block, reason, f"{block.label} has nothing to match in {path}")
         else:
-            reason = f"its SEARCH part does not match any lines of {path} exactly"
-        result.failures.append(BlockFailure(block, reason, closest_lines(current, block.search)))
+            verb = "match" if block.origin == "hunk" else "matches"
+            closest = closest_lines(current, block.search) if len(result.failures) < MAX_DETAILED else ""
+            fail(
+                block,
+                f"its {what} part does not match any lines of {path} exactly"
+                if block.origin != "hunk"
+                else f"its context and removed lines do not match any lines of {path}",
+                f"{block.label}'s {what} {verb} nothing in {path}",
+                closest,
+            )
     return result

@@ -82,6 +82,18 @@ class ProposalReady(Event):
 
 
 @dataclass(frozen=True)
+class ReplySentBack(Event):
+    """A reply of the model could not be used; it was told why and asked again (nothing was run)."""
+
+    number: int
+    reply: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"#{self.number} reply {self.reply} not usable: {self.reason}; asking again"
+
+
+@dataclass(frozen=True)
 class ProposalSkipped(Event):
     """The proposer could not produce a usable change; nothing was committed or run."""
 

@@ -8,11 +8,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .config import SessionConfig
-from .edit_blocks import ApplyResult, ParsedReply, apply_blocks, parse_reply
+from .edit_blocks import apply_blocks, parse_reply
 from .errors import ProviderError
 from .prompt import CHARS_PER_TOKEN, DEFAULT_BUDGET_TOKENS, Message, build_messages
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, Usage, content_key
 from .provider import RetryPolicy, TransientProviderError, complete, load_litellm, tries
+from .reflection import conversation, failure_feedback, no_edits_feedback, room_chars
+from .syntax_check import syntax_problem
 
 _ABANDON = ("abandon", "give up", "no fix", "none")
 
@@ -35,44 +37,6 @@ def prompt_budget_tokens(config: SessionConfig) -> int:
     if window:
         budget = min(budget, max(1000, window - config.max_output_tokens - 500))
     return budget
-
-
-def _quote(text: str) -> str:
-    ticks = "````" if "```" in text else "```"
-    return f"{ticks}\n{text.rstrip()}\n{ticks}"
-
-
-def _failure_feedback(parsed: ParsedReply, result: ApplyResult) -> str:
-    parts: list[str] = []
-    total = len(parsed.blocks)
-    bad = len(result.failures)
-    if bad:
-        parts.append(f"{bad} of your {total} SEARCH/REPLACE blocks failed; nothing has been run yet.")
-    for problem in parsed.problems:
-        parts.append(f"Your reply could not be read fully: {problem}.")
-    for failure in result.failures:
-        block = failure.block
-        parts.append(f"## Block {block.index} failed: {failure.reason}\n{_quote(block.quote())}")
-        if failure.closest:
-            parts.append(f"Did you mean these lines of the file?\n{_quote(failure.closest)}")
-    done = result.applied + result.already
-    if done:
-        names = ", ".join(f"block {b.index} ({b.path})" for b in sorted(done, key=lambda b: b.index))
-        parts.append(f"These blocks applied and are in place now: {names}. Do not send them again.")
-    parts.append(
-        "Reply with corrected SEARCH/REPLACE blocks for the failed blocks only. SEARCH must copy the current "
-        "lines of the file exactly, with their indentation; drop any block for a file you may not edit."
-    )
-    return "\n\n".join(parts)
-
-
-def _no_blocks_feedback(parsed: ParsedReply) -> str:
-    extra = "".join(f" ({p})" for p in parsed.problems)
-    return (
-        f"Your reply holds no usable SEARCH/REPLACE block{extra}. Reply in the format asked: the Description, "
-        "Category and Rationale lines, then the file's path alone on a line followed by a block:\n"
-        "<<<<<<< SEARCH\n<exact current lines>\n=======\n<new lines>\n>>>>>>> REPLACE"
-    )
 
 
 class LLMProposer:
@@ -116,7 +80,10 @@ class LLMProposer:
     def propose(self, ctx: ProposalContext) -> Proposal | None:
         config = ctx.config
         editable = list(config.editable_files)
-        messages = build_messages(ctx, self.budget_tokens())
+        base = build_messages(ctx, self.budget_tokens())
+        budget_chars = self.budget_tokens() * CHARS_PER_TOKEN
+        feedback_limit = room_chars(base, budget_chars) // 2
+        exchanges: list[tuple[str, str]] = []
         usage = Usage()
         state: dict[str, str] = dict(ctx.files)
         applied_before: list[tuple[str, str, str]] = []
@@ -124,8 +91,8 @@ class LLMProposer:
         category_given = False
         last_problem = "no reply"
         rounds = 1 + config.max_reflections
-        for _ in range(rounds):
-            text, usage = self._ask(config, messages, usage)
+        for round_number in range(1, rounds + 1):
+            text, usage = self._ask(config, conversation(base, exchanges, budget_chars), usage)
             parsed = parse_reply(text, editable)
             description = parsed.description or description
             rationale = parsed.rationale or rationale
@@ -139,39 +106,51 @@ class LLMProposer:
                 verdict = self._verdict(ctx, state)
                 if verdict is None:
                     return self._proposal(ctx, state, description, category, rationale, usage)
-                feedback, last_problem = verdict
+                feedback, last_problem, short = verdict
                 state, applied_before = dict(ctx.files), []
             elif not parsed.blocks:
-                feedback = _no_blocks_feedback(parsed)
+                feedback = no_edits_feedback(parsed)
                 last_problem = "the reply held no SEARCH/REPLACE block"
+                short = "no edit found in it"
             else:
                 result = apply_blocks(parsed.blocks, state, self.root, editable, applied_before)
                 state = result.files
                 applied_before += [(b.path, b.search, b.replace) for b in result.applied]
                 if result.failures or parsed.problems:
-                    feedback = _failure_feedback(parsed, result)
-                    last_problem = (
-                        f"block {result.failures[0].block.index}: {result.failures[0].reason}"
-                        if result.failures
-                        else parsed.problems[0]
-                    )
+                    feedback = failure_feedback(parsed, result, feedback_limit)
+                    first = result.failures[0] if result.failures else None
+                    last_problem = f"block {first.block.index}: {first.reason}" if first else parsed.problems[0]
+                    short = first.short if first else parsed.problems[0].split(",")[0]
+                    if len(result.failures) > 1:
+                        short += f" (and {len(result.failures) - 1:,} more failed)"
                 else:
                     verdict = self._verdict(ctx, state)
                     if verdict is None:
                         return self._proposal(ctx, state, description, category, rationale, usage)
-                    feedback, last_problem = verdict
+                    feedback, last_problem, short = verdict
                     state, applied_before = dict(ctx.files), []
-            messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": feedback}]
-        self.last_messages = messages
+            exchanges.append((text, feedback))
+            if round_number < rounds and ctx.on_retry is not None:
+                ctx.on_retry(round_number, short)
+        self.last_messages = conversation(base, exchanges, budget_chars)
         raise ProposalSkipped(f"the model's edits could not be used after {tries(rounds)}: {last_problem}", usage)
 
-    def _verdict(self, ctx: ProposalContext, state: Mapping[str, str]) -> tuple[str, str] | None:
-        """None when the edited files are a new version; else feedback for the model and a short reason."""
+    def _verdict(self, ctx: ProposalContext, state: Mapping[str, str]) -> tuple[str, str, str] | None:
+        """None when the edited files are a new version that compiles; else feedback, a reason and a short one."""
         if all(ctx.files.get(p, "") == t for p, t in state.items()):
             return (
                 "Your blocks change nothing: each REPLACE leaves the file as it was. Propose a change that "
                 "actually modifies the code, in the same format.",
                 "the edit changes nothing",
+                "the edit changes nothing",
+            )
+        broken = syntax_problem(state, ctx.files)
+        if broken is not None:
+            return (
+                f"{broken.feedback()}\nNothing was run. Send your change again as SEARCH/REPLACE blocks against "
+                "the files as they were shown to you first, written so that every file is valid Python.",
+                broken.short,
+                broken.short,
             )
         number = ctx.tried.get(content_key(state))
         if number is not None:
@@ -180,6 +159,7 @@ class LLMProposer:
             return (
                 f"That result is identical to experiment #{number}{what}, which was already run. Propose a "
                 "different idea, against the files as they were shown to you first.",
+                f"the edit is identical to experiment #{number}",
                 f"the edit is identical to experiment #{number}",
             )
         return None

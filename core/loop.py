@@ -25,6 +25,7 @@ from .config import CONFIG_FILE, RESULTS_FILE, RUN_LOG, SessionConfig, load_conf
 from .errors import ConfigError, GitStateError, UserError
 from .gitops import Repo, describe_git_error
 from .history import ExperimentMeta, History
+from .loss_curve import loss_curve
 from .metric import find_last, read_memory_gb, read_metric, tail_text
 from .model_keys import hidden_from_training
 from .proposer import (
@@ -50,6 +51,7 @@ from .results import (
 )
 from .runner import RunOutcome, run_command
 from .sanitize import one_line, safe_line, safe_text
+from .syntax_check import syntax_problem
 from .writable import require_writable, unwritable_message
 
 Kind = Literal["baseline", "experiment", "fix"]
@@ -470,8 +472,10 @@ class ExperimentLoop:
 
         records = []
         first_diff = len(table.rows) - RECENT_DIFFS
+        best = table.best(self.config.higher_is_better)
         for number, row in enumerate(table.rows, 1):
             meta = metas.get(number)
+            with_curve = diffs and (number > first_diff or (best is not None and number == best[0]))
             records.append(
                 ExperimentRecord(
                     number=number,
@@ -484,6 +488,7 @@ class ExperimentLoop:
                     diff=self.history.read_diff(number) if diffs and number > first_diff else "",
                     memory_gb=row.memory_gb,
                     duration_s=row.duration_s,
+                    curve=loss_curve(self.history.log_path(number)) if with_curve else None,
                 )
             )
         return records
@@ -513,6 +518,7 @@ class ExperimentLoop:
             best=best[1].metric if best else None,
             best_number=best[0] if best else None,
             tried=dict(self._tried),
+            on_retry=lambda reply, reason: self._emit(ev.ReplySentBack(number, reply, reason)),
             **extra,  # type: ignore[arg-type]
         )
 
@@ -563,6 +569,9 @@ class ExperimentLoop:
             raise ProposalSkipped(f"the proposal edits {outside[0]}, which is not an editable file", proposal.usage)
         if all(current.get(p) == text for p, text in proposal.files.items()):
             raise ProposalSkipped("the proposal changes nothing", proposal.usage)
+        broken = syntax_problem(proposal.files, current)
+        if broken is not None:
+            raise ProposalSkipped(f"the proposal does not compile: {broken.short}", proposal.usage)
         merged = {**current, **proposal.files}
         earlier = self._tried.get(content_key(merged))
         if earlier is not None:

@@ -143,8 +143,22 @@ def _row(r: ExperimentRecord, width: int = 110) -> str:
     return f"#{r.number} {r.status} {_metric(r)} [{r.category}] {desc}"
 
 
-def _detail(r: ExperimentRecord, diff_chars: int, rationale_chars: int = 400) -> str:
+def training_line(r: ExperimentRecord, config: SessionConfig | None) -> str:
+    """How the run went: its duration against the budget, and its loss curve when the log printed one."""
+    parts = []
+    if r.duration_s > 0:
+        budget = f" of the {config.time_budget_minutes * 60:.0f} s budget" if config is not None else ""
+        parts.append(f"ran {r.duration_s:.0f} s{budget}")
+    if r.curve is not None:
+        parts.append(r.curve.describe())
+    return "Training: " + "; ".join(parts) if parts else ""
+
+
+def _detail(r: ExperimentRecord, diff_chars: int, config: SessionConfig | None, rationale_chars: int = 400) -> str:
     parts = [f"## #{r.number} {r.status} {_metric(r)} [{r.category}] {r.description}"]
+    training = training_line(r, config)
+    if training:
+        parts.append(training)
     if r.rationale:
         parts.append(f"Rationale: {_cut(r.rationale, rationale_chars, '...')}")
     if r.diff and diff_chars > 0:
@@ -168,7 +182,7 @@ def _summary(older: Sequence[ExperimentRecord], limit: int) -> str:
     return _cut("\n".join(lines), limit, "[... older ideas omitted]")
 
 
-def history_section(history: Sequence[ExperimentRecord], limit_chars: int) -> str:
+def history_section(history: Sequence[ExperimentRecord], limit_chars: int, config: SessionConfig | None = None) -> str:
     """Every experiment as a compact row, the latest in detail; the oldest rows summarised to fit."""
     if not history:
         return "No experiments yet."
@@ -178,7 +192,7 @@ def history_section(history: Sequence[ExperimentRecord], limit_chars: int) -> st
     def details(diff_chars: int, count: int) -> str:
         if not count or not recent:
             return ""
-        shown = [_detail(r, diff_chars) for r in recent[-count:]]
+        shown = [_detail(r, diff_chars, config) for r in recent[-count:]]
         return "\n\n# The latest experiments in detail\n" + "\n\n".join(shown)
 
     for diff_chars in (2500, 1200):
@@ -270,6 +284,10 @@ def results_section(ctx: ProposalContext) -> str:
     if ctx.best is not None:
         where = f" (experiment #{ctx.best_number})" if ctx.best_number is not None else ""
         parts.append(f"Best so far: {ctx.best:.6g}{where}.")
+        best = next((r for r in ctx.history if r.number == ctx.best_number), None)
+        training = training_line(best, cfg) if best is not None else ""
+        if training:
+            parts.append(f"{training} (the best's run).")
     parts.append(
         f"Experiments run: {len(rows)} (keep {counts['keep']}, discard {counts['discard']}, crash {counts['crash']})."
     )
@@ -289,7 +307,7 @@ def build_messages(ctx: ProposalContext, budget_tokens: int = DEFAULT_BUDGET_TOK
     readonly = _files_section("Readonly files (context; never edit them)", ctx.readonly, readonly_room)
     room = max(2000, budget - fixed - len(readonly) - 40)
     history = "# History, oldest first (#number status metric [category] description)\n" + history_section(
-        ctx.history, room
+        ctx.history, room, cfg
     )
     sections = [s for s in (readonly, editable, results, history, strategy, task) if s]
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(sections)}]

@@ -8,11 +8,12 @@ writes, commits, runs and judges; a proposer never touches git or the disk.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .config import SessionConfig
+from .loss_curve import LossCurve
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ExperimentRecord:
     diff: str = ""
     memory_gb: float = 0.0
     duration_s: float = 0.0
+    curve: LossCurve | None = None
+    """The training loss its log printed, for the best and the latest experiments."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class ProposalContext:
     user_idea: str | None = None
     tried: Mapping[str, int] = field(default_factory=dict)
     """content_key(files) of every version already run -> the experiment number that ran it."""
+    on_retry: Callable[[int, str], None] | None = None
+    """Told (reply number, a few words why) each time a reply is sent back to the model to try again."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ Nothing here imports Textual, so the folding is cheap and can be checked on its 
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -26,25 +25,11 @@ from autoresearch.core.events import (
     RunStarted,
     SessionStarted,
 )
+from autoresearch.core.loss_curve import parse_loss
 from autoresearch.core.results import ResultRow
 
 MAX_LOSS_POINTS = 240
 MAX_LINES_PER_BATCH = 400
-
-_LOSS_RE = re.compile(r"(?<![A-Za-z0-9_])(?:train_?)?loss\s*[:=]?\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)", re.IGNORECASE)
-
-
-def parse_loss(line: str) -> float | None:
-    """The training loss a log line prints (`loss 2.31`, `loss=2.31`, `train_loss: 2.31`), if any."""
-    if "oss" not in line and "OSS" not in line:
-        return None
-    match = _LOSS_RE.search(line)
-    if match is None:
-        return None
-    try:
-        return float(match.group(1))
-    except ValueError:
-        return None
 
 
 def improvement_pct(baseline: float | None, best: float | None, higher_is_better: bool) -> float | None:

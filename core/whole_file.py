@@ -1,0 +1,72 @@
+"""A whole new version of an editable file in a reply: a fence after the file's name (or naming it in its
+info string) holding no SEARCH/REPLACE or diff markers. It is taken only when it clearly is the whole file:
+it keeps most of the current file's lines and leaves nothing out with a `# ... unchanged` comment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
+
+from .edit_match import is_lazy_comment
+
+_OPEN = re.compile(r"^\s*(`{3,}|~{3,})\s*(.*?)\s*$")
+_MARKERS = re.compile(r"^\s*(<{5,9}\s*SEARCH|={5,9}\s*$|>{5,9}\s*REPLACE|@@|\+\+\+ |--- )", re.IGNORECASE)
+# Share of the current file's distinct lines a whole version must keep, named or not.
+KEEP_NAMED = 0.5
+KEEP_NAMELESS = 0.8
+_CODE = ("", "python", "py", "python3")
+
+
+@dataclass(frozen=True)
+class FencedFile:
+    line: int
+    path: str | None
+    """The file named next to the fence; None when no name was given."""
+    text: str
+
+
+def find_fenced_files(
+    lines: Sequence[str], skip: Container[int], name_at: Callable[[int], str | None]
+) -> list[FencedFile]:
+    found: list[FencedFile] = []
+    i = 0
+    while i < len(lines):
+        opening = _OPEN.match(lines[i]) if i not in skip else None
+        if not opening:
+            i += 1
+            continue
+        ticks = opening.group(1)
+        j = i + 1
+        while j < len(lines) and not (lines[j].strip().startswith(ticks) and not lines[j].strip().strip(ticks[0])):
+            j += 1
+        body = list(lines[i + 1 : j])
+        info = opening.group(2).split()
+        language = info[0].lower() if info else ""
+        if language not in ("diff", "patch", "udiff") and not any(_MARKERS.match(b) for b in body):
+            named = info[-1] if info and (len(info) > 1 or "." in info[-1]) else None
+            path = named or name_at(i)
+            if path is not None or language in _CODE:
+                found.append(FencedFile(i, path, "\n".join(body)))
+        i = j + 1
+    return found
+
+
+def whole_file_problem(current: str, new: str, named: bool) -> str | None:
+    """Why `new` cannot be taken as the whole new version of `current`, or None when it can."""
+    lazy = next((n for n, line in enumerate(new.split("\n"), 1) if is_lazy_comment(line)), 0)
+    if lazy:
+        shown = new.split("\n")[lazy - 1].strip()
+        return f"it leaves lines out (line {lazy}: `{shown}`); send SEARCH/REPLACE blocks for the lines to change"
+    old_lines = {ln.strip() for ln in current.split("\n") if ln.strip()}
+    new_lines = {ln.strip() for ln in new.split("\n") if ln.strip()}
+    if not old_lines:
+        return None
+    kept = len(old_lines & new_lines) / len(old_lines)
+    if kept < (KEEP_NAMED if named else KEEP_NAMELESS):
+        return (
+            f"it does not look like the whole file (it keeps {len(old_lines & new_lines)} of the file's "
+            f"{len(old_lines)} distinct lines); send SEARCH/REPLACE blocks for the lines to change"
+        )
+    return None
