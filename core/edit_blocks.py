@@ -275,8 +275,9 @@ def _other_forms(
     found: list[tuple[int, str | None, str, str, str]] = [
         (at, b.path, b.search, b.replace, "block") for at, b in blocks
     ]
-    found += [(h.line, h.path, h.search, h.replace, "hunk") for h in parse_hunks(lines, consumed, name_at)]
-    if not found:
+    if any(line.startswith("@@") for line in lines):
+        found += [(h.line, h.path, h.search, h.replace, "hunk") for h in parse_hunks(lines, consumed, name_at)]
+    if not found and any(line.lstrip().startswith(("```", "~~~")) for line in lines):
         for fenced in find_fenced_files(lines, consumed, name_at):
             origin = "file" if fenced.path else "fence"
             path = fenced.path or (known[0] if len(known) == 1 else None)
@@ -389,11 +390,16 @@ def apply_blocks(
     def fail(block: EditBlock, reason: str, short: str, closest: str = "", places: str = "") -> None:
         result.failures.append(BlockFailure(block, reason, closest, short, places))
 
+    resolved: dict[str, str | PathRefused] = {}
     for block in blocks:
-        try:
-            path = resolve_editable(block.path, root, editable)
-        except PathRefused as exc:
-            fail(block, str(exc), f"{block.label}: {str(exc).split(';')[0]}")
+        if block.path not in resolved:
+            try:
+                resolved[block.path] = resolve_editable(block.path, root, editable)
+            except PathRefused as exc:
+                resolved[block.path] = exc
+        path = resolved[block.path]
+        if isinstance(path, PathRefused):
+            fail(block, str(path), f"{block.label}: {str(path).split(';')[0]}")
             continue
         current = result.files.get(path, "")
         if block.whole:

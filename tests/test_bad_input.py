@@ -747,6 +747,33 @@ MODEL_CASES: list[Case] = [
         action=[HEAD + _block("nothere.py", "a = 1", "a = 2")],
     ),
     Case(
+        "model-gitignore-file-line",
+        "a block's file line is `.gitignore` (once taken as train.py)",
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: block 1: .gitignore is not "
+        "an editable file; only these files may be edited: train.py",
+        exit=None,
+        outcome=MODEL_OUTCOME,
+        action=[HEAD + _block(".gitignore", "LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02")],
+    ),
+    Case(
+        "model-nul-file-line",
+        "a block's file line holds a NUL (`train.py\\x00`; once taken as train.py)",
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: block 1: the file name "
+        "'train.py\\x00' holds a control character; only these files may be edited: train.py",
+        exit=None,
+        outcome=MODEL_OUTCOME,
+        action=[HEAD + _block("train.py\x00", "LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02")],
+    ),
+    Case(
+        "model-does-not-compile",
+        "the edit leaves train.py unable to compile (`LEARNING_RATE = = 0.02`)",
+        "#2 skipped (1 in a row): the model's edits could not be used after 1 try: train.py would not compile "
+        "(line 6: invalid syntax)",
+        exit=None,
+        outcome=MODEL_OUTCOME + "; no run spent",
+        action=[HEAD + _block("train.py", "LEARNING_RATE = 0.01", "LEARNING_RATE = = 0.02")],
+    ),
+    Case(
         "model-50000-lines",
         "the model replies with 50,000 lines of prose",
         "#2 skipped (1 in a row): the model's edits could not be used after 1 try: the reply held no "

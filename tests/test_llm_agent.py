@@ -382,3 +382,54 @@ def test_recommendations_come_from_the_model(server: ScriptedLLMServer) -> None:
     assert "keep: 3, discard: 10" in message_text(server.requests[0])
     server.script(Reply(status=401))
     assert llm_recommendations(make_config(server), "# Analysis") is None
+
+
+def test_reply_that_does_not_compile_is_sent_back_with_its_line(server: ScriptedLLMServer, repo: Path) -> None:
+    broken = reply("learning rate 0.03", block("LEARNING_RATE = 0.02", "LEARNING_RATE = = 0.03"))
+    server.script(broken, reply("learning rate 0.03", block("LEARNING_RATE = 0.02", "LEARNING_RATE = 0.03")))
+    config = make_config(server)
+    told: list[tuple[int, str]] = []
+    proposal = LLMProposer(config, repo, retry=FAST).propose(
+        make_ctx(config, on_retry=lambda n, why: told.append((n, why)))
+    )
+    assert proposal is not None and proposal.files["train.py"] == TRAIN.replace("0.02", "0.03")
+    feedback = last_user(server.requests[1])
+    assert "train.py does not compile after your edits: invalid syntax at line 3." in feedback
+    assert ">    3 | LEARNING_RATE = = 0.03" in feedback and "Nothing was run" in feedback
+    assert told == [(1, "train.py would not compile (line 3: invalid syntax)")]
+
+
+def test_a_reply_that_never_compiles_is_skipped_not_proposed(server: ScriptedLLMServer, repo: Path) -> None:
+    server.default = Reply(reply("oops", block("    return loss", "    return loss +")))
+    config = make_config(server, max_reflections=1)
+    told: list[tuple[int, str]] = []
+    with pytest.raises(ProposalSkipped) as info:
+        LLMProposer(config, repo, retry=FAST).propose(make_ctx(config, on_retry=lambda n, why: told.append((n, why))))
+    assert info.value.reason.startswith("the model's edits could not be used after 2 tries: train.py would not compile")
+    assert len(told) == 1, "the last reply is not followed by 'asking again'"
+
+
+def test_reflection_stays_within_the_prompt_budget_whatever_the_reply(server: ScriptedLLMServer, repo: Path) -> None:
+    budget = 6000
+    huge = "Let me think about this.\n" + "the loss could go down if we change something\n" * 440_000
+    many = "".join(block(f"MISSING_{i} = 1", f"MISSING_{i} = 2") for i in range(10_000))
+    server.script(huge, many, LR_UP)
+    config = make_config(server, max_reflections=2, prompt_budget_tokens=budget)
+    told: list[tuple[int, str]] = []
+    proposal = LLMProposer(config, repo, retry=FAST).propose(
+        make_ctx(config, on_retry=lambda n, why: told.append((n, why)))
+    )
+    assert len(huge) > 20_000_000 and len(many) > 600_000
+    assert proposal is not None and proposal.files["train.py"] == TRAIN.replace("0.02", "0.04")
+    sizes = [sum(len(m["content"]) for m in body["messages"]) for body in server.requests]
+    assert all(size <= budget * 4 for size in sizes), sizes
+    second, third = server.requests[1]["messages"], server.requests[2]["messages"]
+    assert "characters cut here" in second[-2]["content"] and "no usable SEARCH/REPLACE block" in second[-1]["content"]
+    feedback = third[-1]["content"]
+    assert "10,000 of your 10,000 edits failed" in feedback and "## Block 5 failed" in feedback
+    assert "## Block 6 failed" not in feedback
+    assert "The other 9,995 failed edits, by reason:\n- 9,995: its SEARCH part does not match any lines" in feedback
+    assert told == [
+        (1, "no edit found in it"),
+        (2, "block 1's SEARCH matches nothing in train.py (and 9,999 more failed)"),
+    ]

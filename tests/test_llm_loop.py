@@ -135,6 +135,31 @@ def test_rejected_key_stops_the_run_at_once(
     assert SECRET not in done.stdout + done.stderr
 
 
+def test_headless_shows_each_reflection_round_and_runs_only_what_compiles(
+    repo: Path, server: ScriptedLLMServer
+) -> None:
+    server.script(
+        head("raise the learning rate") + edit("LEARNING_RATE = 0.5", "LEARNING_RATE = 0.04"),
+        edit("LEARNING_RATE = 0.01", "LEARNING_RATE = = 0.04"),
+        "```diff\n--- a/train.py\n+++ b/train.py\n@@ -6 +6 @@\n-LEARNING_RATE = 0.01\n+LEARNING_RATE = 0.04\n```\n",
+    )
+    _setup(repo, server, "--max-experiments", "2", "--max-reflections", "3")
+    done = cli(repo, "run", "--headless", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "#2 reply 1 not usable: block 1's SEARCH matches nothing in train.py; asking again" in lines
+    assert "#2 reply 2 not usable: train.py would not compile (line 6: invalid syntax); asking again" in lines
+    assert lines.index("#2 proposal [hyperparams]: raise the learning rate") > lines.index(
+        "#2 reply 2 not usable: train.py would not compile (line 6: invalid syntax); asking again"
+    )
+    rows = read_results(repo / "results.tsv").rows
+    assert [(r.status, r.description) for r in rows] == [("baseline", "baseline"), ("keep", "raise the learning rate")]
+    assert "LEARNING_RATE = 0.04\n" in (repo / "train.py").read_text()
+    assert len(server.requests) == 3
+    assert "invalid syntax at line 6" in server.requests[2]["messages"][-1]["content"]
+    assert len(list((repo / ".autoresearch" / "experiments").iterdir())) == 2, "no run for the broken reply"
+
+
 def test_analyze_asks_the_model_for_recommendations(repo: Path, server: ScriptedLLMServer) -> None:
     server.script(head("raise the learning rate") + edit("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.04"))
     _setup(repo, server, "--max-experiments", "2")
