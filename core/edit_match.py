@@ -20,8 +20,9 @@ from itertools import pairwise
 # A line standing for unchanged lines: `...`, `# ...`, `# ... existing code ...`, `// rest of the code unchanged`.
 _BARE_ELISION = re.compile(r"^\s*(?:#|//)?\s*(?:\.\.\.|…)\s*$")
 _COMMENT_ELISION = re.compile(
-    r"^\s*(?:#|//)\s*(?=.*(?:\.\.\.|…|\bunchanged\b|\bexisting code\b|\bomitted\b|\bas before\b|\bno changes\b"
-    r"|\bremains? the same\b|\brest of (?:the )?(?:code|file|function|script|loop|class|method|body)\b)).*$",
+    r"^\s*(?:#|//)\s*[(\[]?\s*(?:.*(?:\.\.\.|…)|(?:the\s+)?(?:rest|remaining|existing|other)\s+(?:of\s+)?"
+    r"(?:the\s+)?(?:code|file|function|script|loop|class|method|body|lines)\b|unchanged\b|no\s+changes\b"
+    r"|(?:rest|remainder)\b.*\b(?:unchanged|same|before|omitted)\b).*$",
     re.IGNORECASE,
 )
 MAX_PLACES_QUOTED = 3

@@ -148,7 +148,7 @@ def training_line(r: ExperimentRecord, config: SessionConfig | None) -> str:
     parts = []
     if r.duration_s > 0:
         budget = f" of the {config.time_budget_minutes * 60:.0f} s budget" if config is not None else ""
-        parts.append(f"ran {r.duration_s:.0f} s{budget}")
+        parts.append(f"ran {r.duration_s:.0f} s{budget}" if r.duration_s >= 10 else f"ran {r.duration_s:.2g} s{budget}")
     if r.curve is not None:
         parts.append(r.curve.describe())
     return "Training: " + "; ".join(parts) if parts else ""

@@ -55,7 +55,10 @@ def find_fenced_files(
 
 def whole_file_problem(current: str, new: str, named: bool) -> str | None:
     """Why `new` cannot be taken as the whole new version of `current`, or None when it can."""
-    lazy = next((n for n, line in enumerate(new.split("\n"), 1) if is_lazy_comment(line)), 0)
+    present = {line.strip() for line in current.split("\n")}
+    lazy = next(
+        (n for n, line in enumerate(new.split("\n"), 1) if is_lazy_comment(line) and line.strip() not in present), 0
+    )
     if lazy:
         shown = new.split("\n")[lazy - 1].strip()
         return f"it leaves lines out (line {lazy}: `{shown}`); send SEARCH/REPLACE blocks for the lines to change"

@@ -128,6 +128,8 @@ def test_replace_that_leaves_lines_out_is_refused_not_applied() -> None:
         TRAIN, "        self.width = 4\n        self.depth = 2", "        self.width = 8\n        # ... rest unchanged"
     )
     assert outcome.text is None and "`# ... rest unchanged`" in outcome.problem and "delete" in outcome.problem
+    comment = match_edit(TRAIN, "LR = 0.02", "# the rate stays unchanged during warmup\nLR = 0.02")
+    assert comment.text is not None, "a new comment that merely says 'unchanged' is not an elision"
     # A bare `...` is Python: a stub body is fine.
     stub = match_edit(TRAIN, "def evaluate(net):", "def helper():\n    ...\n\n\ndef evaluate(net):")
     assert stub.text is not None and "def helper():\n    ...\n" in stub.text

@@ -157,6 +157,11 @@ def test_headless_shows_each_reflection_round_and_runs_only_what_compiles(
     assert "LEARNING_RATE = 0.04\n" in (repo / "train.py").read_text()
     assert len(server.requests) == 3
     assert "invalid syntax at line 6" in server.requests[2]["messages"][-1]["content"]
+    prompt = message_text(server.requests[0])
+    training = re.search(
+        r"Training: ran [\d.]+ s of the 3 s budget; loss 1 0.5 0.3333 0.25 0.2 \(5 of 5 logged", prompt
+    )
+    assert training and "(the best's run)" in prompt, prompt
     assert len(list((repo / ".autoresearch" / "experiments").iterdir())) == 2, "no run for the broken reply"
 
 

@@ -142,3 +142,20 @@ def test_history_section_never_exceeds_its_limit_by_much() -> None:
         assert len(text) <= limit * 1.05, limit
         assert "#300 discard" in text
     assert estimate_tokens("x" * 400) == 100
+
+
+def test_prompt_shows_how_the_best_and_latest_runs_trained() -> None:
+    from dataclasses import replace
+
+    from autoresearch.core.loss_curve import LossCurve
+
+    curve = LossCurve((2.5, 1.9, 1.6, 1.45, 1.4), 1204)
+    best = replace(_record(2, "keep"), duration_s=178.4, curve=curve)
+    latest = replace(_record(3, "discard"), duration_s=9.26, curve=LossCurve((2.4, 2.3), 2))
+    ctx = replace(_ctx((_record(1, "baseline"), best, latest)), best=0.998, best_number=2)
+    text = build_messages(ctx)[1]["content"]
+    assert "Training: ran 178 s of the 180 s budget; loss 2.5 1.9 1.6 1.45 1.4 (5 of 1,204 logged values" in text
+    assert "(the best's run)" in text.split("# History")[0], "the best's run is shown with the results"
+    assert "## #3 discard" in text and "Training: ran 9.3 s of the 180 s budget; loss 2.4 2.3 (2 of 2" in text
+    plain = build_messages(replace(_ctx((_record(1, "baseline"), _record(2, "keep"))), best_number=2))[1]
+    assert "Training:" not in plain["content"], "nothing is said about runs with no duration or curve"

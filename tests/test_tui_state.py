@@ -144,6 +144,15 @@ def test_a_long_log_batch_keeps_its_last_losses_in_order() -> None:
     assert state.apply(LogAppended(1, ("no loss here",))) == set()
 
 
+def test_a_reply_sent_back_shows_as_the_activity_line() -> None:
+    from autoresearch.core.events import ReplySentBack
+
+    state = RunState()
+    changed = state.apply(ReplySentBack(5, 1, "block 1's SEARCH matches nothing in train.py"))
+    assert "activity" in changed
+    assert state.activity == "#5 reply 1 not usable: block 1's SEARCH matches nothing in train.py; asking again"
+
+
 def test_importing_the_tui_package_loads_no_ui_library() -> None:
     code = (
         "import sys, autoresearch.tui\n"
