@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import CATEGORIES
-from .edit_match import match_edit, quote_places
+from .edit_match import match_edit, quote_places, trim_blank_edges
 from .udiff import parse_hunks
 from .whole_file import find_fenced_files, whole_file_problem
 
@@ -335,15 +335,6 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _trim_blank_edges(lines: list[str]) -> list[str]:
-    start, end = 0, len(lines)
-    while start < end and not lines[start].strip():
-        start += 1
-    while end > start and not lines[end - 1].strip():
-        end -= 1
-    return lines[start:end]
-
-
 def apply_one(text: str, search: str, replace: str) -> str | None:
     """`text` with `search` replaced, or None when it matches nothing or more than one place."""
     return match_edit(text, search, replace).text
@@ -352,7 +343,7 @@ def apply_one(text: str, search: str, replace: str) -> str | None:
 def closest_lines(text: str, search: str, context: int = 2) -> str:
     """The lines of `text` most like `search`, with a little context, for 'did you mean' feedback."""
     hay = _lines(text.replace("\r\n", "\n"))
-    needle = _trim_blank_edges(_lines(search))
+    needle = trim_blank_edges(_lines(search))
     if not needle or not hay:
         return ""
     n = len(needle)
@@ -433,7 +424,7 @@ def apply_blocks(
                 f"its {what} matches {count} places in {path}; add a line or two around it so it matches only "
                 "the place you mean",
                 f"{block.label}'s {what} matches {count} places in {path}",
-                places=quote_places(current, outcome.places, len(_trim_blank_edges(_lines(block.search))) or 1),
+                places=quote_places(current, outcome.places, len(trim_blank_edges(_lines(block.search))) or 1),
             )
         elif outcome.problem:
             fail(block, outcome.problem, f"{block.label}: {outcome.problem.split(';')[0]}")

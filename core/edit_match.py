@@ -55,7 +55,7 @@ def _with_newline(text: str) -> str:
     return text if not text or text.endswith("\n") else text + "\n"
 
 
-def _trim_blank_edges(lines: list[str]) -> list[str]:
+def trim_blank_edges(lines: list[str]) -> list[str]:
     start, end = 0, len(lines)
     while start < end and not lines[start].strip():
         start += 1
@@ -181,7 +181,7 @@ def _split_on_elisions(lines: list[str]) -> list[list[str]]:
             pieces.append([])
         else:
             pieces[-1].append(line)
-    return [_trim_blank_edges(p) for p in pieces]
+    return [trim_blank_edges(p) for p in pieces]
 
 
 def _place(
@@ -283,10 +283,10 @@ def _match_lf(body: str, search: str, replace: str) -> MatchResult:
     if body.endswith(search) and _whole_line_starts(body, search)[-1:] == [len(body) - len(search)]:
         return MatchResult(text=body[: len(body) - len(search)] + replace)
     hay = body.split("\n")
-    needle = _trim_blank_edges(search.split("\n"))
+    needle = trim_blank_edges(search.split("\n"))
     repl = replace.split("\n")
     if needle != search.split("\n"):
-        repl = _trim_blank_edges(repl)
+        repl = trim_blank_edges(repl)
     file_unit = _unit(hay)
     for strip in (False, True):
         found = _starts(hay, needle, strip=strip)
