@@ -38,6 +38,8 @@ _KEYS = {"idea": "description", "change": "description", "reason": "rationale", 
 _PATHISH = re.compile(r"^[\w./\\~-]+\.[A-Za-z0-9]{1,8}$|^[\w.-]*/[\w./-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_DETAILED = 5
+CLOSEST_MAX_LINES, CLOSEST_MAX_CHARS = 300, 20_000
+"""A SEARCH bigger than this gets no 'did you mean' lines: finding them would cost seconds."""
 """Failures explained in full (with the closest lines); the rest are summarised."""
 
 _CATEGORY_WORDS = {
@@ -344,7 +346,7 @@ def closest_lines(text: str, search: str, context: int = 2) -> str:
     """The lines of `text` most like `search`, with a little context, for 'did you mean' feedback."""
     hay = _lines(text.replace("\r\n", "\n"))
     needle = trim_blank_edges(_lines(search))
-    if not needle or not hay:
+    if not needle or not hay or len(needle) > CLOSEST_MAX_LINES or len(search) > CLOSEST_MAX_CHARS:
         return ""
     n = len(needle)
     target = "\n".join(s.strip() for s in needle)

@@ -144,6 +144,17 @@ def test_tabs_for_spaces_are_repaired_and_deeper_lines_follow() -> None:
     assert "                break\n            if x > i:" in out
 
 
+def test_spaces_for_tabs_are_repaired_too() -> None:
+    tabbed = "def f(x):\n\tif x:\n\t\treturn 1\n\treturn 0\n"
+    search, replace = (
+        "    if x:\n        return 1",
+        "    if x:\n        if x > 1:\n            return 2\n        return 1",
+    )
+    assert match_edit(tabbed, search, replace).text == tabbed.replace(
+        "\t\treturn 1", "\t\tif x > 1:\n\t\t\treturn 2\n\t\treturn 1"
+    )
+
+
 def test_stripped_search_spanning_nesting_levels_is_reindented_where_it_matched() -> None:
     search = "for i in range(3):\nif x > i:\nx = x - 1\nreturn x"
     replace = "for i in range(3):\nif x > i:\nx = x - 2\nreturn x"
