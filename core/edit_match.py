@@ -26,6 +26,7 @@ _COMMENT_ELISION = re.compile(
     re.IGNORECASE,
 )
 MAX_PLACES_QUOTED = 3
+_NUMBERED = re.compile(r"^[> ]?\s*\d+ \| ?")
 
 
 def is_elision(line: str) -> bool:
@@ -252,6 +253,19 @@ def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def _unnumbered(search: str, replace: str) -> tuple[str, str]:
+    """SEARCH and REPLACE without the `  74 | ` prefixes our own feedback quotes lines with, if copied."""
+    lines = [ln for ln in search.split("\n") if ln.strip()]
+    if not lines or not all(_NUMBERED.match(ln) for ln in lines):
+        return search, replace
+
+    def strip(text: str) -> str:
+        return "\n".join(_NUMBERED.sub("", ln) for ln in text.split("\n"))
+
+    numbered = [ln for ln in replace.split("\n") if ln.strip()]
+    return strip(search), strip(replace) if numbered and all(_NUMBERED.match(ln) for ln in numbered) else replace
+
+
 def match_edit(text: str, search: str, replace: str) -> MatchResult:
     """`text` with `search` replaced, tolerantly; or why not (matches nothing, or more than one place)."""
     if not search.strip():
@@ -260,6 +274,8 @@ def match_edit(text: str, search: str, replace: str) -> MatchResult:
     body = text.replace("\r\n", "\n") if crlf else text
     search = search.replace("\r\n", "\n")
     replace = replace.replace("\r\n", "\n")
+    if _whole_line_starts(body, search.split("\n")[0]) == [] and _NUMBERED.match(search):
+        search, replace = _unnumbered(search, replace)
     lazy = [ln for ln in replace.split("\n") if is_lazy_comment(ln)]
     if lazy and not any(is_elision(ln) for ln in search.split("\n")) and lazy[0].strip() not in body:
         return MatchResult(

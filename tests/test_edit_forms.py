@@ -188,6 +188,14 @@ def test_a_search_matching_two_places_is_sent_back_with_both() -> None:
     assert match_edit("a = f(1)\nb = f(1)\n", "f(1)", "f(2)").places == (1, 2)
 
 
+def test_numbered_lines_copied_from_the_feedback_still_match() -> None:
+    search = "   12 |         for i in range(3):\n   13 |             if x > i:"
+    replace = "   12 |         for i in range(3):\n   13 |             if x >= i:"
+    assert match_edit(TRAIN, search, replace).text == TRAIN.replace("if x > i:", "if x >= i:")
+    plain_replace = "        for i in range(3):\n            if x >= i:"
+    assert match_edit(TRAIN, search, plain_replace).text == TRAIN.replace("if x > i:", "if x >= i:")
+
+
 def test_file_line_naming_another_file_is_refused_by_name(tmp_path: Path) -> None:
     for name in (".gitignore", "train.py\x00", "\x00", "Makefile.in", "../train.py.bak"):
         parsed, result = apply(block("LR = 0.02", "LR = 0.04", name), root=tmp_path)
