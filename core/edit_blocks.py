@@ -38,9 +38,9 @@ _KEYS = {"idea": "description", "change": "description", "reason": "rationale", 
 _PATHISH = re.compile(r"^[\w./\\~-]+\.[A-Za-z0-9]{1,8}$|^[\w.-]*/[\w./-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_DETAILED = 5
+"""Failures explained in full (with the closest lines); the rest are summarised."""
 CLOSEST_MAX_LINES, CLOSEST_MAX_CHARS = 300, 20_000
 """A SEARCH bigger than this gets no 'did you mean' lines: finding them would cost seconds."""
-"""Failures explained in full (with the closest lines); the rest are summarised."""
 
 _CATEGORY_WORDS = {
     "hyperparams": ("hyper", "learning rate", "lr", "batch", "schedule", "warmup", "param"),
@@ -402,8 +402,10 @@ def apply_blocks(
                     block, f"the fenced code for {path} was not used: {problem}", f"{block.label} is not all of {path}"
                 )
                 continue
-            new = block.replace
-            result.files[path] = new + "\n" if current.endswith("\n") and not new.endswith("\n") else new
+            new = block.replace.replace("\r\n", "\n")
+            if current.endswith("\n") and not new.endswith("\n"):
+                new += "\n"
+            result.files[path] = new.replace("\n", "\r\n") if "\r\n" in current else new
             result.applied.append(block)
             continue
         key = (path, block.search.strip(), block.replace.strip())

@@ -119,7 +119,7 @@ class LLMProposer:
                 if result.failures or parsed.problems:
                     feedback = failure_feedback(parsed, result, feedback_limit)
                     first = result.failures[0] if result.failures else None
-                    last_problem = f"block {first.block.index}: {first.reason}" if first else parsed.problems[0]
+                    last_problem = f"{first.block.label}: {first.reason}" if first else parsed.problems[0]
                     short = first.short if first else parsed.problems[0].split(",")[0]
                     if len(result.failures) > 1:
                         short += f" (and {len(result.failures) - 1:,} more failed)"
