@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reply_corpus import DOC, REFLECTIONS, load_corpus, run_corpus, summary, table
+from tests.reply_corpus import DOC, REFLECTIONS, Outcome, load_corpus, run_corpus, summary, table
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> list:  # type: ignore[type-arg]
+def outcomes() -> list[Outcome]:
     return run_corpus()
 
 
@@ -22,7 +22,7 @@ def test_corpus_is_large_and_varied() -> None:
         assert word in forms, word
 
 
-def test_replies_apply_as_meant(outcomes: list) -> None:  # type: ignore[type-arg]
+def test_replies_apply_as_meant(outcomes: list[Outcome]) -> None:
     s = summary(outcomes)
     wrong = [o.case.name for o in outcomes if o.note == "applied other than meant"]
     assert not wrong, f"applied, but not as meant: {wrong}"
@@ -32,5 +32,5 @@ def test_replies_apply_as_meant(outcomes: list) -> None:  # type: ignore[type-ar
     assert not late
 
 
-def test_document_holds_the_current_measure(outcomes: list) -> None:  # type: ignore[type-arg]
+def test_document_holds_the_current_measure(outcomes: list[Outcome]) -> None:
     assert table(outcomes) in DOC.read_text(), "run `python -m tests.reply_corpus` and paste its table"
