@@ -22,7 +22,7 @@ from autoresearch.core import events as ev
 from autoresearch.core.config import load_config
 from autoresearch.core.llm_agent import LLMProposer
 from autoresearch.core.loop import ExperimentLoop
-from autoresearch.core.provider import RetryPolicy
+from autoresearch.core.provider import RetryPolicy, load_litellm
 from autoresearch.core.results import read_results
 from autoresearch.core.setup import setup_session
 
@@ -707,6 +707,7 @@ class InvalidUTF8Server(ScriptedLLMServer):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ScriptedLLMServer]:
+    load_litellm()  # imported once here, so no case's bounded time pays for it
     with InvalidUTF8Server(model="test") as srv:
         yield srv
 
