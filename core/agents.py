@@ -13,6 +13,10 @@ def make_proposer(config: SessionConfig, root: Path) -> Proposer:
         from .llm_agent import LLMProposer  # loads litellm only when the model is first called
 
         return LLMProposer(config, root)
-    from .mutate import MutateProposer
+    if config.search == "hill":
+        from .mutate import MutateProposer
 
-    return MutateProposer(config)
+        return MutateProposer(config)
+    from .search import SearchProposer
+
+    return SearchProposer(config, root)

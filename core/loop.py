@@ -26,7 +26,7 @@ from .errors import ConfigError, GitStateError, UserError
 from .gitops import Repo, describe_git_error
 from .history import ExperimentMeta, History
 from .loss_curve import loss_curve
-from .metric import find_last, read_memory_gb, read_metric, tail_text
+from .metric import read_memory_gb, read_metric, tail_text
 from .model_keys import hidden_from_training
 from .proposer import (
     CrashInfo,
@@ -50,7 +50,7 @@ from .results import (
     read_results,
 )
 from .runner import RunOutcome, run_command
-from .sanitize import one_line, safe_line, safe_text
+from .sanitize import one_line, safe_text
 from .syntax_check import syntax_problem
 from .writable import require_writable, unwritable_message
 
@@ -378,7 +378,8 @@ class ExperimentLoop:
                     skips = 0
                 continue
             if proposal is None:
-                return ev.LoopStopped("the agent has nothing left to propose", ok=True, experiments=len(table.rows))
+                why = getattr(self._proposer, "stop_reason", None) or "the agent has nothing left to propose"
+                return ev.LoopStopped(why, ok=True, experiments=len(table.rows))
             if self._stop_requested:
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             skips = 0
@@ -437,31 +438,9 @@ class ExperimentLoop:
         return None
 
     def _baseline_failure(self) -> str:
-        cfg = self.config
-        outcome = self._last_outcome
-        tail = tail_text(self.log_path, max_lines=3, max_bytes=300).strip().splitlines()
-        last_line = f"last line of {RUN_LOG}: {safe_line(tail[-1]).strip()[:120]}" if tail else f"{RUN_LOG} is empty"
-        if outcome is not None and outcome.timed_out:
-            return (
-                f"The baseline run hit the {cfg.timeout_minutes:g} min timeout ({last_line}); raise timeout_minutes "
-                f"in {CONFIG_FILE} or shorten the run, then run again."
-            )
-        printed = find_last(self.log_path, cfg.metric_grep)
-        if outcome is not None and outcome.exit_code:
-            shown = f" after printing {cfg.metric_name} {printed:g}" if printed is not None else ""
-            return (
-                f"The baseline run failed with {_exit_text(outcome.exit_code)}{shown} ({last_line}); fix the script "
-                "and run again (a run counts only when it exits with status 0)."
-            )
-        if printed is not None:
-            return (
-                f"The baseline run printed {cfg.metric_name} {printed:g}, which is not a finite number ({last_line}); "
-                "fix the training (a NaN or inf usually means it diverged) and run again."
-            )
-        return (
-            f"The baseline run produced no {cfg.metric_name} matching {cfg.metric_grep!r} ({last_line}); "
-            f"fix the script or --grep and run again."
-        )
+        from .first_run import diagnose
+
+        return diagnose(self.config, self._last_outcome, self.log_path)
 
     # One experiment.
 
@@ -774,6 +753,8 @@ class ExperimentLoop:
             status=status,  # type: ignore[arg-type]
             description=description if kind != "baseline" else "baseline",
         )
+        if kind == "baseline" and status == "crash":
+            return self._baseline_failed(table, meta, row, outcome)
         if not self.results_path.exists():
             self._write_results(table)
             self._emit(
@@ -815,6 +796,19 @@ class ExperimentLoop:
                 f"{self.config.branch} moved during experiment #{number}; it was recorded but not reset "
                 f"(its commit is {meta.ref}). Check the branch and run again."
             )
+        return table, row
+
+    def _baseline_failed(
+        self, table: ResultsTable, meta: ExperimentMeta, row: ResultRow, outcome: RunOutcome
+    ) -> tuple[ResultsTable, ResultRow]:
+        """A baseline without a metric gets no row (it would count toward max_experiments); its log stays."""
+        meta.status = "failed"
+        meta.duration_s = outcome.duration_s
+        meta.exit_code = outcome.exit_code
+        meta.timed_out = outcome.timed_out
+        meta.finished_at = _now()
+        self.history.save_meta(meta)
+        self.history.clear_journal()
         return table, row
 
     def _execute(self, number: int, meta: ExperimentMeta) -> RunOutcome:

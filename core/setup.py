@@ -21,6 +21,7 @@ from .config import (
     save_config,
 )
 from .errors import ConfigError, GitStateError
+from .first_run import check_interpreter, related_files
 from .gitops import Repo, describe_git_error
 from .history import History
 from .results import write_header
@@ -110,6 +111,7 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
         if key in data:
             data[key] = [_inside(root, p, what, cwd) for p in data[key]]
     config = parse_config(data, source="")
+    _offer_related_files(repo, config, data)
     for path in config.editable_files:
         if not repo.is_tracked(path):
             raise GitStateError(repo.untracked_message(path))
@@ -132,7 +134,21 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
         raise GitStateError(
             f"The working tree has uncommitted changes ({shown}); commit or stash them first (git stash)."
         )
+    problem = check_interpreter(root, config)
+    if problem:
+        raise ConfigError(problem)
     return config
+
+
+def _offer_related_files(repo: Repo, config: SessionConfig, given: dict[str, Any]) -> None:
+    """Config files the run command names become editable, files the script reads readonly, unless listed."""
+    editable, readonly = related_files(repo.root, config.script_path, config.run_command, repo.tracked_files())
+    if "editable_files" not in given and editable:
+        config.editable_files = [*config.editable_files, *(p for p in editable if p not in config.editable_files)]
+    if "readonly_files" not in given:
+        offered = [p for p in readonly if p not in config.editable_files]
+        if offered:
+            config.readonly_files = offered
 
 
 def _gitignore_additions(root: Path) -> list[str]:

@@ -548,15 +548,15 @@ DETACHED_AT_RUN = Case(
 
 # Training scripts: what the baseline run of each prints.
 
-CRASH_ROW = "one crash row (metric 0.000000); branch and files unchanged"
+NO_ROW = "no row (a failed baseline does not count toward max_experiments); its log stays in .autoresearch/"
 
 SCRIPT_CASES: list[Case] = [
     Case(
         "script-prints-nothing",
         "the script prints nothing",
-        "stopped: The baseline run produced no val_loss matching '^val_loss:' (run.log is empty); fix the script "
-        "or --grep and run again.",
-        outcome=CRASH_ROW,
+        "stopped: The baseline run produced no val_loss matching '^val_loss:' (run.log is empty); fix the grep "
+        "(`autoresearch config metric_grep REGEX`) or make the script print it, then run again.",
+        outcome=NO_ROW,
         action="pass\n",
     ),
     Case(
@@ -564,7 +564,7 @@ SCRIPT_CASES: list[Case] = [
         "the script prints val_loss: nan",
         "stopped: The baseline run printed val_loss nan, which is not a finite number (last line of run.log: "
         "val_loss: nan); fix the training (a NaN or inf usually means it diverged) and run again.",
-        outcome=CRASH_ROW,
+        outcome=NO_ROW,
         action='print("val_loss: nan")\n',
     ),
     Case(
@@ -605,8 +605,8 @@ SCRIPT_CASES: list[Case] = [
         "script-exit-0-without-metric",
         "the script prints 'training done' and exits 0",
         "stopped: The baseline run produced no val_loss matching '^val_loss:' (last line of run.log: training "
-        "done); fix the script or --grep and run again.",
-        outcome=CRASH_ROW,
+        "done); fix the grep (`autoresearch config metric_grep REGEX`) or make the script print it, then run again.",
+        outcome=NO_ROW,
         action='print("training done")\n',
     ),
     Case(
@@ -614,7 +614,7 @@ SCRIPT_CASES: list[Case] = [
         "the script prints val_loss: 1.25, then exits with status 3",
         "stopped: The baseline run failed with exit status 3 after printing val_loss 1.25 (last line of run.log: "
         "val_loss: 1.25); fix the script and run again (a run counts only when it exits with status 0).",
-        outcome=CRASH_ROW
+        outcome=NO_ROW
         + "; a later experiment that does this is a crash marked (exit status 3 after printing val_loss)",
         action='import sys\nprint("val_loss: 1.25")\nsys.exit(3)\n',
     ),
@@ -623,25 +623,25 @@ SCRIPT_CASES: list[Case] = [
         "the script raises an exception",
         "stopped: The baseline run failed with exit status 1 (last line of run.log: RuntimeError: out of memory); "
         "fix the script and run again (a run counts only when it exits with status 0).",
-        outcome=CRASH_ROW,
+        outcome=NO_ROW,
         action='raise RuntimeError("out of memory")\n',
     ),
     Case(
         "script-hangs",
         "the script sleeps past timeout_minutes (0.05)",
         "stopped: The baseline run hit the 0.05 min timeout (last line of run.log: started <n>); raise "
-        "timeout_minutes in .autoresearch.json or shorten the run, then run again.",
-        outcome=CRASH_ROW + "; the script's process is gone",
+        "timeout_minutes (`autoresearch config timeout_minutes N`) or shorten the run, then run again.",
+        outcome=NO_ROW + "; the script's process is gone",
         action='import os, time\nprint("started", os.getpid(), flush=True)\ntime.sleep(60)\n',
         options={"time_budget_minutes": 0.02, "timeout_minutes": 0.05},  # 3 s: time to print, even on a loaded machine
     ),
     Case(
         "script-command-not-found",
         "run_command names a program that does not exist",
-        "stopped: The baseline run failed with exit status 127 (last line of run.log: <bash>: line 1: "
-        "no-such-python: command not found); fix the script and run again (a run counts only when it exits with "
-        "status 0).",
-        outcome=CRASH_ROW,
+        "stopped: The baseline run failed with exit status 127: the run command cannot start (last line of run.log: "
+        "<bash>: line 1: no-such-python: command not found); fix the run command (`autoresearch config run_command "
+        "'...'`; now `no-such-python train.py`), then run again.",
+        outcome=NO_ROW,
         action="pass\n",
         options={"run_command": "no-such-python train.py"},
     ),
@@ -658,11 +658,10 @@ def test_training_script(tmp_path: Path, case: Case) -> None:
     assert time.monotonic() - started < 50, "a hung script is ended at its timeout, not after its 60 s sleep"
     said(case, done, bash=shutil.which("bash") or "bash")
     rows = read_results(root / "results.tsv").rows
-    assert len(rows) == 1 and rows[0].commit == head[:7]
     if case.exit:
-        assert (rows[0].status, rows[0].metric) == ("crash", 0.0)
+        assert rows == ()
     else:
-        assert rows[0].status == "baseline"
+        assert len(rows) == 1 and rows[0].commit == head[:7] and rows[0].status == "baseline"
     assert git(root, "rev-parse", "HEAD") == head
     assert git(root, "status", "--porcelain") == ""
     assert (root / "train.py").read_text() == script

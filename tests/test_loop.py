@@ -173,7 +173,13 @@ def test_baseline_without_metric_stops_with_a_sentence(repo: Path) -> None:
     assert done.returncode == 1
     assert "The baseline run produced no val_loss matching '^nothing_like_this:'" in done.stderr
     assert "Traceback" not in done.stderr
-    assert read_results(repo / "results.tsv").rows[0].status == "crash"
+    assert "fix the grep (`autoresearch config metric_grep REGEX`)" in done.stderr
+    # A failed baseline leaves no row: it must not use up max_experiments, however often it is run again.
+    assert read_results(repo / "results.tsv").rows == ()
+    again = cli(repo, "run", "--headless")
+    assert again.returncode == 1 and read_results(repo / "results.tsv").rows == ()
+    assert json.loads((repo / ".autoresearch" / "experiments" / "0001" / "meta.json").read_text())["status"] == "failed"
+    assert (repo / ".autoresearch" / "experiments" / "0001" / "run.log").exists()
 
 
 def test_refuses_a_dirty_tree_without_touching_it(repo: Path) -> None:
