@@ -112,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--max-cost", type=float, metavar="USD", help="stop once the model cost reaches USD")
     setup.add_argument("--guard", metavar="CMD", help="command that must pass before a result is kept")
     setup.add_argument("--verify", metavar="CMD", help="command whose output gives the metric")
+    setup.add_argument(
+        "--check", action="store_true", help="run the script once first and show the metric line it prints"
+    )
+
+    config = sub.add_parser("config", help="show the session's settings, or change one: config KEY VALUE")
+    config.add_argument("key", nargs="?", help="a setting, e.g. run_command, grep, budget, files, model, agent")
+    config.add_argument("value", nargs="*", help="its new value (several files for a file list)")
+    config.add_argument("--edit", action="store_true", help="open the wizard on this session to edit it")
 
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")
@@ -153,15 +161,46 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         from autoresearch.tui import launch
 
         return launch(root, "setup", script=args.script, options=options)
-    from .setup import setup_session
+    from .setup import create_session, plan_session
 
-    config = setup_session(root, args.script, **options)
+    config = plan_session(root, args.script, **options)
+    if args.check:
+        from .first_run import trial_run
+
+        print(f"checking: {config.run_command} ...", flush=True)
+        trial = trial_run(root, config)
+        if not trial.ok:
+            return _fail(trial.message + " Nothing was set up.")
+        print(trial.message)
+    create_session(root, config)
     agent = config.model if config.agent == "llm" else "offline mutate agent"
     print(
         f"Session {config.tag} ready on branch {config.branch}: {config.metric_name} ({config.metric_direction} is "
         f"better), {config.time_budget_minutes:g} min budget, {config.timeout_minutes:g} min timeout, agent: {agent}."
     )
+    extra = [p for p in config.editable_files if p != config.script_path]
+    if extra or config.readonly_files:
+        editable = f"editable: {', '.join(config.editable_files)}" if extra else ""
+        readonly = f"read-only context: {', '.join(config.readonly_files)}" if config.readonly_files else ""
+        print("Files: " + "; ".join(p for p in (editable, readonly) if p) + " (change: autoresearch config files ...).")
     print("Start it with: autoresearch run")
+    return 0
+
+
+def _cmd_config(root: Path, args: argparse.Namespace) -> int:
+    from . import settings
+
+    if args.edit:
+        settings.load_config(root)
+        if not _interactive():
+            return _fail("config --edit opens the wizard, which needs a terminal; use autoresearch config KEY VALUE.")
+        from autoresearch.tui import launch
+
+        return launch(root, "config")
+    if args.key is None:
+        sys.stdout.write(settings.show(root))
+        return 0
+    print(settings.change(root, args.key, args.value))
     return 0
 
 
@@ -279,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _cmd_status,
         "analyze": _cmd_analyze,
         "demo": _cmd_demo,
+        "config": _cmd_config,
     }
     from .errors import UserError
 

@@ -28,6 +28,9 @@ from .runner import RunOutcome, run_command
 from .sanitize import safe_line
 
 CONTEXT_NAMES = ("program.md",)
+SHELL_WORDS = frozenset(
+    ("cd", "source", ".", "exec", "env", "time", "nice", "export", "set", "eval", "(", "{", "if", "for", "while")
+)
 CHECK_BUDGET_S = 60.0
 IMPORT_CHECK_TIMEOUT_S = 30.0
 _MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): No module named '?([\w.]+)'?")
@@ -147,16 +150,18 @@ def missing_imports(python: str, root: Path, script: str, names: list[str]) -> l
 def check_interpreter(root: Path, config: SessionConfig) -> str | None:
     """None when the run command's python exists and has the script's imports, else one sentence naming it."""
     parsed = parse_run_command(config.run_command)
+    venv = _venv_python(root)
+    suggestion = f" (e.g. --run-command '{venv} {shlex.quote(config.script_path)}')" if venv else ""
+    program = parsed.interpreter or parsed.program
+    if program and program not in SHELL_WORDS and _resolve(program, root) is None:
+        return (
+            f"The run command `{config.run_command}` starts {program}, which is not found; pass "
+            f"--run-command with a {'python' if parsed.interpreter else 'program'} that exists{suggestion}."
+        )
     if parsed.interpreter is None:
         return None
     python = _resolve(parsed.interpreter, root)
-    venv = _venv_python(root)
-    suggestion = f" (e.g. --run-command '{venv} {shlex.quote(config.script_path)}')" if venv else ""
-    if python is None:
-        return (
-            f"The run command `{config.run_command}` names {parsed.interpreter}, which is not found; pass "
-            f"--run-command with a python that exists{suggestion}."
-        )
+    assert python is not None
     script = parsed.script if parsed.script and (root / parsed.script).is_file() else config.script_path
     missing = missing_imports(python, root, script, top_level_imports(_read(root, script)))
     if not missing:
@@ -210,7 +215,7 @@ def diagnose(config: SessionConfig, outcome: RunOutcome | None, log: Path, what:
             "fix the training (a NaN or inf usually means it diverged) and run again."
         )
     near = _mentions(log, config.metric_name)
-    hint = f"; a line that mentions it: {near!r}" if near else ""
+    hint = f"; a line that mentions it: {near!r}" if near and tail and near != tail[-1].strip()[:80] else ""
     return (
         f"{what} produced no {config.metric_name} matching {config.metric_grep!r} ({last_line}{hint}); "
         "fix the grep (`autoresearch config metric_grep REGEX`) or make the script print it, then run again."

@@ -176,6 +176,8 @@ class RunCommand:
     """The python the command runs (`python`, `.venv/bin/python3`), or None when it is not a python."""
     script: str | None
     args: tuple[str, ...] = ()
+    program: str | None = None
+    """The first word the shell runs, whatever it is."""
 
 
 def parse_run_command(command: str) -> RunCommand:
@@ -190,16 +192,23 @@ def parse_run_command(command: str) -> RunCommand:
         words = words[1:]
     if not words:
         return RunCommand(None, None)
-    interpreter = words[0] if _INTERPRETERS.match(words[0]) else None
+    for end, word in enumerate(words):
+        if word in ("&&", "||", ";", "|", "&") or word.endswith(";"):
+            words = words[:end]
+            break
+    if not words:
+        return RunCommand(None, None)
+    program = words[0]
+    interpreter = program if _INTERPRETERS.match(program) else None
     rest = words[1:] if interpreter else words
     if interpreter:
         while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
             rest = rest[1:]
         if rest and rest[0] in ("-m", "-c"):
-            return RunCommand(interpreter, None, tuple(rest[2:]))
+            return RunCommand(interpreter, None, tuple(rest[2:]), program)
     if not rest:
-        return RunCommand(interpreter, None)
-    return RunCommand(interpreter, rest[0], tuple(rest[1:]))
+        return RunCommand(interpreter, None, program=program)
+    return RunCommand(interpreter, rest[0], tuple(rest[1:]), program)
 
 
 def _as_number(text: str) -> float | int | None:
@@ -393,7 +402,7 @@ def _structured_knobs(path: str, text: str) -> list[_Found]:
 
 
 _TOML_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+\s*(?:#.*)?$")
-_TOML_KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(" + _NUMBER.pattern + r")\s*(?:#.*)?$")
+_TOML_KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([-+]?[\d_]*\.?[\d_]+(?:[eE][-+]?\d+)?)\s*(?:#.*)?$")
 
 
 def _toml_knobs(path: str, text: str) -> list[_Found]:
@@ -525,17 +534,22 @@ def apply_changes(files: Mapping[str, str], changes: Sequence[KnobChange]) -> di
     return out
 
 
-def describe_knobs(report: KnobReport, limit: int = 40) -> str:
+def describe_knobs(report: KnobReport, limit: int = 40, for_model: bool = True) -> str:
     """The knob list as the LLM agent reads it: where each value lives and which the run command fixes."""
     if not report.knobs:
         return ""
     lines = ["# Knobs (numeric settings found where they live; later sources override earlier ones)"]
+    fixed = (
+        " [set by the run command: an edit in a file has no effect; say the flag must change]"
+        if for_model
+        else " [set by the run command: the offline agent leaves it; change it with autoresearch config run_command]"
+    )
     for knob in report.knobs[:limit]:
         note = ""
         if knob.overridden_by_run_command:
-            note = " [set by the run command: an edit in a file has no effect; say the flag must change]"
+            note = fixed
         elif not knob.editable:
-            note = " [in a file you may not edit]"
+            note = " [in a file that is not editable]"
         lines.append(f"- {knob.describe()}{note}")
     if len(report.knobs) > limit:
         lines.append(f"- ... and {len(report.knobs) - limit} more")

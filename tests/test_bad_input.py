@@ -456,7 +456,74 @@ def _results_garbled(root: Path) -> list[str]:
     return ["run", "--headless"]
 
 
+def _imports_missing_module(root: Path) -> list[str]:
+    new_repo(root, "import no_such_module_xyz\n" + (FIXTURES / "train_tiny.py").read_text())
+    return [*SETUP, "--run-command", f"{PY} train.py"]
+
+
+def _no_interpreter(root: Path) -> list[str]:
+    new_repo(root)
+    return [*SETUP, "--run-command", "python9 train.py"]
+
+
+def _check_no_match(root: Path) -> list[str]:
+    new_repo(root)
+    return [*SETUP, "--run-command", f"{PY} train.py", "--grep", "^loss:", "--check"]
+
+
+def _session_then(*args: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
+        new_session(root)
+        return ["config", *args]
+
+    return build
+
+
 REPO_CASES: list[Case] = [
+    Case(
+        "repo-setup-missing-module",
+        "setup when the run command's python lacks a module train.py imports",
+        "autoresearch: The run command `<python> train.py` runs <python>, which cannot import no_such_module_xyz "
+        "(train.py imports it); pass --run-command with the python of your training environment, or install it "
+        "there.",
+        action=_imports_missing_module,
+    ),
+    Case(
+        "repo-setup-no-interpreter",
+        "setup --run-command 'python9 train.py' (no such program)",
+        "autoresearch: The run command `python9 train.py` starts python9, which is not found; pass --run-command "
+        "with a python that exists.",
+        action=_no_interpreter,
+    ),
+    Case(
+        "repo-setup-check-no-match",
+        "setup --check --grep '^loss:' when the script prints val_loss: 3.461812",
+        "autoresearch: The check run produced no val_loss matching '^loss:' (last line of run.log: val_loss: "
+        "3.461812); fix the grep (`autoresearch config metric_grep REGEX`) or make the script print it, then run "
+        "again. Nothing was set up.",
+        action=_check_no_match,
+    ),
+    Case(
+        "repo-config-bad-value",
+        "autoresearch config budget 0",
+        "autoresearch: time_budget_minutes must be a number of minutes above 0 (fractions such as 0.5 are fine) "
+        '(got "0").',
+        action=_session_then("budget", "0"),
+    ),
+    Case(
+        "repo-config-fixed-key",
+        "autoresearch config metric_name loss",
+        "autoresearch: metric_name identifies the session and cannot change; start a new session with autoresearch "
+        "setup instead.",
+        action=_session_then("metric_name", "loss"),
+    ),
+    Case(
+        "repo-config-run-command",
+        "autoresearch config run_command 'nopython train.py'",
+        "autoresearch: The run command `nopython train.py` starts nopython, which is not found; pass --run-command "
+        "with a program that exists.",
+        action=_session_then("run_command", "nopython train.py"),
+    ),
     Case(
         "repo-not-git",
         "setup in a folder that is not a git repository",
@@ -524,7 +591,7 @@ def test_repository(tmp_path: Path, case: Case) -> None:
     args = case.action(root)
     before = snapshot(root)
     done = cli(root, *args, timeout=60)
-    said(case, done, repo=str(root))
+    said(case, done, repo=str(root), python=PY)
     assert snapshot(root) == before
 
 

@@ -13,8 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from autoresearch.core.agents import make_proposer
+from autoresearch.core.config import SessionConfig
 from autoresearch.core.knobs import DEFAULT_EXCLUDE, is_excluded
+from autoresearch.core.mutate import MutateProposer
+from autoresearch.core.proposer import ExperimentRecord, ProposalContext, ProposalSkipped
 from autoresearch.core.results import read_results
+from autoresearch.core.search import SearchProposer
 from autoresearch.core.setup import setup_session
 
 from tests.conftest import FIXTURES, cli, git
@@ -92,3 +97,72 @@ def test_the_offline_search_improves_and_leaves_measurement_alone(tmp_path: Path
         assert "max_iters" not in touched
     if shape == "constants":
         assert config["readonly_files"] == ["prepare.py", "program.md"]
+
+
+# The search proposer on its own: a real study each time, rebuilt from the history it is given.
+
+
+SCRIPT = "LR = 0.1\nWIDTH = 16\nSEED = 3\nprint(f'val_loss: {LR}')\n"
+
+
+def ctx(files: dict[str, str], history: tuple[ExperimentRecord, ...] = (), **config: object) -> ProposalContext:
+    cfg = SessionConfig(tag="t", script_path="train.py", metric_name="val_loss", **config)  # type: ignore[arg-type]
+    return ProposalContext(cfg, len(history) + 1, files, {}, history, 1.0, 1.0, 1)
+
+
+def record(number: int, status: str, metric: float, description: str) -> ExperimentRecord:
+    return ExperimentRecord(number, f"c{number}", metric, status, description)
+
+
+def test_the_search_warm_starts_from_the_history_and_goes_on_with_what_was_kept() -> None:
+    history = (
+        record(1, "baseline", 1.0, "baseline"),
+        record(2, "discard", 1.2, "WIDTH 16 -> 20"),
+        record(3, "crash", 0.0, "WIDTH 16 -> 64 (exit status 1)"),
+        record(4, "keep", 0.8, "LR 0.1 -> 0.05"),
+    )
+    files = {"train.py": SCRIPT.replace("LR = 0.1", "LR = 0.05")}
+    proposal = SearchProposer(ctx(files).config).propose(ctx(files, history))
+    assert proposal is not None
+    assert proposal.description.startswith("LR 0.05 -> ")  # the knob just kept goes first
+    assert "after 4 measured points" in proposal.rationale and "log scale" in proposal.rationale
+    again = SearchProposer(ctx(files).config).propose(ctx(files, history))
+    assert again is not None and again.description == proposal.description  # deterministic for a history
+
+
+def test_the_search_never_proposes_a_seed_and_says_when_only_flags_are_left() -> None:
+    files = {"train.py": "SEED = 3\nprint('val_loss: 1')\n"}
+    proposer = SearchProposer(ctx(files).config)
+    assert proposer.propose(ctx(files, run_command="python train.py --lr=0.1")) is None
+    assert proposer.stop_reason is not None and "set by flags in the run command" in proposer.stop_reason
+
+
+def test_an_idea_for_a_knob_the_run_command_sets_is_refused_with_the_flag() -> None:
+    files = {"train.py": "LR = 0.1\n"}
+    context = ProposalContext(
+        ctx(files, run_command="python train.py --LR=0.2").config, 2, files, {}, (), 1.0, 1.0, 1, user_idea="LR = 0.3"
+    )
+    with pytest.raises(ProposalSkipped, match=r"LR is set by the run command \(--LR=0\.2\)"):
+        SearchProposer(context.config).propose(context)
+
+
+def test_the_hill_climb_stays_a_named_strategy() -> None:
+    config = SessionConfig(tag="t", script_path="train.py", metric_name="val_loss", search="hill")
+    assert isinstance(make_proposer(config, Path(".")), MutateProposer)
+    assert isinstance(make_proposer(config.model_copy(update={"search": "tpe"}), Path(".")), SearchProposer)
+
+
+def test_a_script_without_knobs_stops_with_the_sentence_saying_where_it_looked(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "train.py").write_text("import os\nSEED = 1\nprint('val_loss: 1.0')\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "initial")
+    setup_session(root, "train.py", metric_name="val_loss", tag="t")
+    done = cli(root, "run", "--headless", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "nothing to search: no numeric knob (module constant, argparse/click default, config-file key or run-command "
+        "flag) in train.py (left out as measurement: SEED)"
+    ) in done.stdout
