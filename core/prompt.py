@@ -294,20 +294,36 @@ def results_section(ctx: ProposalContext) -> str:
     return " ".join(parts)
 
 
+def knobs_section(ctx: ProposalContext) -> str:
+    """The knobs where they live, and which values the run command sets (an edit in a file cannot change those)."""
+    from .knobs import describe_knobs
+    from .search import knob_report
+
+    report = knob_report(ctx.config, ctx.files, ctx.readonly, None)
+    text = describe_knobs(report)
+    if report.fixed_by_run_command:
+        text += (
+            f"\nThe run command is `{ctx.config.run_command}`: its flags win over the files. To change a value it "
+            "sets, do not edit the file; say in the Rationale which flag must change (the user changes the run command)."
+        )
+    return text
+
+
 def build_messages(ctx: ProposalContext, budget_tokens: int = DEFAULT_BUDGET_TOKENS) -> list[Message]:
     cfg = ctx.config
     system = system_prompt(cfg)
     editable = _files_section("Editable files (current version, in full)", ctx.files)
+    knobs = knobs_section(ctx)
     task = task_section(ctx)
     results = results_section(ctx)
     strategy = "# Strategy guide\n" + strategy_notes(ctx.history)
     budget = budget_tokens * CHARS_PER_TOKEN
-    fixed = len(system) + len(editable) + len(task) + len(results) + len(strategy) + 200
+    fixed = len(system) + len(editable) + len(knobs) + len(task) + len(results) + len(strategy) + 200
     readonly_room = max(2000, (budget - fixed) // 3)
     readonly = _files_section("Readonly files (context; never edit them)", ctx.readonly, readonly_room)
     room = max(2000, budget - fixed - len(readonly) - 40)
     history = "# History, oldest first (#number status metric [category] description)\n" + history_section(
         ctx.history, room, cfg
     )
-    sections = [s for s in (readonly, editable, results, history, strategy, task) if s]
+    sections = [s for s in (readonly, editable, knobs, results, history, strategy, task) if s]
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(sections)}]

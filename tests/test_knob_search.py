@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,39 @@ def test_a_script_without_knobs_stops_with_the_sentence_saying_where_it_looked(t
         "nothing to search: no numeric knob (module constant, argparse/click default, config-file key or run-command "
         "flag) in train.py (left out as measurement: SEED)"
     ) in done.stdout
+
+
+def test_the_llm_agent_is_told_the_knobs_and_which_the_run_command_sets(tmp_path: Path) -> None:
+    from tests.llm_server import ScriptedLLMServer, message_text
+    from tests.test_llm_loop import edit, head
+
+    root = shape_repo(tmp_path, "nanogpt")
+    command = f"{sys.executable} train.py config/train_small.py --n_embd=128 --max_iters=500"
+    with ScriptedLLMServer(model="test") as server:
+        server.script(
+            head("raise the learning rate")
+            + edit("learning_rate = 1e-4", "learning_rate = 1e-3", "config/train_small.py")
+        )
+        setup_session(
+            root,
+            "train.py",
+            metric_name="val_loss",
+            tag="llm",
+            model="openai/test",
+            api_base=server.url,
+            run_command=command,
+            max_experiments=2,
+        )
+        done = cli(root, "run", "--headless", timeout=120, env={"OPENAI_API_KEY": "sk-test"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        prompt = message_text(server.requests[0])
+    assert "## configurator.py" in prompt  # offered at setup as read-only context
+    assert (
+        "- n_embd = 128 in the run command (--n_embd=128); overrides train.py:15 says 768, config/train_small.py:7"
+        in prompt
+    )
+    assert "- learning_rate = 0.0001 in config/train_small.py:5; overrides train.py:17 says 0.0006" in prompt
+    assert "say in the Rationale which flag must change" in prompt
+    assert "Measurement and bookkeeping, not knobs (leave them): eval_interval" in prompt
+    rows = read_results(root / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep"]
