@@ -304,7 +304,8 @@ def knobs_section(ctx: ProposalContext) -> str:
     if report.fixed_by_run_command:
         text += (
             f"\nThe run command is `{ctx.config.run_command}`: its flags win over the files. To change a value it "
-            "sets, do not edit the file; say in the Rationale which flag must change (the user changes the run command)."
+            "sets, do not edit the file; say in the Rationale which flag must change (the user changes the run "
+            "command)."
         )
     return text
 

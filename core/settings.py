@@ -106,6 +106,14 @@ def _run_in_progress(root: Path) -> int | None:
         os.close(fd)
 
 
+def ensure_idle(root: Path, what: str = "the settings") -> None:
+    pid = _run_in_progress(root)
+    if pid is not None:
+        raise UserError(
+            f"A run (pid {pid}) is using this session; stop it first (s in the app, or kill {pid}), then change {what}."
+        )
+
+
 def validate(root: Path, config: SessionConfig, data: dict[str, Any], changed: set[str]) -> SessionConfig:
     """The new config, checked as setup checks it: files inside and tracked, the model, the run command's python."""
     from .first_run import check_interpreter
@@ -142,11 +150,7 @@ def change(root: Path, key: str, values: list[str]) -> str:
     name = canonical(key)
     root = Repo(root).root
     config = load_config(root)
-    pid = _run_in_progress(root)
-    if pid is not None:
-        raise UserError(
-            f"A run (pid {pid}) is using this session; stop it first (s in the app, or kill {pid}), then change {name}."
-        )
+    ensure_idle(root, name)
     data = json.loads(json.dumps(config.to_json_dict()))
     before = data.get(name, "default") if name != "knob_exclude" else data.get(name) or "default"
     data[name] = _value(name, values)

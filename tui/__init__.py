@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-MODES = ("run", "setup", "analyze", "demo")
+MODES = ("run", "setup", "config", "analyze", "demo")
 
 
 def launch(root: Path, mode: str, script: str | None = None, options: dict[str, Any] | None = None) -> int:
-    """Open the app in `mode` ("run", "setup", "analyze" or "demo") on the repository at `root`.
+    """Open the app in `mode` ("run", "setup", "config", "analyze" or "demo") on the repository at `root`.
 
     Returns the process exit status: 0 when the user quit normally (or created the session), 1 when
     the loop stopped on a problem or the wizard was cancelled.

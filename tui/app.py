@@ -1,4 +1,4 @@
-"""The app: one of four entry screens (run, setup, analyze, demo) over the same core."""
+"""The app: one of its entry screens (run, setup, config, analyze, demo) over the same core."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from textual.worker import Worker
 from .analysis_screen import AnalysisScreen
 from .dialogs import ConfirmDialog
 from .run_screen import LoopFactory, RunScreen, default_loop_factory
-from .setup_screen import SetupResult, SetupScreen
+from .setup_screen import EditSessionScreen, SetupResult, SetupScreen
 
 EXIT_GRACE_S = 60.0
 """How long a hang-up or kill waits for the loop to stop the run and revert before leaving anyway."""
@@ -61,6 +61,11 @@ class AutoresearchApp(App[int]):
         self._install_signal_handlers()
         if self.mode == "setup":
             self.push_screen(SetupScreen(self.root, self.script or "", self.options), self.setup_done)
+        elif self.mode == "config":
+            from autoresearch.core.config import load_config
+
+            existing = load_config(self.root)
+            self.push_screen(EditSessionScreen(self.root, existing), self.edit_done)
         elif self.mode == "analyze":
             self.push_screen(AnalysisScreen(self.root, standalone=True))
         else:
@@ -88,6 +93,10 @@ class AutoresearchApp(App[int]):
             ConfirmDialog(f"Session {config.tag} is ready. Start the loop now?", detail, yes="Start", no="Later"),
             self.start_after_setup,
         )
+
+    def edit_done(self, result: SetupResult | None) -> None:
+        self.setup_result = result
+        self.exit(0 if result is not None else 1)
 
     def start_after_setup(self, start: bool | None) -> None:
         if start:

@@ -183,6 +183,10 @@ class WizardDefaults:
     metric_name: str
     files: list[str]
     program_exists: bool
+    offered_editable: tuple[str, ...] = ()
+    """Config files the run command names: their knobs live there."""
+    offered_readonly: tuple[str, ...] = ()
+    """Files the script reads (its local imports, configurator.py, program.md)."""
 
 
 @dataclass(frozen=True)
@@ -198,12 +202,24 @@ class SetupScreen(Screen["SetupResult | None"]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "create", "Create session", priority=True),
+        Binding("ctrl+t", "check", "Check run", priority=True),
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, root: Path, script: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        script: str,
+        options: dict[str, Any] | None = None,
+        existing: SessionConfig | None = None,
+    ) -> None:
         super().__init__()
         self.root = root
+        self.existing = existing
+        """The session being edited (autoresearch config --edit); None for a new one."""
+        if existing is not None:
+            script = existing.script_path
+            options = {**existing.to_json_dict(), **(options or {})}
         self.script = script
         self.options = dict(options or {})
         self.errors: dict[str, str] = {}
@@ -222,7 +238,8 @@ class SetupScreen(Screen["SetupResult | None"]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="wizard"):
             with VerticalScroll(id="form"):
-                yield Static(f"New session for [b]{self.script}[/b]", id="wizard-title")
+                title = f"Edit session {self.existing.tag}" if self.existing else "New session"
+                yield Static(f"{title} for [b]{self.script}[/b]", id="wizard-title")
                 yield Static("Reading the repository…", id="wizard-status")
                 for key, label, hint in TEXT_FIELDS[:3]:
                     yield from self._text_row(key, label, hint)
@@ -253,8 +270,11 @@ class SetupScreen(Screen["SetupResult | None"]):
                         yield from self._text_row(key, label, hint)
                 yield Label("", id="error-program", classes="field-error")
                 yield Label("", id="form-error", classes="field-error")
+                yield Label("", id="check-result", classes="field-hint")
                 with Horizontal(id="wizard-buttons"):
-                    yield Button("Create session (ctrl+s)", variant="success", id="create")
+                    create = "Save (ctrl+s)" if self.existing else "Create session (ctrl+s)"
+                    yield Button(create, variant="success", id="create")
+                    yield Button("Check run (ctrl+t)", variant="primary", id="check")
                     yield Button("Cancel (esc)", variant="default", id="cancel")
             with VerticalScroll(id="preview-box"):
                 yield Static("", id="preview")
@@ -264,12 +284,16 @@ class SetupScreen(Screen["SetupResult | None"]):
         self.query_one("#preview-box").border_title = ".autoresearch.json"
         self.query_one("#form").border_title = "setup"
         self.query_one("#program-fields").display = False
+        self.query_one("#check-result").display = False
+        if self.existing is not None:
+            self.query_one("#write-program").display = False
         self.load_defaults()
 
     # Defaults come from git and the script: read them off the UI thread.
 
     @work(thread=True, group="defaults", exit_on_error=False)
     def load_defaults(self) -> WizardDefaults:
+        from autoresearch.core.first_run import related_files
         from autoresearch.core.setup import infer_metric_name, propose_tag, repo_files
 
         script_path = Path(self.script)
@@ -288,9 +312,14 @@ class SetupScreen(Screen["SetupResult | None"]):
             files = repo_files(self.root)
         except UserError:
             files = []
+        offered: tuple[list[str], list[str]] = ([], [])
+        if files:
+            offered = related_files(self.root, rel, self.options.get("run_command") or f"python {rel}", files)
         if rel not in files:
             files = [rel, *files]
-        return WizardDefaults(rel, tag, metric, files, (self.root / PROGRAM_FILE).exists())
+        return WizardDefaults(
+            rel, tag, metric, files, (self.root / PROGRAM_FILE).exists(), tuple(offered[0]), tuple(offered[1])
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -299,6 +328,21 @@ class SetupScreen(Screen["SetupResult | None"]):
                 self.fill(worker.result)
             elif event.state == WorkerState.ERROR:
                 self.query_one("#wizard-status", Static).update(f"Could not read the repository: {worker.error}")
+        elif worker.group == "check" and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            ok, text = (
+                worker.result
+                if event.state == WorkerState.SUCCESS and isinstance(worker.result, tuple)
+                else (False, f"The check could not run: {worker.error}")
+            )
+            label = self.query_one("#check-result", Label)
+            label.update(str(text))
+            label.display = True
+            self.notify(
+                str(text),
+                title="Check passed" if ok else "Check failed",
+                severity="information" if ok else "error",
+                timeout=10,
+            )
         elif worker.group == "create" and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
             self.creating = False
             if event.state == WorkerState.SUCCESS and isinstance(worker.result, SetupResult):
@@ -330,9 +374,14 @@ class SetupScreen(Screen["SetupResult | None"]):
             self.query_one("#direction-higher", RadioButton).value = True
         if opts.get("agent") == "llm" or (opts.get("model") and opts.get("agent") != "mutate"):
             self.query_one("#agent-llm", RadioButton).value = True
-        editable = set(opts.get("editable_files") or [defaults.script])
-        readonly = set(opts.get("readonly_files") or [])
-        if defaults.program_exists and PROGRAM_FILE in defaults.files and not opts.get("readonly_files"):
+        editable = set(opts.get("editable_files") or [defaults.script, *defaults.offered_editable])
+        readonly = set(opts.get("readonly_files") or ([] if self.existing else defaults.offered_readonly))
+        if (
+            defaults.program_exists
+            and PROGRAM_FILE in defaults.files
+            and not opts.get("readonly_files")
+            and not self.existing
+        ):
             readonly.add(PROGRAM_FILE)
         editable_list = self.query_one("#field-editable_files", SelectionList)
         readonly_list = self.query_one("#field-readonly_files", SelectionList)
@@ -348,6 +397,12 @@ class SetupScreen(Screen["SetupResult | None"]):
         ).value = f"Make {defaults.metric_name or 'the metric'} {direction} within the time budget."
         self.query_one("#field-must_not", Input).value = "the evaluation, the data and the metric's definition"
         self.query_one("#field-tag", Input).focus()
+        if self.existing is not None:
+            # What names the session stays; the rest can change (as `autoresearch config KEY VALUE`).
+            for key in ("tag", "metric_name", "metric_direction"):
+                self.query_one(f"#field-{key}").disabled = True
+            self.query_one("#field-run_command", Input).focus()
+            status.update("Editing the session: change a field, ctrl+t checks a run, ctrl+s saves.")
         self.validate_form()
 
     # Validation: rebuilt on every change; cheap enough to run per keystroke.
@@ -472,6 +527,8 @@ class SetupScreen(Screen["SetupResult | None"]):
         event.stop()
         if event.button.id == "create":
             self.action_create()
+        elif event.button.id == "check":
+            self.action_check()
         else:
             self.action_cancel()
 
@@ -502,9 +559,34 @@ class SetupScreen(Screen["SetupResult | None"]):
             self.query_one("#field-constraints", Input).value,
         )
 
+    def action_check(self) -> None:
+        """Run the command once with the form's settings and show the metric line it printed, or what to fix."""
+        if self.defaults is None:
+            return
+        label = self.query_one("#check-result", Label)
+        label.display = True
+        if self.validate_form() or self.preview is None:
+            label.update("Fix the fields marked in red first, then check.")
+            return
+        label.update(f"Checking: {self.preview.run_command} …")
+        self.check(self.preview)
+
+    @work(thread=True, group="check", exclusive=True, exit_on_error=False)
+    def check(self, config: SessionConfig) -> tuple[bool, str]:
+        from autoresearch.core.first_run import check_interpreter, trial_run
+
+        problem = check_interpreter(self.root, config)
+        if problem:
+            return False, problem
+        trial = trial_run(self.root, config)
+        return trial.ok, trial.message
+
     @work(thread=True, group="create", exclusive=True, exit_on_error=False)
     def create(self, options: dict[str, Any], program: tuple[str, str, str] | None) -> SetupResult:
         from autoresearch.core.setup import create_session, plan_session
+
+        if self.existing is not None:
+            return self.save(options)
 
         config = plan_session(self.root, self.script, **options)
         if program is not None:
@@ -521,6 +603,35 @@ class SetupScreen(Screen["SetupResult | None"]):
             raise
         return SetupResult(config, program is not None)
 
+    def save(self, options: dict[str, Any]) -> SetupResult:
+        """Write the edited settings into the session, checked as `autoresearch config` checks them."""
+        from autoresearch.core.config import save_config
+        from autoresearch.core.settings import ensure_idle, validate
+
+        assert self.existing is not None
+        ensure_idle(self.root)
+        data = self.existing.to_json_dict()
+        new_values = {k: v for k, v in options.items() if k in FORM_KEYS and k not in ("tag", "metric_name")}
+        if "metric_grep" not in options:
+            new_values["metric_grep"] = data["metric_grep"]
+        changed = {k for k, v in new_values.items() if str(v) != str(data.get(k))}
+        config = validate(self.root, self.existing, {**data, **new_values}, changed)
+        save_config(self.root, config)
+        return SetupResult(config, False)
+
     def action_cancel(self) -> None:
         if not self.creating:
             self.dismiss(None)
+
+
+class EditSessionScreen(SetupScreen):
+    """The wizard on an existing session (autoresearch config --edit): ctrl+s saves the changed settings."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "create", "Save", priority=True),
+        Binding("ctrl+t", "check", "Check run", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, root: Path, existing: SessionConfig) -> None:
+        super().__init__(root, existing.script_path, existing=existing)
