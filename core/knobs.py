@@ -20,7 +20,7 @@ import math
 import operator
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -317,6 +317,18 @@ class _Found:
     flags: tuple[str, ...] = ()
 
 
+def module_assignments(tree: ast.Module) -> Iterator[tuple[ast.Name, ast.expr]]:
+    """`NAME = value` and `NAME: type = value` at a module's top level, in order."""
+    for node in tree.body:
+        target, value = None, None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        if isinstance(target, ast.Name) and value is not None:
+            yield target, value
+
+
 def _python_knobs(path: str, text: str, source: Source) -> list[_Found]:
     try:
         tree = ast.parse(_UNDECODABLE.sub("?", text))
@@ -324,14 +336,7 @@ def _python_knobs(path: str, text: str, source: Source) -> list[_Found]:
         return []
     starts = _char_offsets(text)
     found: dict[str, _Found] = {}
-    for node in tree.body:
-        target, value = None, None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        if not isinstance(target, ast.Name) or value is None:
-            continue
+    for target, value in module_assignments(tree):
         number = _number_of(value)
         span = _span(text, starts, value) if number is not None else None
         found.pop(target.id, None)  # only the last assignment takes effect

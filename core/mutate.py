@@ -1,4 +1,6 @@
-"""The offline proposer: changes one module-level numeric constant per experiment, learning from results.
+"""The offline agent's hill climb (`search: hill`): one module-level numeric constant per experiment.
+
+The default strategy is the TPE search over every kind of knob (core/search.py); this one is kept by name.
 
 It needs no model and no network, so `autoresearch demo`, users without an API key and every test of
 the engine get a deterministic agent. Descriptions read `LEARNING_RATE 0.02 -> 0.04`.
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from .config import SessionConfig
+from .knobs import format_number, module_assignments
 from .proposer import ExperimentRecord, Proposal, ProposalContext, content_key
 
 _DESCRIPTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) (\S+) -> (\S+)")
@@ -42,15 +45,7 @@ def find_constants(path: str, text: str) -> list[Constant]:
     except (SyntaxError, ValueError):
         return []
     found: list[Constant] = []
-    for node in tree.body:
-        target: ast.expr | None = None
-        value: ast.expr | None = None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        if not isinstance(target, ast.Name) or value is None:
-            continue
+    for target, value in module_assignments(tree):
         number = _literal_number(value)
         if number is None or value.end_lineno != value.lineno or value.end_col_offset is None:
             continue
@@ -79,15 +74,6 @@ def _literal_number(node: ast.expr) -> int | float | None:
         number: int | float = node.value  # type: ignore[assignment]
         return sign * number
     return None
-
-
-def format_number(value: float, is_int: bool) -> str:
-    if is_int:
-        return str(round(value))
-    text = f"{value:.6g}"
-    if "e" not in text and "." not in text and "inf" not in text and "nan" not in text:
-        text += ".0"
-    return text
 
 
 def step(value: float, is_int: bool, up: bool, factor: float) -> float | None:
