@@ -116,11 +116,6 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="run the script once first and show the metric line it prints"
     )
 
-    config = sub.add_parser("config", help="show the session's settings, or change one: config KEY VALUE")
-    config.add_argument("key", nargs="?", help="a setting, e.g. run_command, grep, budget, files, model, agent")
-    config.add_argument("value", nargs="*", help="its new value (several files for a file list)")
-    config.add_argument("--edit", action="store_true", help="open the wizard on this session to edit it")
-
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")
 
@@ -137,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server")
     demo.add_argument("--experiments", type=int, metavar="N", help="number of experiments (15)")
     demo.add_argument("--dir", metavar="PATH", help="make the demo repository here instead of a temp dir")
+
+    config = sub.add_parser("config", help="show the session's settings, or change one: config KEY VALUE")
+    config.add_argument("key", nargs="?", help="a setting, e.g. run_command, grep, budget, files, model, agent")
+    config.add_argument("value", nargs="*", help="its new value (several files for a file list)")
+    config.add_argument("--edit", action="store_true", help="open the wizard on this session to edit it")
     return parser
 
 
