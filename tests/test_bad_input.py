@@ -704,7 +704,7 @@ SCRIPT_CASES: list[Case] = [
     ),
     Case(
         "script-command-not-found",
-        "run_command names a program that does not exist",
+        "run_command, edited in .autoresearch.json after setup, names a program that does not exist (setup refuses it)",
         "stopped: The baseline run failed with exit status 127: the run command cannot start (last line of run.log: "
         "<bash>: line 1: no-such-python: command not found); fix the run command (`autoresearch config run_command "
         "'...'`; now `no-such-python train.py`), then run again.",
@@ -718,7 +718,12 @@ SCRIPT_CASES: list[Case] = [
 @cases(SCRIPT_CASES)
 def test_training_script(tmp_path: Path, case: Case) -> None:
     script = case.action
-    root = new_session(tmp_path / "project", script, **case.options)
+    options = dict(case.options)
+    command = options.pop("run_command", None)
+    root = new_session(tmp_path / "project", script, **options)
+    if command is not None:  # setup itself refuses a program that does not exist: the user edited the file
+        config = json.loads((root / ".autoresearch.json").read_text())
+        (root / ".autoresearch.json").write_text(json.dumps({**config, "run_command": command}))
     head = git(root, "rev-parse", "HEAD")
     started = time.monotonic()
     done = cli(root, "run", "--headless", timeout=90)
@@ -742,7 +747,7 @@ def test_training_script(tmp_path: Path, case: Case) -> None:
 
 def test_a_failing_experiment_that_printed_the_metric_is_a_crash(tmp_path: Path) -> None:
     script = (FIXTURES / "train_tiny.py").read_text() + "if LEARNING_RATE > 0.015:\n    raise SystemExit(3)\n"
-    root = new_session(tmp_path / "project", script, max_experiments=2)
+    root = new_session(tmp_path / "project", script, max_experiments=2, search="hill")
     done = cli(root, "run", "--headless", timeout=60)
     assert done.returncode == 0, done.stderr
     row = read_results(root / "results.tsv").rows[1]
