@@ -153,7 +153,8 @@ def check_interpreter(root: Path, config: SessionConfig) -> str | None:
     venv = _venv_python(root)
     suggestion = f" (e.g. --run-command '{venv} {shlex.quote(config.script_path)}')" if venv else ""
     program = parsed.interpreter or parsed.program
-    if program and program not in SHELL_WORDS and _resolve(program, root) is None:
+    plain = program is not None and re.fullmatch(r"[\w./+~-]+", program) is not None
+    if program and plain and program not in SHELL_WORDS and _resolve(program, root) is None:
         return (
             f"The run command `{config.run_command}` starts {program}, which is not found; pass "
             f"--run-command with a {'python' if parsed.interpreter else 'program'} that exists{suggestion}."

@@ -23,7 +23,7 @@ from textual.widgets import Log
 
 from tests.conftest import cli, git
 from tests.llm_server import ScriptedLLMServer, message_text
-from tests.test_bad_input import CRASH_ROW, TAG, UNCHANGED, Case, expect, new_repo, new_session, said, snapshot
+from tests.test_bad_input import NO_ROW, TAG, UNCHANGED, Case, expect, new_repo, new_session, said, snapshot
 from tests.test_runner import killed_afterwards, marked_processes, sleep_marker
 from tests.test_tui_run import run_screen, wait_for
 
@@ -256,7 +256,7 @@ SCRIPT_CASES = [
         "the baseline writes a 30 MB line of x without a newline, then fails (<x120>: 120 x)",
         "stopped: The baseline run failed with exit status 1 (last line of run.log: <x120>); fix the script and "
         "run again (a run counts only when it exits with status 0).",
-        outcome=CRASH_ROW + "; the tail reads a window of the log's end, not the whole line (it used to take "
+        outcome=NO_ROW + "; the tail reads a window of the log's end, not the whole line (it used to take "
         "seconds and hundreds of MB, quadratic in the line)",
         action='import sys\nsys.stdout.write("x" * 30_000_000)\nsys.stdout.flush()\nsys.exit(1)\n',
     ),
@@ -272,8 +272,8 @@ SCRIPT_CASES = [
         "script-decimal-comma",
         "the script prints val_loss: 0,5 (a decimal comma)",
         "stopped: The baseline run produced no val_loss matching '^val_loss:' (last line of run.log: val_loss: 0,5); "
-        "fix the script or --grep and run again.",
-        outcome=CRASH_ROW + "; never read as a wrong number (before: 0.0)",
+        "fix the grep (`autoresearch config metric_grep REGEX`) or make the script print it, then run again.",
+        outcome=NO_ROW + "; never read as a wrong number (before: 0.0)",
         action='print("val_loss: 0,5")\n',
     ),
 ]
@@ -286,7 +286,7 @@ def test_what_the_script_prints(tmp_path: Path, case: Case) -> None:
     said(case, done, x120="x" * 120)
     rows = read_results(root / "results.tsv").rows
     if case.exit:
-        assert [(r.status, r.metric) for r in rows] == [("crash", 0.0)]
+        assert rows == ()  # a failed baseline leaves no row
     else:
         assert [(r.status, r.metric) for r in rows] == [("baseline", 1234.5)]
     assert git(root, "status", "--porcelain") == ""
