@@ -98,6 +98,10 @@ class Repo:
                 changed.append(record.split(" ", 10)[10])
         return branch, head, changed
 
+    def git_dir(self) -> Path:
+        """This work tree's own git directory (a linked worktree has its own)."""
+        return Path(self.run("rev-parse", "--absolute-git-dir"))
+
     def is_tracked(self, path: str) -> bool:
         return bool(self.try_run("ls-files", "--error-unmatch", "--", path))
 
@@ -160,6 +164,29 @@ class Repo:
 
     def update_ref(self, ref: str, commit: str) -> None:
         self.run("update-ref", ref, commit)
+
+    def move_branch(self, branch: str, new: str, old: str) -> bool:
+        """Point a branch that is not checked out from `old` to `new`; False (nothing done) when it is not at `old`."""
+        return self.try_run("update-ref", f"refs/heads/{branch}", new, old) is not None
+
+    def changed_between(self, old: str, new: str) -> list[str]:
+        return [p for p in self.run("diff", "--name-only", "-z", old, new, strip=False).split("\0") if p]
+
+    def merge_texts(self, ours: str, base: str, theirs: str, scratch: Path) -> str | None:
+        """A three-way merge of file texts (git merge-file); None when the two sides' changes overlap."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        paths = [scratch / name for name in ("ours", "base", "theirs")]
+        for path, text in zip(paths, (ours, base, theirs), strict=True):
+            path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        status, out, _ = self._git.execute(
+            ["git", "merge-file", "-p", *map(str, paths)],
+            with_extended_output=True,
+            with_exceptions=False,
+            strip_newline_in_stdout=False,
+        )
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return str(out) if status == 0 else None
 
     def diff(self, old: str, new: str, paths: list[str] | None = None) -> str:
         args = ["diff", "--no-color", "--no-ext-diff", old, new]

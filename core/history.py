@@ -3,6 +3,7 @@
 .autoresearch/experiments/0001/meta.json   description, category, rationale, tokens, cost, timings, commit
 .autoresearch/experiments/0001/diff.patch  what the experiment changed (also for discarded ones)
 .autoresearch/experiments/0001/run.log     its training log
+.autoresearch/experiments/0001/your-edits/ copies of files the user edited while it ran (when they were in the way)
 .autoresearch/journal.json                 the experiment in flight, for recovery after a crash
 .autoresearch/run.pids                     process ids of the training tree running now
 .autoresearch/ideas.txt                    ideas the user queued for the agent, one per line
@@ -88,6 +89,10 @@ class History:
 
     def log_path(self, number: int) -> Path:
         return self.experiment_dir(number) / "run.log"
+
+    def edit_copies_dir(self, number: int) -> Path:
+        """Where copies of the user's edits go when they were in the way of taking experiment `number` off."""
+        return self.experiment_dir(number) / "your-edits"
 
     def diff_path(self, number: int) -> Path:
         return self.experiment_dir(number) / "diff.patch"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import threading
 import time
@@ -51,7 +50,9 @@ from .results import (
 )
 from .runner import RunOutcome, run_command
 from .sanitize import one_line, safe_text
+from .session_lock import SessionLock
 from .syntax_check import syntax_problem
+from .takeoff import TakeOff, sentence, take_off
 from .writable import require_writable, unwritable_message
 
 Kind = Literal["baseline", "experiment", "fix"]
@@ -100,7 +101,7 @@ class ExperimentLoop:
         self._run_memory_gb = 0.0
         self._tried: dict[str, int] = {}
         self._last_outcome: RunOutcome | None = None
-        self._lock_fd: int | None = None
+        self._lock = SessionLock(self.repo)
 
     # Thread-safe controls.
 
@@ -183,24 +184,12 @@ class ExperimentLoop:
             return 0
 
     def _acquire_lock(self) -> None:
-        self.history.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.history.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise UserError(
-                f"Another autoresearch run (pid {other}) is using this session; stop it first (or wait for it)."
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        self._lock.acquire(
+            "Another autoresearch run (pid {pid}) is using this session; stop it first (or wait for it)."
+        )
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     def _run(self) -> ev.LoopStopped:
         self._check_session_files()
@@ -216,7 +205,7 @@ class ExperimentLoop:
             else:
                 self._emit(ev.Info(f"{RESULTS_FILE} was missing; started a new one"))
         check_writable(self.results_path)
-        table = read_results(self.results_path)
+        table = self._reconcile(read_results(self.results_path))
         if self._proposer is None:
             from .agents import make_proposer
 
@@ -285,6 +274,46 @@ class ExperimentLoop:
             )
         return tuple(rows)
 
+    def _reconcile(self, table: ResultsTable) -> ResultsTable:
+        """Refuse a results.tsv the loop cannot append to safely; rebuild rows it lost from .autoresearch/."""
+        name = RESULTS_FILE
+        if table.foreign_columns:
+            raise UserError(
+                f"{name} has a column autoresearch does not write ({table.foreign_columns[0]}), so new rows would "
+                f"not line up; remove that column (the file was not changed) and run again."
+            )
+        if table.unreadable_lines:
+            line = table.unreadable_lines[0]
+            raise UserError(
+                f"Line {line} of {name} is not a row autoresearch can read (its status is not one of "
+                f"{', '.join(STATUSES)}); fix or remove it (the file was not changed) and run again."
+            )
+        known = self._rows_from_history()
+        if len(known) <= len(table.rows):
+            return table
+        for number, (row, kept) in enumerate(zip(table.rows, known, strict=False), 1):
+            if row.commit[:7] != kept.commit[:7]:
+                raise UserError(
+                    f"Row {number} of {name} (commit {row.commit}) differs from .autoresearch/experiments/"
+                    f"{number:04d} (commit {kept.commit}); restore the session's {name} (the file was not changed) "
+                    "and run again."
+                )
+        copy = self.history.dir / f"{name}.damaged"
+        n = 1
+        while copy.exists():
+            n += 1
+            copy = self.history.dir / f"{name}.damaged-{n}"
+        copy.write_bytes(self.results_path.read_bytes())
+        rebuilt = ResultsTable(table.metric_name, known, table.has_duration)
+        self._write_results(rebuilt)
+        self._emit(
+            ev.Repaired(
+                f"{name} held {len(table.rows)} of the {len(known)} rows .autoresearch/ records; rebuilt the others "
+                f"from .autoresearch/ (the file as it was is kept in {copy.relative_to(self.root).as_posix()})"
+            )
+        )
+        return rebuilt
+
     def _write_results(self, table: ResultsTable) -> None:
         text = header(table.metric_name) + "".join(r.to_line(table.has_duration) for r in table.rows)
         if not table.has_duration:
@@ -334,6 +363,36 @@ class ExperimentLoop:
             )
         if dirty:
             self._require_clean()
+
+    def _check_before_writing(self, number: int, proposal: Proposal) -> None:
+        """The model may think for minutes: stop, writing nothing, if the user edited, committed or switched meanwhile.
+
+        Runs right before the experiment's files are written, so an edit made while the model was thinking is
+        never overwritten or committed with the experiment. The proposal's tokens still count (for the next run).
+        """
+        current, head, dirty = self.repo.position()
+        branch = self.config.branch
+        if current == branch and head == self._expected_head and not dirty:
+            return
+        self._carry += proposal.usage
+        self._save_carry(number, "the repository changed while the model was proposing")
+        during = f"while the model was proposing experiment #{number}"
+        if current != branch:
+            where = f"switched to {current}" if current else "put on a detached HEAD"
+            raise GitStateError(
+                f"The repository was {where} {during}; the loop stopped without committing anything "
+                f"(git checkout {branch}, then run again)."
+            )
+        if head != self._expected_head:
+            raise GitStateError(
+                f"{branch} moved to {(head or '?')[:7]}, a commit autoresearch did not make, {during}; the loop "
+                "stopped without committing anything and your commit stays (run again to go on from it)."
+            )
+        shown = ", ".join(dirty[:3]) + (" ..." if len(dirty) > 3 else "")
+        raise GitStateError(
+            f"{shown} changed {during}; the loop stopped without writing anything, so your edit is untouched "
+            "(commit it or stash it (git stash), then run again)."
+        )
 
     # The session.
 
@@ -389,13 +448,16 @@ class ExperimentLoop:
         """Tokens spent on unusable proposals count toward the experiment that eventually runs as `number`."""
         self._usage_total += exc.usage
         self._carry += exc.usage
+        self._save_carry(number, exc.reason)
+
+    def _save_carry(self, number: int, note: str) -> None:
         if self._carry.tokens or self._carry.cost_usd:
             self.history.save_meta(
                 ExperimentMeta(
                     number=number,
                     kind="proposing",
                     status="skipped",
-                    note=exc.reason,
+                    note=note,
                     tokens_in=self._carry.tokens_in,
                     tokens_out=self._carry.tokens_out,
                     cost_usd=self._carry.cost_usd,
@@ -631,6 +693,8 @@ class ExperimentLoop:
     def _commit_and_run(
         self, table: ResultsTable, number: int, kind: Kind, proposal: Proposal
     ) -> tuple[ResultsTable, ResultRow]:
+        self._check_before_writing(number, proposal)
+        self._claim(number)
         parent = self._expected_head
         usage = proposal.usage + self._carry
         self._carry = Usage()
@@ -664,6 +728,10 @@ class ExperimentLoop:
         meta.commit = commit
         meta.ref = f"refs/autoresearch/{self.config.tag}/{number}"
         self.history.write_journal({"number": number, "stage": "running", "parent": parent, "commit": commit})
+        earlier = self.repo.resolve(meta.ref)
+        if earlier and earlier != commit:
+            # An experiment interrupted before it was recorded had this number: keep its commit under its own name.
+            self.repo.update_ref(f"{meta.ref}-{earlier[:7]}", earlier)
         self.repo.update_ref(meta.ref, commit)
         diff = self.repo.diff(parent, commit, list(self.config.editable_files))
         self.history.save_diff(number, diff)
@@ -691,8 +759,19 @@ class ExperimentLoop:
             return False
         return True
 
+    def _claim(self, number: int) -> None:
+        """Never overwrite the record of an experiment that was judged (results.tsv lost its row meanwhile)."""
+        meta = self.history.load_meta(number)
+        if meta is not None and meta.status in STATUSES:
+            raise UserError(
+                f"Experiment #{number} is already recorded in .autoresearch/experiments/{number:04d}, but "
+                f"{RESULTS_FILE} has only {number - 1} rows; the loop stopped without overwriting it "
+                f"(restore {RESULTS_FILE}, then run again)."
+            )
+
     def _baseline(self, table: ResultsTable) -> ResultsTable:
         number = len(table.rows) + 1
+        self._claim(number)
         head = self._expected_head
         self._emit(ev.ExperimentStarted(number, "baseline"))
         meta = ExperimentMeta(
@@ -761,9 +840,9 @@ class ExperimentLoop:
                 ev.Info(f"{RESULTS_FILE} was deleted during the session; wrote its {len(table.rows)} rows again")
             )
         append_row(self.results_path, row, table.has_duration)
-        moved = False
+        taken: TakeOff | None = None
         if status in ("discard", "crash") and kind != "baseline":
-            moved = not self._reset_to_parent(meta)
+            taken = self._reset_to_parent(meta)
         meta.status = status
         meta.metric = metric
         meta.memory_gb = memory
@@ -773,7 +852,9 @@ class ExperimentLoop:
         meta.finished_at = _now()
         meta.description = row.description
         self.history.save_meta(meta)
-        self.history.clear_journal()
+        if taken is None or taken.outcome in ("done", "moved"):
+            # Otherwise the journal stays: the next start takes the experiment off once it can.
+            self.history.clear_journal()
         table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
         key = meta.extra.get("content_key")
         if isinstance(key, str):
@@ -791,12 +872,19 @@ class ExperimentLoop:
         )
         assert self._proposer is not None
         self._proposer.observe(self._records(table, {number: meta}, diffs=False)[-1])
-        if moved:
-            raise GitStateError(
-                f"{self.config.branch} moved during experiment #{number}; it was recorded but not reset "
+        if taken is not None and not (taken.done and not taken.edited):
+            raise GitStateError(self._not_taken_off(taken, meta, status))
+        return table, row
+
+    def _not_taken_off(self, taken: TakeOff, meta: ExperimentMeta, status: str) -> str:
+        if taken.outcome == "moved":
+            return (
+                f"{self.config.branch} moved during experiment #{meta.number}; it was recorded but not reset "
                 f"(its commit is {meta.ref}). Check the branch and run again."
             )
-        return table, row
+        copies = self.history.edit_copies_dir(meta.number).relative_to(self.root).as_posix()
+        verdict = "discarded" if status == "discard" else "crashed"
+        return sentence(taken, meta.number, meta.commit, self.config.branch, copies, verdict)
 
     def _baseline_failed(
         self, table: ResultsTable, meta: ExperimentMeta, row: ResultRow, outcome: RunOutcome
@@ -898,19 +986,18 @@ class ExperimentLoop:
             self._emit(ev.Info(f"#{number} guard failed (exit {outcome.exit_code}); see {log}"))
         return passed
 
-    def _reset_to_parent(self, meta: ExperimentMeta) -> bool:
-        """Reset the experiment commit away, only if HEAD is still exactly it. False if the branch moved."""
-        branch, head, _ = self.repo.position()
-        if branch != self.config.branch or head != meta.commit:
-            return False
-        self.repo.reset_keep(meta.parent)
-        self._expected_head = meta.parent
-        return True
+    def _reset_to_parent(self, meta: ExperimentMeta) -> TakeOff:
+        """Take the experiment commit off the branch, only if the branch is still exactly at it."""
+        copies = self.history.edit_copies_dir(meta.number)
+        taken = take_off(self.repo, self.config.branch, meta.commit, meta.parent, copies)
+        if taken.done:
+            self._expected_head = meta.parent
+        return taken
 
     def _revert_unrecorded(self, meta: ExperimentMeta) -> None:
-        if meta.kind != "baseline":
-            self._reset_to_parent(meta)
-        self.history.clear_journal()
+        taken = self._reset_to_parent(meta) if meta.kind != "baseline" else None
+        if taken is None or taken.outcome in ("done", "moved"):
+            self.history.clear_journal()
         self._emit(
             ev.Info(f"#{meta.number} interrupted: not recorded; its commit stays at {meta.ref or meta.commit[:7]}")
         )

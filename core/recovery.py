@@ -8,10 +8,12 @@ from pathlib import Path
 from git.exc import GitCommandError
 
 from .config import SessionConfig
+from .errors import GitStateError
 from .gitops import Repo
 from .history import History
 from .results import read_results, repair_torn_tail
 from .runner import kill_recorded
+from .takeoff import sentence, take_off
 
 
 def recover(repo: Repo, config: SessionConfig, history: History, results_path: Path) -> list[str]:
@@ -46,27 +48,52 @@ def recover(repo: Repo, config: SessionConfig, history: History, results_path: P
     elif journal.get("stage") == "writing" and on_branch and head and _made_by_us(repo, head, parent, journal):
         # Killed between `git commit` and the journal's next step: the commit exists but never ran.
         repo.update_ref(ref, head)
-        if not repo.changed_tracked_files():
-            repo.reset_keep(parent)
+        kept = _take_off(repo, config, history, number, head, parent, "interrupted")
+        if kept is not None:
             repaired.append(
                 f"reverted experiment #{number} ({head[:7]}), which was committed but never run; it stays at {ref}"
+                + kept
             )
-    elif commit and commit != parent and on_branch and head == commit:
+    elif commit and commit != parent and repo.resolve(f"refs/heads/{config.branch}") == commit:
         status = rows[number - 1].status if recorded and isinstance(number, int) else None
-        if status not in ("keep", "baseline") and not set(repo.changed_tracked_files()):
+        if status not in ("keep", "baseline"):
             if repo.resolve(ref) != commit:
                 repo.update_ref(ref, commit)
-            repo.reset_keep(parent)
-            if status is None:
+            verdict = {"discard": "discarded", "crash": "crashed"}.get(status or "", "interrupted")
+            kept = _take_off(repo, config, history, number, commit, parent, verdict)
+            if kept is None:
+                pass
+            elif status is None:
                 repaired.append(
-                    f"reverted experiment #{number} ({commit[:7]}), which had no results row; it stays at {ref}"
+                    f"reverted experiment #{number} ({commit[:7]}), which had no results row; it stays at {ref}{kept}"
                 )
             else:
-                repaired.append(f"finished resetting {status} experiment #{number} ({commit[:7]})")
+                repaired.append(f"finished resetting {status} experiment #{number} ({commit[:7]}){kept}")
     elif not recorded and isinstance(number, int):
         repaired.append(f"experiment #{number} was interrupted before it was recorded; it will be run anew")
     history.clear_journal()
     return repaired
+
+
+def _take_off(
+    repo: Repo, config: SessionConfig, history: History, number: object, commit: str, parent: str, verdict: str
+) -> str | None:
+    """Take the journal's experiment off the branch; raise with what to do (the journal stays) when it cannot.
+
+    Returns the end of the repair's line (empty, or a note that the user's edit was kept on top), or None when
+    the branch is no longer at the experiment (the user moved it: nothing to take off).
+    """
+    n = number if isinstance(number, int) else 0
+    copies = history.edit_copies_dir(n)
+    taken = take_off(repo, config.branch, commit, parent, copies)
+    if taken.outcome in ("overlap", "failed"):
+        shown = copies.relative_to(repo.root).as_posix()
+        raise GitStateError(sentence(taken, n, commit, config.branch, shown, verdict))
+    if not taken.done:
+        return None
+    if taken.edited:
+        return f" (your uncommitted edit of {', '.join(taken.edited)} is kept on top of the last kept version)"
+    return ""
 
 
 def _made_by_us(repo: Repo, head: str, parent: str, journal: dict[str, object]) -> bool:

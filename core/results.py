@@ -44,6 +44,10 @@ class ResultsTable:
     rows: tuple[ResultRow, ...]
     has_duration: bool = True
     torn_tail: bool = False
+    unreadable_lines: tuple[int, ...] = ()
+    """Line numbers (the header is 1) of lines that are not a row: no known status where status should be."""
+    foreign_columns: tuple[str, ...] = ()
+    """Header columns autoresearch does not write (another tool added them)."""
 
     def measured(self) -> list[tuple[int, ResultRow]]:
         """(1-based number, row) for rows that produced a metric: every status but crash."""
@@ -85,41 +89,56 @@ def _float(text: str) -> float:
         return 0.0
 
 
-def _parse_row(line: str, has_duration: bool) -> ResultRow | None:
+_KNOWN_COLUMNS = ("commit", "memory_gb", "duration_s", "status", "description")
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Where each field is in the file's header: found by name, so a column another tool added is not misread."""
+
+    names: tuple[str, ...]
+
+    def at(self, cells: list[str], name: str) -> str:
+        if name not in self.names:
+            return "0" if name == "duration_s" else ""
+        i = self.names.index(name)
+        if name == "description" and i == len(self.names) - 1:
+            return "\t".join(cells[i:])
+        return cells[i] if i < len(cells) else ""
+
+    def foreign(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names[2:] if n not in _KNOWN_COLUMNS)
+
+
+def _parse_row(line: str, columns: _Columns) -> ResultRow | None:
     cells = line.rstrip("\r").split("\t")
-    width = 6 if has_duration else 5
-    if len(cells) < width:
-        cells += [""] * (width - len(cells))
-    if has_duration:
-        commit, metric, memory, duration, status = cells[:5]
-    else:
-        commit, metric, memory, status = cells[:4]
-        duration = "0"
-    description = "\t".join(cells[width - 1 :])
-    status = status.strip()
+    status = columns.at(cells, "status").strip()
     if status not in STATUSES:
         return None
     return ResultRow(
-        commit=commit.strip(),
-        metric=_float(metric),
-        memory_gb=_float(memory),
-        duration_s=_float(duration),
+        commit=columns.at(cells, "commit").strip(),
+        metric=_float(cells[1] if len(cells) > 1 else ""),
+        memory_gb=_float(columns.at(cells, "memory_gb")),
+        duration_s=_float(columns.at(cells, "duration_s")),
         status=status,  # type: ignore[arg-type]
-        description=description.strip(),
+        description=columns.at(cells, "description").strip(),
     )
 
 
-def _complete_row(line: str, has_duration: bool) -> bool:
+def _complete_row(line: str, columns: _Columns) -> bool:
     """Whether a last line without its newline still holds a whole row (a file edited by hand often ends so)."""
     cells = line.rstrip("\r").split("\t")
-    width = 6 if has_duration else 5
-    if len(cells) < width or not cells[0].strip() or not cells[-1].strip():
+    if len(cells) < len(columns.names) or not cells[0].strip() or not cells[-1].strip():
         return False
     try:
         float(cells[1])
     except ValueError:
         return False
-    return cells[width - 2].strip() in STATUSES
+    return columns.at(cells, "status").strip() in STATUSES
+
+
+def _header_columns(first_line: str) -> _Columns:
+    return _Columns(tuple(cell.strip() for cell in first_line.rstrip("\r").split("\t")))
 
 
 def parse_results(text: str, source: str = "results.tsv") -> ResultsTable:
@@ -129,24 +148,34 @@ def parse_results(text: str, source: str = "results.tsv") -> ResultsTable:
         lines, last = [last], ""
     if not lines or not lines[0].strip():
         raise UserError(f"{source} has no header line; restore it or run `autoresearch setup` again.")
-    head = lines[0].rstrip("\r").split("\t")
-    if len(head) < 5 or head[0].strip() != "commit":
+    columns = _header_columns(lines[0])
+    if len(columns.names) < 5 or columns.names[0] != "commit" or "status" not in columns.names:
         raise UserError(
             f"{source} does not start with the header commit<TAB><metric><TAB>memory_gb<TAB>...; "
             "check that it is the session's results file."
         )
-    has_duration = "duration_s" in head
+    has_duration = "duration_s" in columns.names
     torn = bool(last)
-    if torn and _complete_row(last, has_duration):
+    if torn and _complete_row(last, columns):
         lines.append(last)
         torn = False
     rows: list[ResultRow] = []
-    for line in lines[1:]:
+    unreadable: list[int] = []
+    for number, line in enumerate(lines[1:], 2):
         if line.strip():
-            parsed = _parse_row(line, has_duration)
-            if parsed is not None:
+            parsed = _parse_row(line, columns)
+            if parsed is None:
+                unreadable.append(number)
+            else:
                 rows.append(parsed)
-    return ResultsTable(metric_name=head[1], rows=tuple(rows), has_duration=has_duration, torn_tail=torn)
+    return ResultsTable(
+        metric_name=columns.names[1],
+        rows=tuple(rows),
+        has_duration=has_duration,
+        torn_tail=torn,
+        unreadable_lines=tuple(unreadable),
+        foreign_columns=columns.foreign(),
+    )
 
 
 def read_results(path: Path) -> ResultsTable:
@@ -175,7 +204,7 @@ def repair_torn_tail(path: Path) -> bool:
     text = data.decode("utf-8", errors="replace")
     last = text[text.rfind("\n") + 1 :]
     whole_header = not cut and last.startswith("commit\t")
-    if whole_header or (cut and _complete_row(last, "duration_s" in text.split("\n", 1)[0].split("\t"))):
+    if whole_header or (cut and _complete_row(last, _header_columns(text.split("\n", 1)[0]))):
         with path.open("ab") as fh:
             fh.write(b"\n")
             fh.flush()

@@ -25,6 +25,12 @@ from .first_run import check_interpreter, related_files
 from .gitops import Repo, describe_git_error
 from .history import History
 from .results import write_header
+from .session_lock import refuse_if_held
+
+_RUN_GOING = (
+    "An autoresearch run (pid {pid}) is going on in this repository; stop it (or wait for it to end) before "
+    "setting up a new session, so the two sessions' records do not mix."
+)
 
 _METRIC_LINE = re.compile(r"""print\(\s*f?["']([A-Za-z_][A-Za-z0-9_]*)\s*:""")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -85,6 +91,7 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
     root = repo.root
     if repo.head_commit() is None:
         raise GitStateError("The repository has no commits yet; commit your training code first (git commit).")
+    refuse_if_held(repo, _RUN_GOING)
     data: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     script_rel = _inside(root, script, "The script", cwd)
     data["script_path"] = script_rel
@@ -162,6 +169,7 @@ def _gitignore_additions(root: Path) -> list[str]:
 def create_session(root: Path, config: SessionConfig) -> None:
     """Create the branch, write the config and results header, and commit the .gitignore lines."""
     repo = Repo(root)
+    refuse_if_held(repo, _RUN_GOING)
     root = repo.root
     for name in (CONFIG_FILE, RESULTS_FILE):
         existing = root / name

@@ -1,7 +1,7 @@
 """A local OpenAI-compatible server with scripted replies, so litellm's real client runs over real HTTP.
 
     with ScriptedLLMServer() as server:
-        server.script(Reply("Description: ..."), Reply(status=429), Reply(hang=True))
+        server.script(Reply("Description: ..."), Reply(status=429), Reply(hang=True), Reply(..., before=edit))
         ... api_base=server.url ...
         server.requests  # the JSON bodies received, in order
 
@@ -36,6 +36,8 @@ class Reply:
     tokens_in: int = 100
     tokens_out: int = 50
     delay_s: float = 0.0
+    before: Callable[[], object] | None = field(default=None, compare=False)
+    """Called in the server's thread before it answers: a test changes the repository while the model 'thinks'."""
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -135,6 +137,8 @@ class ScriptedLLMServer:
                     self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
                 reply = server._next(body)
+                if reply.before is not None:
+                    reply.before()
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if reply.hang:

@@ -222,9 +222,26 @@ def test_no_rows() -> None:
     assert table.best(higher_is_better=False) is None
 
 
-def test_unknown_status_rows_are_skipped() -> None:
-    table = parse_results(header("val_loss") + "abc1234\t1.0\t0.0\t1.0\tpending\tx\n")
-    assert table.rows == ()
+def test_unknown_status_rows_are_not_rows_and_are_named() -> None:
+    table = parse_results(
+        header("val_loss") + "abc1234\t1.0\t0.0\t1.0\tkeep\tx\n" + "bcd2345\t1.0\t0.0\t1.0\tpending\tx\n"
+    )
+    assert [r.commit for r in table.rows] == ["abc1234"]
+    assert table.unreadable_lines == (3,)
+
+
+def test_columns_are_found_by_name() -> None:
+    # Another tool inserted a column before status: every row still reads right, and the column is named.
+    text = (
+        "commit\tval_loss\tmemory_gb\tduration_s\tnotes\tstatus\tdescription\n"
+        "a1b2c3d\t1.000000\t44.0\t300.2\tfirst\tbaseline\tbaseline\n"
+        "b2c3d4e\t0.993000\t44.2\t301.0\t-\tkeep\tincrease LR to 0.04\n"
+    )
+    table = parse_results(text)
+    assert table.foreign_columns == ("notes",)
+    assert table.unreadable_lines == ()
+    assert table.rows[1] == ResultRow("b2c3d4e", 0.993, 44.2, 301.0, "keep", "increase LR to 0.04")
+    assert parse_results(SKILL).foreign_columns == () and parse_results(KARPATHY).foreign_columns == ()
 
 
 def test_header_without_newline(tmp_path: Path) -> None:

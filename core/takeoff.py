@@ -1,0 +1,110 @@
+"""Taking a discarded experiment's commit off the session branch without touching anything of the user's.
+
+A plain `git reset --keep` refuses when the user edited a file the experiment changed. Then the user's edit
+(made on top of the experiment) is carried over to the parent with a three-way merge, after a copy of it is
+saved; when the edit overlaps the experiment's own change nothing is done, and the caller says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from git.exc import GitCommandError
+
+from .gitops import Repo, describe_git_error
+
+
+@dataclass(frozen=True)
+class TakeOff:
+    outcome: Literal["done", "moved", "overlap", "failed"]
+    edited: tuple[str, ...] = ()
+    """The user's edited files: carried over onto the parent ("done"), or left untouched ("overlap")."""
+    error: str = ""
+    """git's own first line ("failed")."""
+
+    @property
+    def done(self) -> bool:
+        return self.outcome == "done"
+
+
+def take_off(repo: Repo, branch: str, commit: str, parent: str, copies: Path) -> TakeOff:
+    """Move `branch` from the experiment `commit` back to its `parent`, only if it is still exactly there.
+
+    Never resets past a commit the tool did not make: `commit` must be the branch's tip and `parent` its parent.
+    A branch that is not checked out is moved by its ref alone (the user's checkout stays as it is).
+    """
+    current, head, _ = repo.position()
+    if repo.resolve(f"{commit}^") != parent:
+        return TakeOff("moved")
+    if current != branch:
+        return TakeOff("done") if repo.move_branch(branch, parent, commit) else TakeOff("moved")
+    if head != commit:
+        return TakeOff("moved")
+    try:
+        repo.reset_keep(parent)
+        return TakeOff("done")
+    except GitCommandError as exc:
+        error = describe_git_error(exc)
+    dirty = set(repo.changed_tracked_files())
+    edited = [p for p in repo.changed_between(parent, commit) if p in dirty]
+    if not edited:
+        return TakeOff("failed", error=error)
+    return _carry_edits_over(repo, commit, parent, edited, copies)
+
+
+def _carry_edits_over(repo: Repo, commit: str, parent: str, edited: list[str], copies: Path) -> TakeOff:
+    mine: dict[str, str] = {}
+    for path in edited:
+        source = repo.root / path
+        target = copies / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        mine[path] = source.read_text(encoding="utf-8", errors="surrogateescape")
+    merged: dict[str, str] = {}
+    for path in edited:
+        text = repo.merge_texts(
+            repo.show_file(parent, path) or "", repo.show_file(commit, path) or "", mine[path], copies / ".merge"
+        )
+        if text is None:
+            return TakeOff("overlap", tuple(edited))
+        merged[path] = text
+    with contextlib.suppress(OSError):
+        (copies / ".merge").rmdir()
+    try:
+        repo.run("checkout", commit, "--", *edited)
+        repo.reset_keep(parent)
+    except GitCommandError as exc:
+        _write(repo.root, mine)
+        return TakeOff("failed", error=describe_git_error(exc))
+    _write(repo.root, merged)
+    return TakeOff("done", tuple(edited))
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        (root / path).write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def sentence(result: TakeOff, number: int, commit: str, branch: str, copies: str, verdict: str = "discarded") -> str:
+    """What the user reads when a take-off needs them (an overlap or a git failure) or kept their edit."""
+    files = ", ".join(result.edited)
+    if result.outcome == "overlap":
+        return (
+            f"You edited {files} during experiment #{number} in lines the experiment changed too, so the {verdict} "
+            f"experiment ({commit[:7]}) is still on {branch}; your edit is untouched (a copy is in {copies}): "
+            "put it aside (git stash) and run again, which takes the experiment off first."
+        )
+    if result.outcome == "failed":
+        return (
+            f"git could not take {verdict} experiment #{number} ({commit[:7]}) off {branch} ({result.error}); "
+            "fix that (free disk space if the disk is full) and run again, which takes it off first."
+        )
+    return (
+        f"You edited {files} during experiment #{number}, which was {verdict}: it is off {branch} now and your edit "
+        f"is kept, uncommitted, on top of the last kept version (a copy is in {copies}); commit it or stash it "
+        "(git stash), then run again."
+    )
