@@ -992,6 +992,13 @@ class ExperimentLoop:
         taken = take_off(self.repo, self.config.branch, meta.commit, meta.parent, copies)
         if taken.done:
             self._expected_head = meta.parent
+        if taken.elsewhere:
+            self._emit(
+                ev.Info(
+                    f"#{meta.number} taken off {self.config.branch} by its ref alone: the repository is on "
+                    f"{taken.elsewhere}, which was left as it is"
+                )
+            )
         return taken
 
     def _revert_unrecorded(self, meta: ExperimentMeta) -> None:

@@ -25,6 +25,8 @@ class TakeOff:
     """The user's edited files: carried over onto the parent ("done"), or left untouched ("overlap")."""
     error: str = ""
     """git's own first line ("failed")."""
+    elsewhere: str = ""
+    """The branch the user had checked out instead, when the session's branch was moved by its ref alone."""
 
     @property
     def done(self) -> bool:
@@ -41,7 +43,9 @@ def take_off(repo: Repo, branch: str, commit: str, parent: str, copies: Path) ->
     if repo.resolve(f"{commit}^") != parent:
         return TakeOff("moved")
     if current != branch:
-        return TakeOff("done") if repo.move_branch(branch, parent, commit) else TakeOff("moved")
+        if repo.move_branch(branch, parent, commit):
+            return TakeOff("done", elsewhere=current or "a detached HEAD")
+        return TakeOff("moved")
     if head != commit:
         return TakeOff("moved")
     try:

@@ -232,8 +232,8 @@ CHECKOUT_DURING_RUN = Case(
     f"needs you: The repository is on main, not {BRANCH}; the loop stopped without changing anything "
     f"(git checkout {BRANCH}, then run again).",
     exit=None,
-    outcome="the discarded experiment is taken off the session branch by its ref alone; main and its checkout "
-    "untouched",
+    outcome=f"first `#2 taken off {BRANCH} by its ref alone: the repository is on main, which was left as it is`; "
+    "main and its checkout untouched",
 )
 
 
@@ -248,6 +248,8 @@ def test_a_checkout_during_a_run_leaves_main_alone(tmp_path: Path, server: Scrip
     assert git(root, "rev-parse", f"refs/autoresearch/{TAG}/2") != start
     assert git(root, "branch", "--show-current") == "main"
     assert (root / "train.py").read_text() == TRAIN
+    infos = [e.describe() for e in session.events if isinstance(e, ev.Info)]
+    assert f"#2 taken off {BRANCH} by its ref alone: the repository is on main, which was left as it is" in infos
 
 
 # During a run that is then discarded: the reset cannot simply go through.
