@@ -13,6 +13,9 @@ from .errors import GitStateError
 # Experiment commits are the tool's own: no hooks that could refuse or rewrite them (--no-verify alone still
 # runs prepare-commit-msg and post-commit), no signing prompt that could hang.
 _COMMIT_OPTS = ("-c", "commit.gpgsign=false", "-c", f"core.hooksPath={os.devnull}")
+# `git status` refreshes the index when it can; these queries must never write (nor take the user's index lock).
+_READ_ONLY = ("--no-optional-locks",)
+_DISK_FULL = ("No space left on device", "Out of diskspace", "Disk quota exceeded")
 _FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
 
 
@@ -68,13 +71,13 @@ class Repo:
 
     def changed_tracked_files(self) -> list[str]:
         """Tracked files with uncommitted changes (staged or not); untracked files are the user's business."""
-        out = self.run("status", "--porcelain", "-z", "--untracked-files=no", strip=False)
+        out = self.run(*_READ_ONLY, "status", "--porcelain", "-z", "--untracked-files=no", strip=False)
         entries = [e for e in out.split("\0") if e]
         return [e[3:] for e in entries if len(e) > 3]
 
     def position(self) -> tuple[str | None, str | None, list[str]]:
         """(branch or None when detached, HEAD commit or None, changed tracked files) from one git call."""
-        out = self.run("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no", strip=False)
+        out = self.run(*_READ_ONLY, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no", strip=False)
         branch: str | None = None
         head: str | None = None
         changed: list[str] = []
@@ -203,3 +206,8 @@ class Repo:
 
 def describe_git_error(exc: GitCommandError) -> str:
     return _first_line(exc)
+
+
+def disk_full(exc: GitCommandError) -> bool:
+    text = f"{exc.stderr or ''}{exc.stdout or ''}"
+    return any(words in text for words in _DISK_FULL)

@@ -22,7 +22,7 @@ from git.exc import GitCommandError
 from . import events as ev
 from .config import CONFIG_FILE, RESULTS_FILE, RUN_LOG, SessionConfig, load_config
 from .errors import ConfigError, GitStateError, UserError
-from .gitops import Repo, describe_git_error
+from .gitops import Repo, describe_git_error, disk_full
 from .history import ExperimentMeta, History
 from .loss_curve import loss_curve
 from .metric import read_memory_gb, read_metric, tail_text
@@ -56,6 +56,7 @@ from .takeoff import TakeOff, sentence, take_off
 from .writable import require_writable, unwritable_message
 
 Kind = Literal["baseline", "experiment", "fix"]
+_DISK_FULL = "The disk is full{where}; free some space and run again, which finishes what this run left."
 RECENT_DIFFS = 5
 
 
@@ -152,15 +153,19 @@ class ExperimentLoop:
         except UserError as exc:
             stopped = ev.LoopStopped(exc.message, ok=False, experiments=self._rows_count())
         except GitCommandError as exc:
-            stopped = ev.LoopStopped(
-                f"git failed: {describe_git_error(exc)}; fix the repository and run again.",
-                ok=False,
-                experiments=self._rows_count(),
-            )
+            reason = f"git failed: {describe_git_error(exc)}; fix the repository and run again."
+            if disk_full(exc):
+                reason = _DISK_FULL.format(where=f" (git: {describe_git_error(exc)})")
+            stopped = ev.LoopStopped(reason, ok=False, experiments=self._rows_count())
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = f" (writing {exc.filename})" if exc.filename else ""
+                reason = _DISK_FULL.format(where=where)
+            elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                reason = unwritable_message(self.root, exc)
+            else:
                 raise
-            stopped = ev.LoopStopped(unwritable_message(self.root, exc), ok=False, experiments=self._rows_count())
+            stopped = ev.LoopStopped(reason, ok=False, experiments=self._rows_count())
         finally:
             self._release_lock()
         self._set_phase("stopped", self._rows_count())

@@ -8,6 +8,7 @@ saved; when the edit overlaps the experiment's own change nothing is done, and t
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,47 +51,79 @@ def take_off(repo: Repo, branch: str, commit: str, parent: str, copies: Path) ->
         return TakeOff("moved")
     try:
         repo.reset_keep(parent)
+        _drop_leftovers(repo, commit, parent)
         return TakeOff("done")
     except GitCommandError as exc:
         error = describe_git_error(exc)
     dirty = set(repo.changed_tracked_files())
-    edited = [p for p in repo.changed_between(parent, commit) if p in dirty]
-    if not edited:
+    blocked = [p for p in repo.changed_between(parent, commit) if p in dirty]
+    if not blocked:
         return TakeOff("failed", error=error)
-    return _carry_edits_over(repo, commit, parent, edited, copies)
+    return _carry_edits_over(repo, commit, parent, blocked, copies)
 
 
-def _carry_edits_over(repo: Repo, commit: str, parent: str, edited: list[str], copies: Path) -> TakeOff:
-    mine: dict[str, str] = {}
+def _carry_edits_over(repo: Repo, commit: str, parent: str, blocked: list[str], copies: Path) -> TakeOff:
+    mine = {path: (repo.root / path).read_text(encoding="utf-8", errors="surrogateescape") for path in blocked}
+    theirs = {path: repo.show_file(parent, path) or "" for path in blocked}
+    # A file already at the parent's version is what an earlier reset that failed half-way left, not an edit.
+    edited = [path for path in blocked if mine[path] != theirs[path]]
     for path in edited:
-        source = repo.root / path
-        target = copies / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        mine[path] = source.read_text(encoding="utf-8", errors="surrogateescape")
+        _keep_copy(repo.root / path, copies / path)
     merged: dict[str, str] = {}
     for path in edited:
-        text = repo.merge_texts(
-            repo.show_file(parent, path) or "", repo.show_file(commit, path) or "", mine[path], copies / ".merge"
-        )
+        text = repo.merge_texts(theirs[path], repo.show_file(commit, path) or "", mine[path], copies / ".merge")
         if text is None:
             return TakeOff("overlap", tuple(edited))
         merged[path] = text
     with contextlib.suppress(OSError):
         (copies / ".merge").rmdir()
     try:
-        repo.run("checkout", commit, "--", *edited)
+        repo.run("checkout", commit, "--", *blocked)
         repo.reset_keep(parent)
     except GitCommandError as exc:
-        _write(repo.root, mine)
+        _write(repo.root, {path: mine[path] for path in edited})
         return TakeOff("failed", error=describe_git_error(exc))
     _write(repo.root, merged)
     return TakeOff("done", tuple(edited))
 
 
+def _drop_leftovers(repo: Repo, commit: str, parent: str) -> None:
+    """After a reset that an earlier failure (a full disk) left half-done, a file may still hold the experiment's
+    version, uncommitted: that text is the tool's own (it is in the experiment's commit), so it goes back too."""
+    dirty = set(repo.changed_tracked_files())
+    ours = [
+        path
+        for path in repo.changed_between(parent, commit)
+        if path in dirty
+        and (repo.root / path).is_file()
+        and (repo.root / path).read_text(encoding="utf-8", errors="surrogateescape") == repo.show_file(commit, path)
+    ]
+    if ours:
+        repo.run("checkout", parent, "--", *ours)
+
+
+def _keep_copy(source: Path, target: Path) -> None:
+    """Copy the user's file, never over an earlier copy that differs (it may be the only one of an older edit)."""
+    n = 1
+    candidate = target
+    while candidate.exists() and candidate.read_bytes() != source.read_bytes():
+        n += 1
+        candidate = target.with_name(f"{target.name}.{n}")
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, candidate)
+
+
 def _write(root: Path, files: dict[str, str]) -> None:
+    """Write beside, then rename: a full disk leaves the file as it was, never cut short."""
     for path, text in files.items():
-        (root / path).write_text(text, encoding="utf-8", errors="surrogateescape")
+        target = root / path
+        tmp = target.with_name(f".{target.name}.autoresearch.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+            shutil.copymode(target, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def sentence(result: TakeOff, number: int, commit: str, branch: str, copies: str, verdict: str = "discarded") -> str:

@@ -10,7 +10,9 @@ its change during the run: no sleeps, no timing. The cases make a table of docs/
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -59,7 +61,9 @@ def _model_key(monkeypatch: pytest.MonkeyPatch) -> None:
 class Session:
     """A session on the model server, the loop run in-process (the training and git are real processes)."""
 
-    def __init__(self, tmp_path: Path, server: ScriptedLLMServer, gate_at: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, server: ScriptedLLMServer, gate_at: int | None = None, project: Path | None = None
+    ) -> None:
         self.server = server
         self.gates = tmp_path / "gates"
         self.gates.mkdir()
@@ -67,7 +71,7 @@ class Session:
         gate.write_text(GATE)
         run = f"{PY} train.py" if gate_at is None else f"{PY} {gate} {gate_at} {self.gates} && {PY} train.py"
         self.root = new_session(
-            tmp_path / "project",
+            project or tmp_path / "project",
             None,
             model="openai/test",
             api_base=server.url,
@@ -346,6 +350,67 @@ def test_a_failed_reset_keeps_the_journal_until_it_is_done(tmp_path: Path, serve
     assert git(root, "status", "--porcelain", "-uno") == ""
 
 
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB file system of its own (tmpfs), so a test can fill it; skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+DISK_FULL = Case(
+    "disk-full-during-run",
+    "the disk fills up while an experiment runs (a 4 MB tmpfs, filled by the test; skipped where it cannot mount)",
+    "needs you: The disk is full<where>; free some space and run again, which finishes what this run left.",
+    exit=None,
+    outcome="<where> names the file when Python's error does, e.g. ` (writing <file>)`; the training's own writes "
+    "fail, so it is a crash row; once space is freed the next run says `repaired: finished resetting crash "
+    "experiment #2 (<commit>)`, and the branch, the tree and the journal are consistent",
+)
+
+
+def test_a_full_disk_during_a_run_stops_with_a_sentence_and_the_next_run_finishes(
+    tmp_path: Path, small_disk: Path, server: ScriptedLLMServer
+) -> None:
+    session = Session(tmp_path, server, gate_at=2, project=small_disk / "project")
+    root = session.root
+    start = session.head()
+    fillers: list[Path] = []
+    session.during_run(lambda: fillers.append(_fill(small_disk)))
+    stopped = session.run(WORSE, WORSE)
+    assert not stopped.ok
+    pattern = re.escape(DISK_FULL.says).replace(re.escape("<where>"), r"( \(writing [^)]+\))?")
+    assert re.fullmatch(pattern, session.needs_you()), session.needs_you()
+    fillers[0].unlink()
+    done = cli(root, "run", "--headless", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(r"^repaired: finished resetting crash experiment #2 \([0-9a-f]{7}\)$", done.stdout, re.M)
+    assert session.head() == start
+    assert session.statuses() == ["baseline", "crash"]
+    assert git(root, "status", "--porcelain", "-uno") == ""
+    assert (root / "train.py").read_text() == TRAIN
+    assert not (root / ".autoresearch" / "journal.json").exists()
+
+
 # A second session while one runs.
 
 SETUP_WHILE_RUNNING = Case(
@@ -512,6 +577,7 @@ CASES: list[Case] = [
     EDIT_DURING_RUN,
     OVERLAP_DURING_RUN,
     RESET_FAILS,
+    DISK_FULL,
     SETUP_WHILE_RUNNING,
     RESULTS_CUT,
     *DAMAGED_CASES,
