@@ -1,0 +1,105 @@
+"""Running a training, a guard or a verify command through the session's executor (core/executor.py),
+with the run's environment, its events, its log kept per experiment and its peak memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from . import events as ev
+from .history import ExperimentMeta
+from .metric import read_memory_gb
+from .model_keys import hidden_from_training
+from .runner import RunOutcome
+from .workspace import Workspace
+
+
+class Execution(Workspace):
+    def _execute(self, number: int, meta: ExperimentMeta) -> RunOutcome:
+        if self._cancel_reason != "stop":
+            self._cancel.clear()
+            self._cancel_reason = None
+        self._set_phase("running", number)
+        env = {
+            "AUTORESEARCH_TIME_BUDGET_S": f"{self.config.time_budget_s:g}",
+            "AUTORESEARCH_EXPERIMENT": str(number),
+            "AUTORESEARCH_TAG": self.config.tag,
+        }
+        started = time.time()
+
+        def on_start(pid: int) -> None:
+            self._emit(
+                ev.RunStarted(number, meta.commit[:7], pid, self.config.time_budget_s, self.config.timeout_s, started)
+            )
+
+        def on_lines(lines: list[str], dropped: int) -> None:
+            self._emit(ev.LogAppended(number, tuple(lines), dropped))
+
+        outcome = self.executor.run(
+            self.config.run_command,
+            self.root,
+            self.log_path,
+            timeout_s=self.config.timeout_s,
+            env=env,
+            unset_env=hidden_from_training(self.config),
+            cancel=self._cancel,
+            pid_file=self.history.pids_path,
+            on_start=on_start,
+            on_lines=on_lines,
+        )
+        self._keep_log(number)
+        self._run_memory_gb = self._memory_gb(outcome)
+        self._emit(
+            ev.RunFinished(
+                number,
+                outcome.exit_code,
+                outcome.duration_s,
+                self._run_memory_gb,
+                outcome.timed_out,
+                outcome.cancelled,
+            )
+        )
+        return outcome
+
+    def _keep_log(self, number: int) -> None:
+        target = self.history.log_path(number)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(self.log_path, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                import shutil
+
+                shutil.copyfile(self.log_path, target)
+
+    def _memory_gb(self, outcome: RunOutcome) -> float:
+        reported = read_memory_gb(self.log_path, self.config.memory_grep, self.config.memory_unit)
+        if reported is not None:
+            return reported
+        if outcome.peak_gpu_gb:
+            return outcome.peak_gpu_gb
+        return outcome.peak_rss_gb
+
+    def _run_aux(self, command: str, log: Path, number: int) -> RunOutcome:
+        return self.executor.run(
+            command,
+            self.root,
+            log,
+            timeout_s=self.config.timeout_s,
+            env={"AUTORESEARCH_EXPERIMENT": str(number), "AUTORESEARCH_TAG": self.config.tag},
+            unset_env=hidden_from_training(self.config),
+            cancel=self._cancel,
+            pid_file=self.history.pids_path,
+        )
+
+    def _guard_passes(self, number: int) -> bool:
+        assert self.config.guard_command
+        log = self.history.experiment_dir(number) / "guard.log"
+        outcome = self._run_aux(self.config.guard_command, log, number)
+        passed = outcome.exit_code == 0
+        if not passed:
+            self._emit(ev.Info(f"#{number} guard failed (exit {outcome.exit_code}); see {log}"))
+        return passed
