@@ -1,17 +1,21 @@
 """Duty cycle: the share of a session's wall time spent training, with 10 s runs and a model that
-answers in 2 s.
+answers in 2 s, drafting the next proposal while a run goes on (draft_ahead, the default) beside the
+old way (each proposal asked for after the last result), both measured in the same run.
 
 The model is the real LLM agent (litellm over HTTP) talking to tests/llm_server.py, a scripted
 OpenAI-compatible server on 127.0.0.1 that waits 2 s before each reply; each reply is a valid
-SEARCH/REPLACE edit of train.py's SEED line. The training sleeps for its time budget (10 s) and
-prints val_loss. Wall time runs from loop.run() to its end (start-up, baseline and litellm's first
-import included); training time is the sum of the runs' durations as results.tsv records them.
+SEARCH/REPLACE edit of one of train.py's five settings, in turn, so a draft made before the running
+experiment was kept still applies on it. The training sleeps for its time budget (10 s) and prints
+val_loss. Wall time runs from loop.run() to its end (start-up, baseline and litellm's first import
+included); training time is the sum of every run's duration (re-runs of the judging included), as the
+loop reports them in RunFinished events.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import re
 import shutil
@@ -21,23 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.core import events as ev
+from autoresearch.core.config import CONFIG_FILE
 from autoresearch.core.loop import ExperimentLoop
-from autoresearch.core.results import read_results
 from autoresearch.core.setup import setup_session
 
 from tests.llm_server import Reply, ScriptedLLMServer
 
 from .common import PY, Row, make_repo, print_table, use_git_identity
 
-TRAIN = """import os
-import time
-
-SEED = 0
-
-time.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET_S"]))
-print(f"val_loss: {0.1 + (SEED * 7919 % 1000) / 1000:.6f}")
-"""
-_SEED = re.compile(r"^SEED = (\d+)$", re.MULTILINE)
+KNOBS = "ABCDE"
+TRAIN = (
+    "import os\nimport time\n\n"
+    + "\n".join(f"{k} = 1\n" for k in KNOBS)
+    + '\ntime.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET_S"]))\n'
+    + 'print(f"val_loss: {0.1 + ((A * 7919 + B * 104729 + C * 1299709 + D * 15485863 + E * 3) % 1000) / 1000:.6f}")\n'
+)
 
 
 def responder(delay_s: float) -> Any:
@@ -45,21 +47,20 @@ def responder(delay_s: float) -> Any:
 
     def answer(body: dict[str, Any]) -> Reply:
         prompt = str(body["messages"][-1].get("content", ""))
-        current = _SEED.search(prompt)
-        old = current.group(1) if current else "0"
         new = next(numbers)
+        knob = KNOBS[new % len(KNOBS)]
+        current = re.search(rf"^{knob} = (\d+)$", prompt, re.MULTILINE)
+        old = current.group(1) if current else "1"
         text = (
-            f"Description: seed {new}\nCategory: other\nRationale: a benchmark edit.\n\n"
-            f"train.py\n```python\n<<<<<<< SEARCH\nSEED = {old}\n=======\nSEED = {new}\n>>>>>>> REPLACE\n```\n"
+            f"Description: {knob} {new}\nCategory: other\nRationale: a benchmark edit.\n\n"
+            f"train.py\n```python\n<<<<<<< SEARCH\n{knob} = {old}\n=======\n{knob} = {new}\n>>>>>>> REPLACE\n```\n"
         )
         return Reply(text, delay_s=delay_s)
 
     return answer
 
 
-def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> Row:
-    use_git_identity()
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+def session(workdir: Path, run_s: float, model_s: float, experiments: int, draft_ahead: bool) -> dict[str, Any]:
     root = make_repo(workdir / "repo", 10, TRAIN, files=5)
     with ScriptedLLMServer(model="bench") as server:
         server.default = responder(model_s)
@@ -76,50 +77,86 @@ def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> Ro
             max_experiments=experiments + 1,
             tag="bench",
         )
+        config = json.loads((root / CONFIG_FILE).read_text())
+        config["draft_ahead"] = draft_ahead
+        (root / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         os.environ["AR_BENCH_KEY"] = "sk-bench"
         skipped: list[str] = []
         recorded: list[float] = []
+        runs: list[tuple[float, float]] = []
+        notes: list[str] = []
 
         def sink(event: ev.Event) -> None:
             if isinstance(event, ev.ProposalSkipped):
                 skipped.append(event.reason)
             elif isinstance(event, ev.ResultRecorded):
                 recorded.append(time.monotonic())
+            elif isinstance(event, ev.RunFinished):
+                runs.append((time.monotonic(), event.duration_s))
+            elif isinstance(event, ev.Info) and "drafted" in event.message:
+                notes.append(event.message)
 
         began = time.monotonic()
         stopped = ExperimentLoop(root, sink).run()
         wall = time.monotonic() - began
+        requests = len(server.requests)
     if not stopped.ok:
         raise RuntimeError(f"the loop stopped: {stopped.reason}")
-    rows = read_results(root / "results.tsv").rows
-    training = sum(r.duration_s for r in rows)
-    duty = training / wall
-    per_experiment = (wall - training) / len(rows)
-    steady = sum(r.duration_s for r in rows[2:]) / (recorded[-1] - recorded[1])
+    training = sum(d for _, d in runs)
+    # From the second experiment on (the first is asked for once the baseline's result is known): from the
+    # first experiment's result to the last one.
+    steady = sum(d for at, d in runs if at > recorded[1]) / (recorded[-1] - recorded[1])
+    return {
+        "wall_s": wall,
+        "training_s": training,
+        "duty": training / wall,
+        "steady_state": steady,
+        "runs": len(runs),
+        "experiments": len(recorded),
+        "requests": requests,
+        "skipped": skipped,
+        "drafts": notes,
+    }
+
+
+def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> list[Row]:
+    use_git_identity()
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    old = session(workdir / "sequential", run_s, model_s, experiments, draft_ahead=False)
+    new = session(workdir / "drafted", run_s, model_s, experiments, draft_ahead=True)
     ideal = run_s / (run_s + model_s)
-    return Row(
-        what=f"duty cycle ({run_s:g} s runs, model answers in {model_s:g} s, {len(rows)} runs)",
-        measured=f"{duty * 100:.1f}% of wall time training",
-        goal="report (baseline for overlapping proposals with runs)",
-        met=None,
-        ratio=f"{ideal * 100:.1f}% if only the model's {model_s:g} s were added; steady state {steady * 100:.1f}%",
-        note=(
-            f"session {wall:.1f} s, training {training:.1f} s, so {per_experiment:.2f} s per run outside training "
-            f"(the model's {model_s:g} s for each experiment but the baseline, litellm's first import, "
-            f"the harness); proposals skipped: {len(skipped)}; the model is tests/llm_server.py with a "
-            f"{model_s:g} s delay, reached by the real LLM agent through litellm; steady state: the experiments "
-            "after the first (whose model call also imports litellm), from one recorded result to the last"
-        ),
-        data={"wall_s": wall, "training_s": training, "steady_state": steady, "runs": len(rows), "skipped": skipped},
-    )
+    setting = f"{run_s:g} s runs, model answers in {model_s:g} s, {new['experiments']} experiments"
+    return [
+        Row(
+            what=f"duty cycle ({setting}, next proposal drafted during the run)",
+            measured=(
+                f"{new['steady_state'] * 100:.1f}% of wall time training from the second experiment on; "
+                f"{new['duty'] * 100:.1f}% over the session"
+            ),
+            goal=">= 98% from the second experiment on",
+            met=new["steady_state"] >= 0.98,
+            ratio=(
+                f"the old way in the same run: {old['steady_state'] * 100:.1f}% ({old['duty'] * 100:.1f}% over the "
+                f"session); {ideal * 100:.1f}% if the model's {model_s:g} s were added to each run"
+            ),
+            note=(
+                f"drafted: session {new['wall_s']:.1f} s, training {new['training_s']:.1f} s in {new['runs']} runs, "
+                f"{new['requests']} model requests, {len(new['drafts'])} drafts re-applied or asked again after a "
+                f"keep, {len(new['skipped'])} proposals skipped; old way: session {old['wall_s']:.1f} s, training "
+                f"{old['training_s']:.1f} s in {old['runs']} runs. Each reply edits one of five settings in turn; "
+                "training time is every run's duration (the judging's re-runs included)"
+            ),
+            data={"drafted": new, "sequential": old, "runs": new["experiments"], "skipped": new["skipped"]},
+        )
+    ]
 
 
 def run(quick: bool = False) -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-duty-"))
     try:
         if quick:
-            return [measure(workdir, run_s=0.5, model_s=0.1, experiments=2)]
-        return [measure(workdir, run_s=10, model_s=2, experiments=8)]
+            return measure(workdir, run_s=0.5, model_s=0.1, experiments=2)
+        return measure(workdir, run_s=10, model_s=2, experiments=8)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

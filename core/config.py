@@ -96,6 +96,8 @@ class SessionConfig(BaseModel):
     verify_command: str | None = None
     memory_grep: str = r"^peak_vram_mb:"
     memory_unit: Literal["mb", "gb"] = "mb"
+    draft_ahead: bool = True
+    """Ask for the next proposal while the current run goes on (core/draft.py)."""
     search: Literal["tpe", "hill"] = "tpe"
     knob_exclude: list[str] | None = None
 
@@ -209,6 +211,7 @@ _MESSAGES: dict[str, str] = {
     "max_cost_usd": "max_cost_usd must be a number of dollars above 0",
     "guard_command": "guard_command must be a shell command",
     "verify_command": "verify_command must be a shell command",
+    "draft_ahead": "draft_ahead must be true (ask for the next proposal while a run goes on) or false",
     "search": 'search must be "tpe" (Optuna over the knobs) or "hill" (the hill climb over module constants)',
     "knob_exclude": 'knob_exclude must be a list of name patterns such as ["*seed*", "eval_*"], or null (the default)',
 }

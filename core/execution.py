@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import events as ev
@@ -17,7 +18,12 @@ from .workspace import Workspace
 
 
 class Execution(Workspace):
-    def _execute(self, number: int, meta: ExperimentMeta) -> RunOutcome:
+    def _execute(
+        self,
+        number: int,
+        meta: ExperimentMeta,
+        started_hook: Callable[[], None] | None = None,
+    ) -> RunOutcome:
         if self._cancel_reason != "stop":
             self._cancel.clear()
             self._cancel_reason = None
@@ -33,6 +39,8 @@ class Execution(Workspace):
             self._emit(
                 ev.RunStarted(number, meta.commit[:7], pid, self.config.time_budget_s, self.config.timeout_s, started)
             )
+            if started_hook is not None:
+                started_hook()
 
         def on_lines(lines: list[str], dropped: int) -> None:
             self._emit(ev.LogAppended(number, tuple(lines), dropped))

@@ -147,7 +147,9 @@ class Experiment(Proposing):
     def _run_and_judge(
         self, table: ResultsTable, number: int, kind: Kind, meta: ExperimentMeta
     ) -> tuple[ResultsTable, ResultRow]:
-        outcome = self._last_outcome = self._execute(number, meta)
+        outcome = self._last_outcome = self._execute(
+            number, meta, started_hook=lambda: self._draft_next(table, number, meta)
+        )
         if outcome.cancelled and self._cancel_reason == "stop":
             self._revert_unrecorded(meta)
             raise _Interrupted
@@ -231,8 +233,7 @@ class Experiment(Proposing):
                 self._usage_total.cost_usd,
             )
         )
-        assert self._proposer is not None
-        self._proposer.observe(self._records(table, {number: meta}, diffs=False)[-1])
+        self._observe(self._records(table, {number: meta}, diffs=False)[-1])
         if taken is not None and not (taken.done and not taken.edited):
             raise GitStateError(self._not_taken_off(taken, meta, status))
         return table, row

@@ -6,6 +6,7 @@ queue_idea(); it reports only through events sent to `sink`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 from git.exc import GitCommandError
@@ -98,6 +99,8 @@ class ExperimentLoop(Experiment):
                 raise
             stopped = ev.LoopStopped(reason, ok=False, experiments=self._rows_count())
         finally:
+            with contextlib.suppress(Exception):
+                self._abandon_draft(self._rows_count() + 1)
             self._release_lock()
         self._set_phase("stopped", self._rows_count())
         if not stopped.ok:

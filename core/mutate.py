@@ -117,6 +117,9 @@ class MutateProposer:
         self.config = config
         self.outcomes: dict[tuple[str, bool], list[str]] = {}
 
+    drafts_ahead = False
+    """It answers at once: a draft made ahead would only miss the last result."""
+
     def observe(self, record: ExperimentRecord) -> None:
         match = _DESCRIPTION.match(record.description)
         if not match:

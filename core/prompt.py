@@ -268,10 +268,11 @@ def task_section(ctx: ProposalContext) -> str:
             f"# Your task\nThe user asked for this idea; implement it as experiment #{ctx.number}, "
             f"in its simplest clean form:\n{ctx.user_idea}"
         )
-    return (
+    task = (
         f"# Your task\nPropose experiment #{ctx.number}: one new idea, not in the history, most likely to make "
         f"{ctx.config.metric_name} {_direction(ctx.config)}."
     )
+    return f"{ctx.in_flight}\n\n{task}" if ctx.in_flight else task
 
 
 def results_section(ctx: ProposalContext) -> str:

@@ -60,6 +60,8 @@ class ProposalContext:
     user_idea: str | None = None
     tried: Mapping[str, int] = field(default_factory=dict)
     """content_key(files) of every version already run -> the experiment number that ran it."""
+    in_flight: str = ""
+    """What runs while this proposal is asked for (a draft made ahead, core/draft.py); empty otherwise."""
     on_retry: Callable[[int, str], None] | None = None
     """Told (reply number, a few words why) each time a reply is sent back to the model to try again."""
 

@@ -4,11 +4,14 @@ the checks a proposal must pass before anything is written, the tokens of unusab
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Mapping
 from dataclasses import replace
 
+from git.exc import GitCommandError
+
 from . import events as ev
+from .draft import Draft, Pending, rebase_files
+from .errors import UserError
 from .history import ExperimentMeta
 from .loss_curve import loss_curve
 from .measuring import Measuring
@@ -25,6 +28,8 @@ from .results import (
 )
 from .session_state import RECENT_DIFFS, _Interrupted
 from .syntax_check import syntax_problem
+
+IN_FLIGHT_DIFF_CHARS = 3000
 
 
 class Proposing(Measuring):
@@ -90,8 +95,10 @@ class Proposing(Measuring):
         assert self._proposer is not None
         self._set_phase("fixing" if crash else "proposing", number)
         files = self._read_editable()
-        ctx = self._context(table, number, files, user_idea=user_idea, crash=crash)
-        proposal = self._propose(ctx)
+        proposal = None if crash else self._take_draft(number, files, user_idea)
+        if proposal is None:
+            ctx = self._context(table, number, files, user_idea=user_idea, crash=crash)
+            proposal = self._propose(ctx)
         if proposal is None:
             return None
         self._check_proposal(proposal, files)
@@ -100,29 +107,114 @@ class Proposing(Measuring):
 
     def _propose(self, ctx: ProposalContext) -> Proposal | None:
         """Ask the proposer on a helper thread, so stop_now() never waits for a slow model to answer."""
+        if self._draft is not None:
+            # One question to the proposer at a time: a draft in flight answers first (and is kept for later).
+            self._wait_for(self._draft.pending)
+        pending = self._start_proposal(ctx)
+        self._wait_for(pending)
+        return pending.result()
+
+    def _start_proposal(self, ctx: ProposalContext) -> Pending:
         proposer = self._proposer
         assert proposer is not None
-        box: dict[str, Proposal | BaseException | None] = {}
+        self._flush_observations()
+        return Pending(lambda: proposer.propose(ctx), self._cond)
 
-        def call() -> None:
-            try:
-                box["value"] = proposer.propose(ctx)
-            except BaseException as exc:
-                box["error"] = exc
-            with self._cond:
-                self._cond.notify_all()
-
-        threading.Thread(target=call, name="autoresearch-propose", daemon=True).start()
+    def _wait_for(self, pending: Pending) -> None:
         with self._cond:
-            while not box and self._cancel_reason != "stop":
+            while not pending.done and self._cancel_reason != "stop":
                 self._cond.wait()
-        if not box:
+        if not pending.done:
             raise _Interrupted
-        error = box.get("error")
-        if isinstance(error, BaseException):
-            raise error
-        value = box.get("value")
-        return value if isinstance(value, Proposal) else None
+
+    def _observe(self, record: ExperimentRecord) -> None:
+        """Tell the proposer a result; while a draft is being asked for, once it has answered."""
+        self._unobserved.append(record)
+        if self._draft is None or self._draft.pending.done:
+            self._flush_observations()
+
+    def _flush_observations(self) -> None:
+        proposer = self._proposer
+        assert proposer is not None
+        while self._unobserved:
+            proposer.observe(self._unobserved.pop(0))
+
+    # Drafting the next proposal while a run goes on (core/draft.py).
+
+    def _draft_next(self, table: ResultsTable, number: int, meta: ExperimentMeta) -> None:
+        """Once #number runs, ask for the proposal after it, against the version #number was built on."""
+        cfg = self.config
+        proposer = self._proposer
+        if (
+            proposer is None
+            or meta.kind == "baseline"  # the first proposal sees the baseline's result and training curve
+            or self._draft is not None
+            or not cfg.draft_ahead
+            or not getattr(proposer, "drafts_ahead", True)
+            or self._stop_requested
+            or self._pause_requested
+            or (cfg.max_experiments and len(table.rows) + 1 >= cfg.max_experiments)
+        ):
+            return
+        base = meta.parent or meta.commit
+        try:
+            files = self._read_editable() if base == meta.commit else self._files_at(base)
+            ideas = self.history.pending_ideas()
+            idea = ideas[0] if ideas else None
+            ctx = self._context(table, number + 1, files, user_idea=idea, in_flight=self._in_flight(number, meta))
+        except (UserError, GitCommandError, OSError) as exc:
+            self._emit(ev.Info(f"#{number + 1} is asked for after #{number} ends ({exc})"))
+            return
+        self._draft = Draft(number + 1, number, base, files, self._start_proposal(ctx), idea)
+
+    def _in_flight(self, number: int, meta: ExperimentMeta) -> str:
+        diff = self.history.read_diff(number)
+        cut = diff if len(diff) <= IN_FLIGHT_DIFF_CHARS else diff[:IN_FLIGHT_DIFF_CHARS] + "\n[... diff cut]"
+        return (
+            f"# Running now\nExperiment #{number} ({meta.description}) is running while you answer; its result is not "
+            f"known yet. Your change runs after it, on the files below, or re-applied on #{number}'s version if "
+            f"#{number} is kept: so propose a different idea, and leave the lines #{number} changes alone.\n"
+            f"```diff\n{cut}\n```"
+        )
+
+    def _take_draft(self, number: int, files: Mapping[str, str], idea: str | None) -> Proposal | None:
+        """The proposal drafted while the last run went on, made to fit the branch as it is now; None: ask anew."""
+        draft = self._draft
+        if draft is None:
+            return None
+        self._wait_for(draft.pending)
+        self._draft = None
+        self._flush_observations()
+        proposal = draft.pending.result()
+        if proposal is None:
+            return None
+        if draft.idea != idea:
+            self._drop_draft(number, proposal, "drafted before the idea the user queued")
+            return None
+        if self._expected_head == draft.base:
+            return proposal
+        rebased = rebase_files(draft.base_files, proposal.files, files)
+        kept = f"the proposal drafted while #{draft.during} ran"
+        if rebased is None:
+            self._emit(ev.Info(f"#{number}: {kept} does not apply on #{draft.during}, which was kept; asking again"))
+            self._drop_draft(number, proposal, f"drafted before #{draft.during} was kept; it did not apply on it")
+            return None
+        self._emit(ev.Info(f"#{number}: {kept} was re-applied on #{draft.during}, which was kept"))
+        return replace(proposal, files=rebased)
+
+    def _drop_draft(self, number: int, proposal: Proposal, note: str) -> None:
+        """A draft that will not run: its tokens count toward the experiment that runs as `number`."""
+        self._note_skipped(number, ProposalSkipped(note, proposal.usage))
+
+    def _abandon_draft(self, number: int) -> None:
+        """The session ends: a draft that answered is never written, only its tokens are kept."""
+        draft, self._draft = self._draft, None
+        if draft is None or not draft.pending.done:
+            return
+        with contextlib.suppress(BaseException):
+            proposal = draft.pending.result()
+            if proposal is not None:
+                self._drop_draft(number, proposal, "drafted while the last run went on; the session ended")
 
     def _check_proposal(self, proposal: Proposal, current: Mapping[str, str]) -> None:
         editable = set(self.config.editable_files)

@@ -17,11 +17,13 @@ from typing import Literal
 
 from . import events as ev
 from .config import RESULTS_FILE, RUN_LOG, SessionConfig, load_config
+from .draft import Draft
 from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .gitops import Repo
 from .history import ExperimentMeta, History
 from .proposer import (
+    ExperimentRecord,
     Proposer,
     Usage,
 )
@@ -87,6 +89,8 @@ class SessionState:
         self._carry = Usage()
         self._run_memory_gb = 0.0
         self._tried: dict[str, int] = {}
+        self._draft: Draft | None = None
+        self._unobserved: list[ExperimentRecord] = []
         self._last_outcome: RunOutcome | None = None
         self._lock = SessionLock(self.repo)
 

@@ -4,6 +4,7 @@ against the local OpenAI-compatible server, in a real git repository."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -78,6 +79,9 @@ def test_headless_run_follows_the_model(repo: Path, server: ScriptedLLMServer, m
         head("widen the model to 16", "architecture") + edit("WIDTH = 4", "WIDTH = 16"),
     )
     _setup(repo, server, "--max-experiments", "5", "--max-reflections", "1")
+    # The script answers in the order of a session that asks after each result (a fix right after its crash).
+    config = json.loads((repo / ".autoresearch.json").read_text())
+    (repo / ".autoresearch.json").write_text(json.dumps({**config, "draft_ahead": False}))
     done = cli(repo, "run", "--headless", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stopped: reached max_experiments (5)" in done.stdout

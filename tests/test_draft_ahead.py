@@ -1,0 +1,265 @@
+"""Drafting the next proposal while a run goes on: real git, real runs, the real LLM agent over HTTP.
+
+The training of experiment n (the baseline and the last aside) waits until the model has been asked for
+experiment n + 1 (the scripted server leaves a marker file when it is asked), so these tests never depend on
+how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from autoresearch.core import events as ev
+from autoresearch.core.config import CONFIG_FILE
+from autoresearch.core.draft import rebase_files
+from autoresearch.core.loop import ExperimentLoop
+from autoresearch.core.results import read_results
+from autoresearch.core.setup import setup_session
+
+from tests.conftest import git
+from tests.llm_server import Reply, ScriptedLLMServer, message_text
+
+PY = sys.executable
+TRAIN = """import os
+import pathlib
+import time
+
+A = 1
+
+B = 1
+
+n = int(os.environ["AUTORESEARCH_EXPERIMENT"])
+if 1 < n < {last}:
+    marker = pathlib.Path({markers!r}) / f"asked-{{n + 1}}"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not marker.exists():
+        raise SystemExit("the next proposal was not asked for while this run went on")
+print(f"val_loss: {{10.0 / (A + B):.6f}}")
+"""
+
+
+def edit(search: str, replace: str, description: str) -> str:
+    return (
+        f"Description: {description}\nCategory: hyperparams\nRationale: worth a try.\n\n"
+        f"train.py\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+    )
+
+
+@pytest.fixture()
+def server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(model="test") as srv:
+        yield srv
+
+
+def start(tmp_path: Path, server: ScriptedLLMServer, replies: list[str], experiments: int) -> tuple[Path, Path]:
+    """A session whose model answers `replies` in order and marks each experiment it is asked for."""
+    repo, markers = tmp_path / "project", tmp_path / "markers"
+    repo.mkdir()
+    markers.mkdir()
+    (repo / "train.py").write_text(TRAIN.format(last=experiments, markers=str(markers)))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-q", "-m", "initial")
+    script = list(replies)
+
+    def answer(body: dict[str, Any]) -> Reply:
+        asked = re.search(r"Propose experiment #(\d+)", message_text(body))
+        text = script.pop(0) if script else "Description: abandon"
+        reply = Reply(text)
+        if asked:
+            (markers / f"asked-{asked.group(1)}").touch()
+        return reply
+
+    server.default = answer
+    setup_session(
+        repo,
+        "train.py",
+        metric_name="val_loss",
+        run_command=f"{PY} train.py",
+        model="openai/test",
+        api_base=server.url,
+        api_key_env="AR_TEST_KEY",
+        time_budget_minutes=0.05,
+        timeout_minutes=2,
+        max_experiments=experiments,
+        tag="nov26",
+    )
+    os.environ["AR_TEST_KEY"] = "sk-test"
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    return repo, markers
+
+
+def asked_for(server: ScriptedLLMServer) -> list[str]:
+    return [re.findall(r"Propose experiment #(\d+)", message_text(b))[0] for b in server.requests]
+
+
+def train_at(repo: Path, rev: str) -> str:
+    return git(repo, "show", f"{rev}:train.py")
+
+
+def test_a_draft_made_before_a_keep_is_re_applied_on_the_kept_version(
+    tmp_path: Path, server: ScriptedLLMServer
+) -> None:
+    repo, _ = start(
+        tmp_path,
+        server,
+        [edit("A = 1", "A = 3", "raise A"), edit("B = 1", "B = 3", "raise B")],
+        experiments=3,
+    )
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, seen.append).run()
+    assert stopped.ok, stopped.reason
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"]
+    # Asked for #2 after the baseline's result, for #3 while #2 ran: two requests, no more.
+    assert asked_for(server) == ["2", "3"]
+    prompt_3 = message_text(server.requests[1])
+    assert "Experiment #2 (raise A) is running while you answer" in prompt_3 and "A = 1" in prompt_3
+    third = git(repo, "rev-parse", "refs/autoresearch/nov26/3")
+    assert git(repo, "rev-parse", f"{third}^") == git(repo, "rev-parse", "refs/autoresearch/nov26/2")
+    assert "A = 3" in train_at(repo, third) and "B = 3" in train_at(repo, third)
+    assert rows[2].metric == pytest.approx(10 / 6)
+    notes = [e.message for e in seen if isinstance(e, ev.Info)]
+    assert "#3: the proposal drafted while #2 ran was re-applied on #2, which was kept" in notes
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_draft_that_no_longer_applies_is_asked_for_again(tmp_path: Path, server: ScriptedLLMServer) -> None:
+    repo, _ = start(
+        tmp_path,
+        server,
+        [
+            edit("A = 1", "A = 3", "raise A"),
+            edit("A = 1", "A = 2", "raise A a little"),
+            edit("B = 1", "B = 2", "raise B"),
+        ],
+        experiments=3,
+    )
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, seen.append).run()
+    assert stopped.ok, stopped.reason
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.description.split(" (")[0] for r in rows] == ["baseline", "raise A", "raise B"]
+    assert asked_for(server) == ["2", "3", "3"]
+    # Asked again against #2's version, not against the one the draft was made on.
+    assert "A = 3" in message_text(server.requests[2]) and "Running now" not in message_text(server.requests[2])
+    third = git(repo, "rev-parse", "refs/autoresearch/nov26/3")
+    assert git(repo, "rev-parse", f"{third}^") == git(repo, "rev-parse", "refs/autoresearch/nov26/2")
+    assert "A = 3" in train_at(repo, third) and "B = 2" in train_at(repo, third)
+    notes = [e.message for e in seen if isinstance(e, ev.Info)]
+    assert "#3: the proposal drafted while #2 ran does not apply on #2, which was kept; asking again" in notes
+    assert not any("A = 2" in train_at(repo, f"refs/autoresearch/nov26/{n}") for n in (2, 3))
+
+
+def test_after_a_discard_the_draft_runs_on_the_version_it_was_made_on(
+    tmp_path: Path, server: ScriptedLLMServer
+) -> None:
+    repo, _ = start(
+        tmp_path,
+        server,
+        [edit("A = 1", "A = 0", "lower A"), edit("A = 1", "A = 4", "raise A")],
+        experiments=3,
+    )
+    stopped = ExperimentLoop(repo, lambda e: None).run()
+    assert stopped.ok, stopped.reason
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "discard", "keep"]
+    assert asked_for(server) == ["2", "3"]
+    third = git(repo, "rev-parse", "refs/autoresearch/nov26/3")
+    assert git(repo, "rev-parse", f"{third}^").startswith(rows[0].commit)
+    assert "A = 4" in train_at(repo, third)
+
+
+def _run_until(
+    repo: Path, condition: Callable[[list[ev.Event]], bool], act: Callable[[ExperimentLoop], None]
+) -> list[ev.Event]:
+    seen: list[ev.Event] = []
+    ready = threading.Event()
+
+    def sink(event: ev.Event) -> None:
+        seen.append(event)
+        if condition(seen):
+            ready.set()
+
+    loop = ExperimentLoop(repo, sink)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    assert ready.wait(120), "the loop never got there"
+    act(loop)
+    thread.join(120)
+    assert not thread.is_alive()
+    return seen
+
+
+@pytest.mark.parametrize("how", ["stop", "stop_now"])
+def test_a_draft_is_never_written_when_the_session_stops(tmp_path: Path, server: ScriptedLLMServer, how: str) -> None:
+    repo, markers = start(
+        tmp_path,
+        server,
+        [edit("A = 1", "A = 3", "raise A"), edit("B = 1", "B = 7", "raise B")],
+        experiments=4,
+    )
+    # Stop once #2 runs and its successor has been drafted.
+    seen = _run_until(
+        repo,
+        lambda events: (
+            (markers / "asked-3").exists() and any(isinstance(e, ev.RunStarted) and e.number == 2 for e in events)
+        ),
+        lambda loop: getattr(loop, how)(),
+    )
+    stopped = [e for e in seen if isinstance(e, ev.LoopStopped)][-1]
+    assert stopped.ok and stopped.reason == "stopped by the user"
+    assert "B = 7" not in (repo / "train.py").read_text()
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert not any(
+        "B = 7" in git(repo, "show", f"{ref}:train.py")
+        for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/autoresearch").split()
+    )
+    # The draft's tokens are not lost: they count toward the next experiment.
+    pending = json.loads(
+        (
+            repo
+            / ".autoresearch"
+            / "experiments"
+            / f"{len(read_results(repo / 'results.tsv').rows) + 1:04d}"
+            / "meta.json"
+        ).read_text()
+    )
+    assert pending["status"] == "skipped" and pending["tokens_in"] > 0
+
+
+def test_without_draft_ahead_each_proposal_follows_the_last_result(tmp_path: Path, server: ScriptedLLMServer) -> None:
+    repo, markers = start(
+        tmp_path,
+        server,
+        [edit("A = 1", "A = 3", "raise A"), edit("A = 3", "A = 5", "raise A again")],
+        experiments=3,
+    )
+    config = json.loads((repo / CONFIG_FILE).read_text())
+    config["draft_ahead"] = False
+    (repo / CONFIG_FILE).write_text(json.dumps(config))
+    for n in (2, 3):
+        (markers / f"asked-{n}").touch()  # the training need not wait: nothing is asked for during a run
+    stopped = ExperimentLoop(repo, lambda e: None).run()
+    assert stopped.ok, stopped.reason
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline", "keep", "keep"]
+    assert "Running now" not in message_text(server.requests[1]) and "A = 3" in message_text(server.requests[1])
+
+
+def test_rebase_files_applies_edits_that_do_not_overlap() -> None:
+    base = {"train.py": "A = 1\n\nB = 1\n", "model.py": "W = 4\n"}
+    kept = {"train.py": "A = 3\n\nB = 1\n", "model.py": "W = 4\n"}
+    assert rebase_files(base, {"train.py": "A = 1\n\nB = 2\n"}, kept) == {"train.py": "A = 3\n\nB = 2\n"}
+    assert rebase_files(base, {"train.py": "A = 2\n\nB = 1\n"}, kept) is None
+    assert rebase_files(base, {"model.py": "W = 8\n", "train.py": base["train.py"]}, kept) == {"model.py": "W = 8\n"}
+    assert rebase_files(base, {"train.py": "A = 3\n\nB = 1\n"}, kept) == {"train.py": "A = 3\n\nB = 1\n"}
