@@ -36,7 +36,7 @@ from .common import PY, Row, make_repo, print_table, use_git_identity
 KNOBS = "ABCDE"
 TRAIN = (
     "import os\nimport time\n\n"
-    + "\n".join(f"{k} = 1\n" for k in KNOBS)
+    + "\n".join(f"{k} = 7\n" for k in KNOBS)
     + '\ntime.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET_S"]))\n'
     + 'print(f"val_loss: {0.1 + ((A * 7919 + B * 104729 + C * 1299709 + D * 15485863 + E * 3) % 1000) / 1000:.6f}")\n'
 )
@@ -50,7 +50,7 @@ def responder(delay_s: float) -> Any:
         new = next(numbers)
         knob = KNOBS[new % len(KNOBS)]
         current = re.search(rf"^{knob} = (\d+)$", prompt, re.MULTILINE)
-        old = current.group(1) if current else "1"
+        old = current.group(1) if current else "7"
         text = (
             f"Description: {knob} {new}\nCategory: other\nRationale: a benchmark edit.\n\n"
             f"train.py\n```python\n<<<<<<< SEARCH\n{knob} = {old}\n=======\n{knob} = {new}\n>>>>>>> REPLACE\n```\n"
