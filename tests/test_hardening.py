@@ -155,6 +155,7 @@ def test_the_models_key_stays_out_of_the_training_and_the_prompts(
         max_experiments=3,
         fix_attempts=1,
         pass_api_key_to_training=opted_in,
+        draft_ahead=False,  # the script answers in a sequential session's order: the fix right after its crash
     )
     done = cli(root, "run", "--headless", timeout=90, env={"AR_GUARD_KEY": KEY, "OPENAI_API_KEY": OPENAI_KEY})
     assert done.returncode == 0, done.stdout + done.stderr
