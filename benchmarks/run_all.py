@@ -11,10 +11,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cli_startup, duty_cycle, harness_overhead, knob_discovery, timeout_kill
+from . import cli_startup, duty_cycle, harness_overhead, judging, knob_discovery, timeout_kill
 from .common import Row, machine, make_repo, measure_references, print_table, rows_json, use_git_identity
 
-NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs")
+NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "duty": lambda: duty_cycle.run(args.quick),
         "gpu": gpu_rows,
         "knobs": lambda: knob_discovery.run(args.quick),
+        "judging": lambda: judging.run(args.quick),
     }
     rows: list[Row] = []
     failed = False

@@ -18,6 +18,7 @@ from pathlib import Path
 from .categories import CATEGORIES, categorize
 from .config import RESULTS_FILE, SessionConfig, load_config
 from .history import ExperimentMeta, History
+from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
 from .results import ResultRow, ResultsTable, is_better, read_results
 from .status import find_baseline, fmt_delta, fmt_metric, fmt_tokens, percent_change
 
@@ -274,12 +275,33 @@ def _crash_line(session: Session, exp: Experiment) -> str:
     history = History(session.root)
     meta = exp.meta
     reason = crash_reason(history.log_path(meta.number if meta else exp.number))
-    if meta is not None and meta.timed_out:
+    if f"({MACHINE_SLOWER}" in exp.description:
+        reason = "timed out because the machine was slower (the best code also ran much longer), not the idea"
+    elif (meta is not None and meta.timed_out) or is_timeout(exp.description):
         minutes = session.config.timeout_minutes
         reason = f"timed out after {_num(minutes)} min" + (f"; last error: {reason}" if reason else "")
     elif reason is None and meta is not None and meta.exit_code not in (None, 0):
         reason = f"exit code {meta.exit_code}"
     return reason or "no log kept"
+
+
+def _timed_out(e: Experiment) -> bool:
+    return is_timeout(e.description) or bool(e.meta is not None and e.meta.timed_out)
+
+
+def _fixed_later(session: Session, e: Experiment) -> Experiment | None:
+    """The fix that made a crashed experiment run: the first measured row of the fix rows right after it."""
+    for later in session.experiments[e.number :]:
+        if not later.description.lower().startswith("fix"):
+            return None
+        if later.status != "crash":
+            return later
+    return None
+
+
+def _unmoved(e: Experiment) -> bool:
+    """Rows whose metric says nothing about the idea: no effect, over budget."""
+    return is_no_effect(e.description) or is_over_budget(e.description)
 
 
 def _is_oom(text: str) -> bool:
@@ -296,7 +318,12 @@ def summary(session: Session) -> str:
     counts = Counter(e.status for e in rows)
     lines = []
     cap = f" of {cfg.max_experiments}" if cfg.max_experiments else " (no cap)"
-    parts = ", ".join(f"{s} {counts[s]}" for s in ("baseline", "keep", "discard", "crash") if counts[s])
+    timeouts = sum(1 for e in rows if e.status == "crash" and _timed_out(e))
+    parts = ", ".join(
+        f"{s} {counts[s]}" + (f" ({timeouts} timed out)" if s == "crash" and timeouts else "")
+        for s in ("baseline", "keep", "discard", "crash")
+        if counts[s]
+    )
     lines.append(f"- Experiments: {len(rows)}{cap}" + (f" ({parts})" if parts else ""))
     if changes:
         kept = sum(1 for e in changes if e.status == "keep")
@@ -395,6 +422,16 @@ def patterns(session: Session) -> list[str]:
             "kept: its current value looks close to the best."
         )
 
+    dead = [e for e in changes if is_no_effect(e.description)]
+    if dead:
+        found.append(
+            f"{', '.join(f'#{e.number}' for e in dead)} had no effect: the metric was exactly the parent's, so "
+            "the change did not reach the training (a run-command flag or config may override it)."
+        )
+    over = [e for e in changes if is_over_budget(e.description)]
+    if over:
+        found.append(f"{', '.join(f'#{e.number}' for e in over)} went over the time budget, so were not kept.")
+
     repeats = Counter(" ".join(e.description.lower().split()) for e in changes if e.description)
     for text, n in repeats.most_common(5):
         if n > 1:
@@ -415,8 +452,12 @@ def patterns(session: Session) -> list[str]:
 
 def _near_misses(session: Session) -> list[Experiment]:
     near = []
+    settled = set(_both_ways(session))
     for e in session.of_status("discard"):
-        if e.metric is None or e.best_before is None:
+        if e.metric is None or e.best_before is None or _unmoved(e):
+            continue
+        subject = direction_of(e.description)
+        if subject and subject[0] in settled:
             continue
         pct = percent_change(e.metric, e.best_before)
         if pct is not None and abs(pct) < NEAR_MISS_PCT:
@@ -593,6 +634,7 @@ def recommendations(session: Session) -> list[str]:
 
     kept = [e for e in session.of_status("keep") if _gain(session, e) > 0]
     kept.sort(key=lambda e: -_gain(session, e))
+    kept = [e for e in kept if not _superseded(session, e)]
     for e in kept[:3]:
         gain = _vs(e.metric or 0.0, e.best_before)
         change = constant_change(e.description)
@@ -632,10 +674,15 @@ def recommendations(session: Session) -> list[str]:
             f"({', '.join(f'#{e.number}' for e in seen)}) and neither helped."
         )
 
-    crashed = session.of_status("crash")
+    crashed = [
+        e
+        for e in session.of_status("crash")
+        if _fixed_later(session, e) is None and f"({MACHINE_SLOWER}" not in e.description
+    ]
     for e in crashed[-3:]:
         reason = _crash_line(session, e)
-        text = f"Higher risk: revisit {_label(e)}, which crashed ({_short(reason, 120)}), with a smaller change"
+        what = "timed out" if _timed_out(e) else "crashed"
+        text = f"Higher risk: revisit {_label(e)}, which {what} ({_short(reason, 120)}), with a smaller change"
         if _is_oom(reason) or _is_oom(e.description):
             text += ", e.g. half the size or a smaller batch to fit in memory"
         high.append(text + ".")
@@ -665,12 +712,24 @@ def _gain(session: Session, e: Experiment) -> float:
     return delta if session.higher else -delta
 
 
+def _superseded(session: Session, e: Experiment) -> bool:
+    """A later kept change moved the same constant again: advice about e's step would be stale."""
+    change = constant_change(e.description)
+    if not change:
+        return False
+    for later in session.changes[session.changes.index(e) + 1 :]:
+        again = constant_change(later.description)
+        if later.status == "keep" and again and again[0] == change[0]:
+            return True
+    return False
+
+
 def _tried_values(session: Session, name: str) -> dict[float, int]:
-    """Values given to the constant `name` by any experiment: value -> experiment number."""
+    """Values given to the constant `name` by experiments that were measured and not kept: value -> number."""
     tried: dict[float, int] = {}
     for e in session.changes:
         change = constant_change(e.description)
-        if change and change[0] == name:
+        if change and change[0] == name and e.status != "keep" and not _unmoved(e):
             tried.setdefault(change[2], e.number)
     return tried
 
@@ -710,7 +769,7 @@ def _both_ways(session: Session) -> dict[str, list[Experiment]]:
             continue
         if e.status == "keep":
             kept.add(d[0])
-        elif e.status == "discard":
+        elif e.status == "discard" and not _unmoved(e):
             seen.setdefault(d[0], {1: [], -1: []})[d[1]].append(e)
     return {
         subject: sorted(ways[1] + ways[-1], key=lambda e: e.number)
@@ -719,12 +778,26 @@ def _both_ways(session: Session) -> dict[str, list[Experiment]]:
     }
 
 
+def is_recommendations(text: str) -> bool:
+    """Whether a model's reply is a list of recommendations (not an edit, an abandon or a refusal)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines or re.match(r"^\W*(description|category|rationale)\W*:", lines[0], re.IGNORECASE):
+        return False
+    if "<<<<<<< SEARCH" in text:
+        return False
+    return sum(1 for ln in lines if re.match(r"^([-*+]|\d+[.)])\s+\S", ln)) >= 1
+
+
 def sections(session: Session, recommendations_text: str | None = None) -> list[tuple[str, str]]:
     """(title, Markdown body) of each section, in order; the app shows the same text."""
-    if recommendations_text is not None:
-        recs = recommendations_text.strip()
-    else:
-        recs = "\n".join(f"{i}. {r}" for i, r in enumerate(recommendations(session), 1))
+    recs = "\n".join(f"{i}. {r}" for i, r in enumerate(recommendations(session), 1))
+    if recommendations_text is not None and is_recommendations(recommendations_text):
+        model = session.config.model or "the model"
+        recs = (
+            f"_Written by the model ({model}), not computed from the rows:_\n\n{recommendations_text.strip()}"
+            + "\n\n_Computed from the rows:_\n\n"
+            + recs
+        )
     return [
         ("Summary", summary(session)),
         ("What Worked", what_worked(session)),

@@ -39,6 +39,12 @@ _SETUP_FLAGS: dict[str, str] = {
     "max_cost": "max_cost_usd",
     "guard": "guard_command",
     "verify": "verify_command",
+    "judging": "judging",
+    "noise_sigmas": "noise_sigmas",
+    "min_gain": "min_gain",
+    "baseline_runs": "baseline_runs",
+    "confirm_runs": "confirm_runs",
+    "budget_allowance": "budget_allowance_s",
 }
 
 
@@ -115,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--check", action="store_true", help="run the script once first and show the metric line it prints"
     )
+    setup.add_argument("--judging", choices=["noise", "greedy"], help="keep gains clear of noise, or any gain")
+    setup.add_argument("--noise-sigmas", type=float, metavar="K", help="keep gains over K noise std devs (2)")
+    setup.add_argument("--min-gain", type=float, metavar="X", help="smallest gain in the metric worth keeping (0)")
+    setup.add_argument("--baseline-runs", type=int, metavar="N", help="runs of the baseline, to measure noise (2)")
+    setup.add_argument("--confirm-runs", type=int, metavar="N", help="re-runs of a small win before keeping it (2)")
+    setup.add_argument("--budget-allowance", type=float, metavar="S", help="seconds allowed over the budget")
 
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")

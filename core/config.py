@@ -51,6 +51,11 @@ _NUMERIC_KEYS = (
     "target_metric",
     "plateau_experiments",
     "max_cost_usd",
+    "noise_sigmas",
+    "min_gain",
+    "baseline_runs",
+    "confirm_runs",
+    "budget_allowance_s",
 )
 
 
@@ -100,6 +105,13 @@ class SessionConfig(BaseModel):
     """Ask for the next proposal while the current run goes on (core/draft.py)."""
     search: Literal["tpe", "hill"] = "tpe"
     knob_exclude: list[str] | None = None
+    # How results are judged (core/judge.py, docs/JUDGING.md).
+    judging: Literal["noise", "greedy"] = "noise"
+    noise_sigmas: float = Field(default=2.0, ge=0)
+    min_gain: float = Field(default=0.0, ge=0)
+    baseline_runs: int = Field(default=2, ge=1)
+    confirm_runs: int = Field(default=2, ge=0)
+    budget_allowance_s: float | None = Field(default=None, ge=0)
 
     @field_validator("tag")
     @classmethod
@@ -214,6 +226,12 @@ _MESSAGES: dict[str, str] = {
     "draft_ahead": "draft_ahead must be true (ask for the next proposal while a run goes on) or false",
     "search": 'search must be "tpe" (Optuna over the knobs) or "hill" (the hill climb over module constants)',
     "knob_exclude": 'knob_exclude must be a list of name patterns such as ["*seed*", "eval_*"], or null (the default)',
+    "judging": 'judging must be "noise" (keep only gains clear of the noise) or "greedy" (keep any gain)',
+    "noise_sigmas": "noise_sigmas must be a number of standard deviations, 0 or more (e.g. 2)",
+    "min_gain": "min_gain must be a number, 0 or more: the smallest gain in the metric worth keeping",
+    "baseline_runs": "baseline_runs must be a whole number above 0 (runs of the baseline that measure the noise)",
+    "confirm_runs": "confirm_runs must be a whole number, 0 or more (re-runs of a small win before it is kept)",
+    "budget_allowance_s": "budget_allowance_s must be a number of seconds, 0 or more, allowed beyond the budget",
 }
 
 

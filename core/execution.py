@@ -23,6 +23,7 @@ class Execution(Workspace):
         number: int,
         meta: ExperimentMeta,
         started_hook: Callable[[], None] | None = None,
+        log_name: str = "run.log",
     ) -> RunOutcome:
         if self._cancel_reason != "stop":
             self._cancel.clear()
@@ -31,6 +32,7 @@ class Execution(Workspace):
         env = {
             "AUTORESEARCH_TIME_BUDGET_S": f"{self.config.time_budget_s:g}",
             "AUTORESEARCH_EXPERIMENT": str(number),
+            "AUTORESEARCH_RUN": log_name,
             "AUTORESEARCH_TAG": self.config.tag,
         }
         started = time.time()
@@ -57,7 +59,7 @@ class Execution(Workspace):
             on_start=on_start,
             on_lines=on_lines,
         )
-        self._keep_log(number)
+        self._keep_log(number, log_name)
         self._run_memory_gb = self._memory_gb(outcome)
         self._emit(
             ev.RunFinished(
@@ -71,8 +73,8 @@ class Execution(Workspace):
         )
         return outcome
 
-    def _keep_log(self, number: int) -> None:
-        target = self.history.log_path(number)
+    def _keep_log(self, number: int, name: str = "run.log") -> None:
+        target = self.history.log_path(number).with_name(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
         try:

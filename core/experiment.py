@@ -3,11 +3,14 @@ keep it or take it off the branch; the fixes of a crash; the baseline."""
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 from dataclasses import replace
 
 from git.exc import GitCommandError
 
 from . import events as ev
+from . import judge
 from .config import RESULTS_FILE
 from .errors import GitStateError, UserError
 from .gitops import describe_git_error
@@ -25,7 +28,6 @@ from .results import (
     ResultRow,
     ResultsTable,
     append_row,
-    is_better,
 )
 from .runner import RunOutcome
 from .sanitize import one_line, safe_text
@@ -37,7 +39,12 @@ class Experiment(Proposing):
     def _experiment_with_fixes(self, table: ResultsTable, number: int, proposal: Proposal) -> ResultsTable:
         table, row = self._commit_and_run(table, number, "experiment", proposal)
         attempt = 0
-        while row.status == "crash" and attempt < self.config.fix_attempts and not self._stop_requested:
+        while (
+            row.status == "crash"
+            and attempt < self.config.fix_attempts
+            and not self._stop_requested
+            and judge.MACHINE_SLOWER not in row.description
+        ):
             if self.config.max_experiments and len(table.rows) >= self.config.max_experiments:
                 break
             attempt += 1
@@ -86,6 +93,7 @@ class Experiment(Proposing):
             tokens_in=usage.tokens_in,
             tokens_out=usage.tokens_out,
             cost_usd=usage.cost_usd,
+            propose_s=round(self._propose_s.pop(number, 0.0), 3),
             started_at=_now(),
         )
         message = f"exp: {meta.description}"
@@ -130,7 +138,7 @@ class Experiment(Proposing):
         self._expected_head = commit
         return self._run_and_judge(table, number, kind, meta)
 
-    def _baseline(self, table: ResultsTable) -> ResultsTable:
+    def _baseline(self, table: ResultsTable, note: str = "") -> ResultsTable:
         number = len(table.rows) + 1
         self._claim(number)
         head = self._expected_head
@@ -139,10 +147,24 @@ class Experiment(Proposing):
             number=number, commit=head, parent=head, kind="baseline", description="baseline", started_at=_now()
         )
         meta.extra["content_key"] = content_key(self._read_editable())
+        if note:
+            meta.extra["note"] = note
         self.history.write_journal({"number": number, "stage": "running", "parent": head, "commit": head})
         self.history.save_meta(meta)
         table, _ = self._run_and_judge(table, number, "baseline", meta)
         return table
+
+    def _remeasure_elsewhere(self, table: ResultsTable, number: int) -> ResultsTable:
+        """The row results would be judged against was not measured here: measure the current code first."""
+        row = table.rows[number - 1]
+        note = f"re-measured here, #{number} was measured elsewhere"
+        self._emit(
+            ev.Info(
+                f"#{number} ({row.metric:.6f}) was not measured by autoresearch on this machine; measuring the "
+                "current code again before judging anything against it"
+            )
+        )
+        return self._baseline(table, note)
 
     def _run_and_judge(
         self, table: ResultsTable, number: int, kind: Kind, meta: ExperimentMeta
@@ -154,46 +176,62 @@ class Experiment(Proposing):
             self._revert_unrecorded(meta)
             raise _Interrupted
         self._set_phase("judging", number)
-        # A run that did not exit with status 0 is a crash even if it printed the metric: the value may be
-        # from an evaluation before the failure.
-        failed = outcome.cancelled or outcome.timed_out or bool(outcome.exit_code)
-        metric_source = self.log_path
-        if self.config.verify_command and not failed:
-            metric_source = self.history.experiment_dir(number) / "verify.log"
-            self._run_aux(self.config.verify_command, metric_source, number)
-        metric = None if failed else read_metric(metric_source, self.config.metric_grep)
+        metric = self._measure(number, outcome)
+        metric_source = (
+            self.history.experiment_dir(number) / "verify.log" if self.config.verify_command else self.log_path
+        )
         memory = self._run_memory_gb
-        best = table.best(self.config.higher_is_better)
         description = meta.description
+        runs: list[float] = [] if metric is None else [metric]
+        durations = [outcome.duration_s]
+        reset_done = retry_allowed = False
         if metric is None:
             status = "crash"
             why = (
                 "killed by the user"
                 if outcome.cancelled
-                else f"timeout {self.config.timeout_minutes:g} min"
+                else "timeout"
                 if outcome.timed_out
                 else f"{_exit_text(outcome.exit_code)} after printing {self.config.metric_name}"
                 if outcome.exit_code and read_metric(metric_source, self.config.metric_grep) is not None
                 else None
             )
-            if why and kind != "baseline":
+            meta.extra["killed"] = outcome.cancelled
+            if why == "timeout" and kind != "baseline":
+                why, reset_done = self._timeout_note(table, number, meta)
+                retry_allowed = judge.MACHINE_SLOWER in why
+                description = f"{description} {why}"
+            elif why and kind != "baseline":
                 description = f"{description} ({why})"
         elif kind == "baseline":
             status = "baseline"
-        elif is_better(metric, best[1].metric if best else None, self.config.higher_is_better):
-            status = "keep"
-            if self.config.guard_command and not self._guard_passes(number):
-                status = "discard"
-                description = f"{description} (guard failed)"
+            while len(runs) < self._judge.baseline_runs:
+                again, value = self._run_again(number, meta, len(runs) + 1)
+                if value is None:
+                    self._emit(ev.Info(f"#{number} baseline run {len(runs) + 1} failed; judging on {len(runs)} run(s)"))
+                    break
+                runs.append(value)
+                durations.append(again.duration_s)
+            if self._judge.over_budget(outcome.duration_s):
+                self._emit(ev.Info(f"the baseline itself is {self._judge.over_budget(outcome.duration_s)}"))
         else:
-            status = "discard"
+            status, note, runs, durations = self._judge_change(table, number, meta, metric, outcome)
+            if note:
+                description = f"{description} {note}"
+        if len(runs) > 1:
+            metric = statistics.fmean(runs)
+        if kind == "baseline":
+            said = [f"{len(runs)} runs, {judge.pooled_noise([runs]).text()}"] if len(runs) > 1 else []
+            said += [str(meta.extra["note"])] if meta.extra.get("note") else []
+            description = f"baseline ({'; '.join(said)})" if said else "baseline"
+        duration = statistics.fmean(durations) if status != "crash" else outcome.duration_s
         row = ResultRow(
             commit=meta.commit[:7],
             metric=metric if metric is not None else 0.0,
             memory_gb=memory,
-            duration_s=outcome.duration_s,
+            duration_s=duration,
             status=status,  # type: ignore[arg-type]
-            description=description if kind != "baseline" else "baseline",
+            description=description,
         )
         if kind == "baseline" and status == "crash":
             return self._baseline_failed(table, meta, row, outcome)
@@ -204,24 +242,30 @@ class Experiment(Proposing):
             )
         append_row(self.results_path, row, table.has_duration)
         taken: TakeOff | None = None
-        if status in ("discard", "crash") and kind != "baseline":
+        if status in ("discard", "crash") and kind != "baseline" and not reset_done:
             taken = self._reset_to_parent(meta)
         meta.status = status
         meta.metric = metric
         meta.memory_gb = memory
-        meta.duration_s = outcome.duration_s
+        meta.duration_s = duration
         meta.exit_code = outcome.exit_code
         meta.timed_out = outcome.timed_out
         meta.finished_at = _now()
         meta.description = row.description
+        meta.extra["host"] = self._host
+        if runs:
+            meta.extra["runs"] = runs
+            meta.extra["durations"] = durations
         self.history.save_meta(meta)
         if taken is None or taken.outcome in ("done", "moved"):
             # Otherwise the journal stays: the next start takes the experiment off once it can.
             self.history.clear_journal()
         table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
         key = meta.extra.get("content_key")
-        if isinstance(key, str):
+        if isinstance(key, str) and not retry_allowed:
             self._tried.setdefault(key, number)
+        with contextlib.suppress(OSError):
+            judge.write_noise(self.history, judge.session_noise(self.history.all_meta(), self._host), self.config)
         new_best = table.best(self.config.higher_is_better)
         self._emit(
             ev.ResultRecorded(

@@ -213,5 +213,7 @@ def llm_recommendations(config: SessionConfig, analysis_markdown: str) -> str | 
         reply = complete(config, messages)
     except (ProviderError, TransientProviderError):
         return None
+    from .analysis import is_recommendations
+
     text = reply.text.strip()
-    return text or None
+    return text if text and is_recommendations(text) else None

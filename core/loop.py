@@ -12,6 +12,7 @@ import errno
 from git.exc import GitCommandError
 
 from . import events as ev
+from . import judge
 from .config import RESULTS_FILE
 from .errors import UserError
 from .experiment import Experiment
@@ -160,6 +161,11 @@ class ExperimentLoop(Experiment):
             table = self._baseline(table)
             if table.baseline() is None:
                 return ev.LoopStopped(self._baseline_failure(), ok=False, experiments=len(table.rows))
+        elsewhere = judge.measured_elsewhere(table, self.history.all_meta(), self._host, self.config.higher_is_better)
+        if elsewhere is not None:
+            table = self._remeasure_elsewhere(table, elsewhere)
+            if table.rows[-1].status != "baseline":
+                return ev.LoopStopped(self._baseline_failure(), ok=False, experiments=len(table.rows))
         skips = 0
         while True:
             reason = self._stop_rule(table)
@@ -202,6 +208,16 @@ class ExperimentLoop(Experiment):
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             skips = 0
             table = self._experiment_with_fixes(table, number, proposal)
+            broken = judge.broken_environment(table, self.history.all_meta(), self.history)
+            if broken:
+                message = (
+                    f"{broken}; the environment looks broken, not the ideas: fix it (try `{self.config.run_command}` "
+                    "by hand), then " + ("run again." if self._when_stuck == "stop" else "resume (p).")
+                )
+                if self._when_stuck == "stop":
+                    return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
+                self._emit(ev.NeedsUser(message))
+                self.pause()
 
     def _wait_if_paused(self, number: int) -> bool:
         """Block while paused; False when the user stopped instead."""

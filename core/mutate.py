@@ -142,7 +142,8 @@ class MutateProposer:
             if idea is not None:
                 return idea
         # A different random seed only samples noise; a "better" seed is not a finding.
-        tunable = [c for c in constants if "SEED" not in c.name.upper()]
+        # A constant whose change had no effect does not reach the training: no value of it will.
+        tunable = [c for c in constants if "SEED" not in c.name.upper() and c.name.lower() not in ctx.no_effect]
         for name, up, factor in self._candidates(tunable):
             const = next(c for c in tunable if c.name == name)
             new_value = step(const.value, const.is_int, up, factor)

@@ -48,7 +48,9 @@ def _fence(text: str, lang: str = "") -> str:
 
 
 def _metric(record: ExperimentRecord) -> str:
-    return "crash" if record.status == "crash" else f"{record.metric:.6g}"
+    if record.status == "crash":
+        return "timeout" if "(timed out" in record.description else "crash"
+    return f"{record.metric:.6g}"
 
 
 def _direction(config: SessionConfig) -> str:
@@ -320,12 +322,14 @@ def build_messages(ctx: ProposalContext, budget_tokens: int = DEFAULT_BUDGET_TOK
     results = results_section(ctx)
     strategy = "# Strategy guide\n" + strategy_notes(ctx.history)
     budget = budget_tokens * CHARS_PER_TOKEN
-    fixed = len(system) + len(editable) + len(knobs) + len(task) + len(results) + len(strategy) + 200
+    fixed = (
+        len(system) + len(editable) + len(knobs) + len(task) + len(results) + len(strategy) + len(ctx.judging_notes)
+    ) + 200
     readonly_room = max(2000, (budget - fixed) // 3)
     readonly = _files_section("Readonly files (context; never edit them)", ctx.readonly, readonly_room)
     room = max(2000, budget - fixed - len(readonly) - 40)
     history = "# History, oldest first (#number status metric [category] description)\n" + history_section(
         ctx.history, room, cfg
     )
-    sections = [s for s in (readonly, editable, knobs, results, history, strategy, task) if s]
+    sections = [s for s in (readonly, editable, knobs, results, history, strategy, ctx.judging_notes, task) if s]
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(sections)}]

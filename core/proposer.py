@@ -64,6 +64,10 @@ class ProposalContext:
     """What runs while this proposal is asked for (a draft made ahead, core/draft.py); empty otherwise."""
     on_retry: Callable[[int, str], None] | None = None
     """Told (reply number, a few words why) each time a reply is sent back to the model to try again."""
+    judging_notes: str = ""
+    """How the last results were judged (noise, no effect, over budget, timeouts), for the model."""
+    no_effect: Mapping[str, int] = field(default_factory=dict)
+    """Settings whose change had no effect (lower-cased name -> experiment): changing them again is useless."""
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ the checks a proposal must pass before anything is written, the tokens of unusab
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 
 from git.exc import GitCommandError
 
 from . import events as ev
+from . import judge
 from .draft import Draft, Pending, rebase_files
 from .errors import UserError
 from .history import ExperimentMeta
@@ -25,6 +27,7 @@ from .proposer import (
 )
 from .results import (
     ResultsTable,
+    read_results,
 )
 from .session_state import RECENT_DIFFS, _Interrupted
 from .syntax_check import syntax_problem
@@ -86,6 +89,12 @@ class Proposing(Measuring):
             best_number=best[0] if best else None,
             tried=dict(self._tried),
             on_retry=lambda reply, reason: self._emit(ev.ReplySentBack(number, reply, reason)),
+            judging_notes=judge.prompt_notes(
+                [(n, r.description, r.duration_s) for n, r in enumerate(table.rows, 1)],
+                judge.session_noise(self.history.all_meta(), self._host),
+                self.config,
+            ),
+            no_effect=judge.no_effect_names(table, self.history),
             **extra,  # type: ignore[arg-type]
         )
 
@@ -118,7 +127,16 @@ class Proposing(Measuring):
         proposer = self._proposer
         assert proposer is not None
         self._flush_observations()
-        return Pending(lambda: proposer.propose(ctx), self._cond)
+        number = ctx.number
+
+        def timed() -> Proposal | None:
+            began = time.monotonic()
+            try:
+                return proposer.propose(ctx)
+            finally:  # a draft answers while another experiment runs: its time is its own experiment's
+                self._propose_s[number] = self._propose_s.get(number, 0.0) + time.monotonic() - began
+
+        return Pending(timed, self._cond)
 
     def _wait_for(self, pending: Pending) -> None:
         with self._cond:
@@ -230,6 +248,24 @@ class Proposing(Measuring):
         earlier = self._tried.get(content_key(merged))
         if earlier is not None:
             raise ProposalSkipped(f"the proposal is identical to experiment #{earlier}", proposal.usage)
+        self._check_not_without_effect(proposal, current)
+
+    def _check_not_without_effect(self, proposal: Proposal, current: Mapping[str, str]) -> None:
+        import difflib
+
+        diff = "".join(
+            "".join(difflib.unified_diff(current.get(p, "").splitlines(True), text.splitlines(True)))
+            for p, text in proposal.files.items()
+        )
+        names = judge.changed_names(diff)
+        dead = judge.no_effect_names(read_results(self.results_path), self.history)
+        if names and all(n in dead for n in names):
+            shown = ", ".join(sorted(names))
+            raise ProposalSkipped(
+                f"the proposal changes {shown} again, which had no effect in #{dead[min(names, key=dead.__getitem__)]} "
+                "(the change does not reach the training)",
+                proposal.usage,
+            )
 
     def _ask_fix(
         self, table: ResultsTable, number: int, crash: CrashInfo, crashed_files: dict[str, str]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .gitops import Repo
 from .history import ExperimentMeta, History
+from .judge import Judge
 from .proposer import (
     ExperimentRecord,
     Proposer,
@@ -93,6 +95,9 @@ class SessionState:
         self._unobserved: list[ExperimentRecord] = []
         self._last_outcome: RunOutcome | None = None
         self._lock = SessionLock(self.repo)
+        self._judge = Judge(self.config)
+        self._host = socket.gethostname()
+        self._propose_s: dict[int, float] = {}  # the time each experiment's proposals took
 
     def _emit(self, event: ev.Event) -> None:
         with contextlib.suppress(Exception):

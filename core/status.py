@@ -6,6 +6,7 @@ and of each meta.json only the usage numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -161,7 +162,33 @@ def _row_dict(number: int, row: ResultRow) -> dict[str, Any]:
     }
 
 
-def status_from(config: SessionConfig, table: ResultsTable, usage: dict[str, Any]) -> dict[str, Any]:
+def judging_from(config: SessionConfig, table: ResultsTable, noise: dict[str, Any]) -> dict[str, Any]:
+    """How results are judged, and how many rows each judgement produced (read from their descriptions)."""
+    from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
+
+    def count(test: Any) -> int:
+        return sum(1 for r in table.rows if test(r.description))
+
+    sigma = noise.get("sigma")
+    return {
+        "rule": config.judging,
+        "noise_sigmas": config.noise_sigmas,
+        "min_gain": config.min_gain,
+        "noise": sigma if isinstance(sigma, (int, float)) else None,
+        "noise_df": noise.get("df") if isinstance(noise.get("df"), int) else 0,
+        "confirmed": count(lambda d: "(confirmed " in d),
+        "within_noise": count(lambda d: "(within noise" in d or "(not confirmed " in d),
+        "no_effect": count(is_no_effect),
+        "over_budget": count(is_over_budget),
+        "timeouts": count(is_timeout),
+        "machine_slower": count(lambda d: f"({MACHINE_SLOWER}" in d),
+        "remeasured": count(lambda d: "re-measured here" in d),
+    }
+
+
+def status_from(
+    config: SessionConfig, table: ResultsTable, usage: dict[str, Any], noise: dict[str, Any] | None = None
+) -> dict[str, Any]:
     higher = config.higher_is_better
     rows = table.rows
     count = len(rows)
@@ -211,6 +238,7 @@ def status_from(config: SessionConfig, table: ResultsTable, usage: dict[str, Any
         "breakdown": breakdown,
         "duration_s": durations if table.has_duration else None,
         "usage": usage,
+        "judging": judging_from(config, table, noise or {}),
     }
 
 
@@ -218,7 +246,10 @@ def build_status(root: Path) -> dict[str, Any]:
     """Everything `status` shows, as plain JSON data. Raises ConfigError/UserError with one sentence."""
     config = load_config(root)
     table = read_results(root / RESULTS_FILE)
-    return status_from(config, table, usage_totals(root))
+    noise: Any = None
+    with contextlib.suppress(OSError, ValueError):
+        noise = json.loads((History(root).dir / "noise.json").read_bytes())
+    return status_from(config, table, usage_totals(root), noise if isinstance(noise, dict) else None)
 
 
 def _bar(count: int, cap: int) -> str:
@@ -234,6 +265,26 @@ def _line(label: str, value: str) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def judging_line(j: dict[str, Any]) -> str:
+    if j["rule"] == "greedy":
+        text = "greedy: any gain is kept"
+    else:
+        noise = "not measured yet" if j["noise"] is None else f"{j['noise']:.4g} ({j['noise_df']} repeat runs)"
+        text = f"gains over {j['noise_sigmas']:g}σ of noise, noise {noise}"
+        if j["min_gain"]:
+            text += f", min gain {j['min_gain']:g}"
+    counts = [
+        (j["confirmed"], "confirmed"),
+        (j["within_noise"], "within noise"),
+        (j["no_effect"], "no effect"),
+        (j["over_budget"], "over budget"),
+        (j["timeouts"], "timed out"),
+        (j["remeasured"], "re-measured"),
+    ]
+    shown = ", ".join(f"{n} {what}" for n, what in counts if n)
+    return f"{text}; {shown}" if shown else text
 
 
 def render_status(data: dict[str, Any]) -> str:
@@ -288,6 +339,7 @@ def render_status(data: dict[str, Any]) -> str:
     else:
         out.append("  (no experiments yet)")
 
+    out.append(_line("JUDGING", judging_line(data["judging"])))
     usage = data["usage"]
     if usage["tokens"] or usage["cost_usd"]:
         out.append(_line("TOKENS", fmt_tokens(usage["tokens_in"], usage["tokens_out"], usage["cost_usd"])))

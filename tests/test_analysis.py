@@ -112,7 +112,7 @@ def test_writes_the_file_with_every_section_in_order(tmp_path: Path) -> None:
 
 def test_summary(tmp_path: Path) -> None:
     body = section(build_analysis(full_session(tmp_path)), "Summary")
-    assert "- Experiments: 11 of 50 (baseline 1, keep 2, discard 6, crash 2)" in body
+    assert "- Experiments: 11 of 50 (baseline 1, keep 2, discard 6, crash 2 (1 timed out))" in body
     assert "- Keep rate: 2 of 10 changes (20%)" in body
     assert "- Baseline -> best: 1.000000 -> 0.990000 (#8, commit `h000008`)" in body
     assert "- Improvement: -0.010000 (-1.00%), better" in body
@@ -242,7 +242,12 @@ def test_recommendations_go_further_when_nothing_beyond_was_tried(tmp_path: Path
 def test_recommendations_text_replaces_the_computed_one(tmp_path: Path) -> None:
     root = full_session(tmp_path)
     text = build_analysis(root, recommendations_text="1. Ask the model.\n")
-    assert section(text, "Recommendations") == "1. Ask the model."
+    recs = section(text, "Recommendations")
+    assert recs.startswith("_Written by the model (the model), not computed from the rows:_\n\n1. Ask the model.")
+    assert "_Computed from the rows:_\n\n1. Low risk:" in recs
+    # A reply that is not recommendations is not pasted: the computed ones stand alone.
+    for reply in ("Description: abandon", "train.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE", "Sure!"):
+        assert section(build_analysis(root, recommendations_text=reply), "Recommendations").startswith("1. Low risk:")
     assert section(text, "Summary").startswith("- Experiments: 11")
 
 
@@ -279,3 +284,27 @@ def test_early_sessions(tmp_path: Path, rows: list[tuple[str, str, str, str]], e
     assert expected in section(text, "Recommendations")
     if not any(r[1] != "0.000000" for r in rows):
         assert "No experiment produced a metric yet." in section(text, "Metric Progression")
+
+
+def test_recommendations_say_only_what_the_rows_say(tmp_path: Path) -> None:
+    rows = [
+        ("a1", "1.000000", "baseline", "baseline"),
+        ("b2", "0.990000", "keep", "BLOCK 32 -> 64"),
+        ("c3", "0.980000", "keep", "BLOCK 64 -> 128"),
+        ("d4", "0.000000", "crash", "WIDTH 4 -> 8"),
+        ("e5", "0.975000", "keep", "fix: WIDTH 4 -> 8 with a smaller batch"),
+        ("f6", "0.975500", "discard", "DROPOUT 0.1 -> 0.2"),
+        ("g7", "0.975800", "discard", "DROPOUT 0.1 -> 0.05"),
+        ("h8", "0.975000", "discard", "N_EMBD 64 -> 128 (no effect: same val_bpb as #5)"),
+    ]
+    text = "\n".join(recommendations(load_session(make_session(tmp_path, rows))))
+    # #3 was kept: 128 is not "tried without gain", and #2's step is stale once #3 moved BLOCK again.
+    assert "without gain" not in text and "#2 `b2`" not in text
+    assert "BLOCK 64 -> 128 helped" in text
+    # #4 crashed, but the fix #5 made it run: nothing to revisit.
+    assert "revisit" not in text
+    # DROPOUT went both ways: leave it, and do not also suggest retrying one of its discards.
+    assert "leave DROPOUT where it is" in text
+    assert "#6 `f6`" not in text.replace("(#6, #7)", "") and "retry" not in text
+    # A change with no effect is never suggested again.
+    assert "#8" not in text

@@ -182,6 +182,27 @@ CONFIG_CASES: list[Case] = [
         action=_set(timeout_minutes=1, time_budget_minutes=5),
     ),
     Case(
+        "config-negative-min-gain",
+        "min_gain: -0.01",
+        "autoresearch: In .autoresearch.json, min_gain must be a number, 0 or more: the smallest gain in the metric "
+        "worth keeping (got -0.01).",
+        action=_set(min_gain=-0.01),
+    ),
+    Case(
+        "config-noise-sigmas-not-a-number",
+        'noise_sigmas: "two"',
+        "autoresearch: In .autoresearch.json, noise_sigmas must be a number of standard deviations, 0 or more "
+        '(e.g. 2) (got "two").',
+        action=_set(noise_sigmas="two"),
+    ),
+    Case(
+        "config-unknown-judging",
+        'judging: "strict"',
+        'autoresearch: In .autoresearch.json, judging must be "noise" (keep only gains clear of the noise) or '
+        '"greedy" (keep any gain) (got "strict").',
+        action=_set(judging="strict"),
+    ),
+    Case(
         "config-bad-regex",
         'metric_grep: "(["',
         "autoresearch: In .autoresearch.json, metric_grep must be a regular expression that compiles, "
@@ -298,6 +319,26 @@ CLI_CASES: list[Case] = [
         "autoresearch: time_budget_minutes must be a number of minutes above 0 (fractions such as 0.5 are fine) "
         "(got -1.0).",
         action=["setup", "train.py", "--yes", "--metric", "val_loss", "--budget", "-1"],
+    ),
+    Case(
+        "cli-min-gain-not-a-number",
+        "setup train.py --yes --min-gain abc",
+        "autoresearch setup: --min-gain needs a number (got 'abc'); see autoresearch setup --help.",
+        exit=2,
+        action=["setup", "train.py", "--yes", "--min-gain", "abc"],
+    ),
+    Case(
+        "cli-noise-sigmas-negative",
+        "setup train.py --yes --metric val_loss --noise-sigmas -1",
+        "autoresearch: noise_sigmas must be a number of standard deviations, 0 or more (e.g. 2) (got -1.0).",
+        action=["setup", "train.py", "--yes", "--metric", "val_loss", "--noise-sigmas", "-1"],
+    ),
+    Case(
+        "cli-baseline-runs-zero",
+        "setup train.py --yes --metric val_loss --baseline-runs 0",
+        "autoresearch: baseline_runs must be a whole number above 0 (runs of the baseline that measure the noise) "
+        "(got 0).",
+        action=["setup", "train.py", "--yes", "--metric", "val_loss", "--baseline-runs", "0"],
     ),
     Case(
         "cli-budget-nan",
@@ -637,7 +678,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-prints-metric-twice",
         "the script prints val_loss: 2.0, then val_loss: 1.5",
-        "#1 <commit> 1.500000 baseline baseline",
+        "#1 <commit> 1.500000 baseline baseline (2 runs, noise 0)",
         exit=0,
         outcome="the last value counts: baseline row 1.500000",
         action='print("val_loss: 2.0")\nprint("val_loss: 1.5")\n',
@@ -645,7 +686,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-10mb-line",
         "the script prints one 10 MB line, then val_loss: 1.25",
-        "#1 <commit> 1.250000 baseline baseline",
+        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0)",
         exit=0,
         outcome="baseline row 1.250000; the whole line is in run.log",
         action='import sys\nsys.stdout.write("x" * 10_000_000 + "\\n")\nprint("val_loss: 1.25")\n',
@@ -653,7 +694,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-binary-output",
         "the script prints every byte value (NUL included), then val_loss: 1.25",
-        "#1 <commit> 1.250000 baseline baseline",
+        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0)",
         exit=0,
         outcome="baseline row 1.250000",
         action='import sys\nsys.stdout.buffer.write(bytes(range(256)) * 64 + b"\\n")\nsys.stdout.flush()\n'
@@ -662,7 +703,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-not-utf8",
         "the script prints Latin-1 text (caf\\xe9), then val_loss: 1.25",
-        "#1 <commit> 1.250000 baseline baseline",
+        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0)",
         exit=0,
         outcome="baseline row 1.250000",
         action='import sys\nsys.stdout.buffer.write("caf\\xe9 \\xff\\n".encode("latin-1"))\nsys.stdout.flush()\n'

@@ -89,11 +89,11 @@ def test_headless_run_follows_the_model(repo: Path, server: ScriptedLLMServer, m
 
     rows = read_results(repo / "results.tsv").rows
     assert [(r.status, r.description) for r in rows] == [
-        ("baseline", "baseline"),
-        ("keep", "raise the learning rate to 0.04"),
+        ("baseline", "baseline (2 runs, noise 0)"),
+        ("keep", "raise the learning rate to 0.04 (clear: gain +1.922, noise 0)"),
         ("crash", "much higher learning rate"),
-        ("discard", "fix: a learning rate that does not diverge"),
-        ("keep", "widen the model to 16"),
+        ("discard", "fix: a learning rate that does not diverge (worse: gain -0.4805, noise 0)"),
+        ("keep", "widen the model to 16 (clear: gain +1.44, noise 0)"),
     ]
     assert rows[-1].metric == pytest.approx(0.1)
     assert len(server.requests) == 7 and server.pending == 0
@@ -157,7 +157,9 @@ def test_headless_shows_each_reflection_round_and_runs_only_what_compiles(
         "#2 reply 2 not usable: train.py would not compile (line 6: invalid syntax); asking again"
     )
     rows = read_results(repo / "results.tsv").rows
-    assert [(r.status, r.description) for r in rows] == [("baseline", "baseline"), ("keep", "raise the learning rate")]
+    assert [r.status for r in rows] == ["baseline", "keep"]
+    assert rows[0].description == "baseline (2 runs, noise 0)"
+    assert rows[1].description.startswith("raise the learning rate (clear: gain +")
     assert "LEARNING_RATE = 0.04\n" in (repo / "train.py").read_text()
     assert len(server.requests) == 3
     assert "invalid syntax at line 6" in server.requests[2]["messages"][-1]["content"]

@@ -74,6 +74,7 @@ def test_dashboard_lines_for_a_known_table(tmp_path: Path) -> None:
         "  keep:     2 (40%)",
         "  discard:  1 (20%)",
         "  crash:    1 (20%)",
+        "JUDGING      gains over 2σ of noise, noise not measured yet",
         "=" * 64,
     ]
 
@@ -98,6 +99,7 @@ def test_json_data(tmp_path: Path) -> None:
         "breakdown",
         "duration_s",
         "usage",
+        "judging",
     }
     assert data["experiments"] == {"count": 5, "max": 50, "remaining": 45}
     assert data["best"]["number"] == 5 and data["best"]["commit"] == "e000005"
@@ -171,6 +173,7 @@ def test_no_rows_yet(tmp_path: Path) -> None:
         "  (no experiments yet)",
         "STATUS BREAKDOWN",
         "  (no experiments yet)",
+        "JUDGING      gains over 2σ of noise, noise not measured yet",
         "=" * 64,
     ]
 
@@ -307,3 +310,37 @@ def test_missing_files_are_one_sentence(tmp_path: Path) -> None:
     (root / "results.tsv").unlink()
     with pytest.raises(UserError, match=r"results\.tsv is missing"):
         build_status(root)
+
+
+def test_status_says_how_rows_were_judged(tmp_path: Path) -> None:
+    rows = [
+        ("a000001", "1.000000", "0.1", "10", "baseline", "baseline (2 runs, noise 0.002)"),
+        ("b000002", "0.990000", "0.1", "10", "keep", "LR 0.01 -> 0.02 (confirmed 2/2: gain +0.01 = 3.5σ, noise 0.002)"),
+        ("c000003", "1.000000", "0.1", "10", "discard", "N_EMBD 64 -> 128 (no effect: same val_bpb as #2)"),
+        ("d000004", "0.980000", "0.1", "95", "discard", "BATCH 16 -> 32 (over budget: 95 s for a 60 s budget)"),
+        ("e000005", "0.000000", "0.0", "120", "crash", "WIDTH 4 -> 8 (timed out after 2 min)"),
+        ("f000006", "0.991000", "0.1", "10", "discard", "DROPOUT 0.1 -> 0.2 (within noise: gain -0.001, noise 0.002)"),
+    ]
+    root = make_session(tmp_path, rows)
+    History(root).dir.mkdir(parents=True, exist_ok=True)
+    (History(root).dir / "noise.json").write_text(json.dumps({"judging": "noise", "sigma": 0.002, "df": 3}))
+    data = build_status(root)
+    assert data["judging"] == {
+        "rule": "noise",
+        "noise_sigmas": 2.0,
+        "min_gain": 0.0,
+        "noise": 0.002,
+        "noise_df": 3,
+        "confirmed": 1,
+        "within_noise": 1,
+        "no_effect": 1,
+        "over_budget": 1,
+        "timeouts": 1,
+        "machine_slower": 0,
+        "remeasured": 0,
+    }
+    line = next(ln for ln in render_status(data).splitlines() if ln.startswith("JUDGING"))
+    assert line == (
+        "JUDGING      gains over 2σ of noise, noise 0.002 (3 repeat runs); 1 confirmed, 1 within noise, "
+        "1 no effect, 1 over budget, 1 timed out"
+    )
