@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -58,13 +60,18 @@ class AnalysisScreen(Screen[None]):
     def build(self) -> AnalysisData:
         from autoresearch.core.analysis import build_analysis
 
-        return AnalysisData(load_snapshot(self.root), build_analysis(self.root))
+        return AnalysisData(load_snapshot(self.root), build_analysis(self.root, now=self._now()))
 
     @work(thread=True, group="analysis-write", exclusive=True, exit_on_error=False)
     def write(self) -> Path:
         from autoresearch.core.analysis import write_analysis
 
-        return write_analysis(self.root)
+        return write_analysis(self.root, now=self._now())
+
+    def _now(self) -> datetime:
+        """The app's clock (fixed in screenshots and snapshots), so 'written ...' is the same in every picture."""
+        clock = getattr(self.app, "clock", time.time)
+        return datetime.fromtimestamp(clock())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
