@@ -15,7 +15,7 @@ from . import judge
 from .draft import Draft, Pending, rebase_files
 from .errors import UserError
 from .history import ExperimentMeta
-from .loss_curve import loss_curve
+from .loss_curve import LossCurve, loss_curve
 from .measuring import Measuring
 from .proposer import (
     CrashInfo,
@@ -67,10 +67,22 @@ class Proposing(Measuring):
                     diff=self.history.read_diff(number) if diffs and number > first_diff else "",
                     memory_gb=row.memory_gb,
                     duration_s=row.duration_s,
-                    curve=loss_curve(self.history.log_path(number)) if with_curve else None,
+                    curve=self._curve(number) if with_curve else None,
                 )
             )
         return records
+
+    def _curve(self, number: int) -> LossCurve | None:
+        """The loss curve of #number's log, read once: a finished experiment's log does not change."""
+        path = self.history.log_path(number)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        key = (number, stat.st_size, stat.st_mtime_ns)
+        if key not in self._curves:
+            self._curves[key] = loss_curve(path)
+        return self._curves[key]
 
     def _context(self, table: ResultsTable, number: int, files: Mapping[str, str], **extra: object) -> ProposalContext:
         readonly = {}

@@ -24,6 +24,7 @@ from .executor import Executor, LocalExecutor
 from .gitops import Repo
 from .history import ExperimentMeta, History
 from .judge import Judge
+from .loss_curve import LossCurve
 from .proposer import (
     ExperimentRecord,
     Proposer,
@@ -98,6 +99,7 @@ class SessionState:
         self._judge = Judge(self.config)
         self._host = socket.gethostname()
         self._propose_s: dict[int, float] = {}  # the time each experiment's proposals took
+        self._curves: dict[tuple[int, int, int], LossCurve | None] = {}  # by (number, log size, log mtime)
 
     def _emit(self, event: ev.Event) -> None:
         with contextlib.suppress(Exception):
