@@ -23,7 +23,13 @@ from .proposer import Proposal
 class Pending:
     """One proposer call on a daemon thread; `cond` is notified when it has answered or failed."""
 
-    def __init__(self, call: Callable[[], Proposal | None], cond: threading.Condition) -> None:
+    def __init__(
+        self,
+        call: Callable[[], Proposal | None],
+        cond: threading.Condition,
+        answered: Callable[[Proposal], None] | None = None,
+    ) -> None:
+        """`answered` is called with the proposal once `done` holds (not when it failed or had nothing)."""
         self._box: dict[str, Proposal | BaseException | None] = {}
         self._cond = cond
 
@@ -34,6 +40,9 @@ class Pending:
                 self._box["error"] = exc
             with cond:
                 cond.notify_all()
+            value = self._box.get("value")
+            if answered is not None and isinstance(value, Proposal):
+                answered(value)
 
         threading.Thread(target=work, name="autoresearch-propose", daemon=True).start()
 

@@ -82,6 +82,18 @@ class ProposalReady(Event):
 
 
 @dataclass(frozen=True)
+class Drafted(Event):
+    """The proposal for `number` answered while #`during` runs; it waits in memory for its turn."""
+
+    number: int
+    during: int
+    description: str
+
+    def describe(self) -> str:
+        return f"#{self.number} drafted while #{self.during} runs: {self.description}"
+
+
+@dataclass(frozen=True)
 class ReplySentBack(Event):
     """A reply of the model could not be used; it was told why and asked again (nothing was run)."""
 

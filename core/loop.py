@@ -205,6 +205,8 @@ class ExperimentLoop(Experiment):
                 why = getattr(self._proposer, "stop_reason", None) or "the agent has nothing left to propose"
                 return ev.LoopStopped(why, ok=True, experiments=len(table.rows))
             if self._stop_requested:
+                self._carry += proposal.usage  # answered, never run: its tokens count toward the next experiment
+                self._save_carry(number, "proposed; the session stopped before it ran")
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             skips = 0
             table = self._experiment_with_fixes(table, number, proposal)

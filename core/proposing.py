@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from git.exc import GitCommandError
@@ -135,7 +135,7 @@ class Proposing(Measuring):
         self._wait_for(pending)
         return pending.result()
 
-    def _start_proposal(self, ctx: ProposalContext) -> Pending:
+    def _start_proposal(self, ctx: ProposalContext, answered: Callable[[Proposal], None] | None = None) -> Pending:
         proposer = self._proposer
         assert proposer is not None
         self._flush_observations()
@@ -148,7 +148,7 @@ class Proposing(Measuring):
             finally:  # a draft answers while another experiment runs: its time is its own experiment's
                 self._propose_s[number] = self._propose_s.get(number, 0.0) + time.monotonic() - began
 
-        return Pending(timed, self._cond)
+        return Pending(timed, self._cond, answered)
 
     def _wait_for(self, pending: Pending) -> None:
         with self._cond:
@@ -195,7 +195,14 @@ class Proposing(Measuring):
         except (UserError, GitCommandError, OSError) as exc:
             self._emit(ev.Info(f"#{number + 1} is asked for after #{number} ends ({exc})"))
             return
-        self._draft = Draft(number + 1, number, base, files, self._start_proposal(ctx), idea)
+        self._draft = Draft(
+            number + 1,
+            number,
+            base,
+            files,
+            self._start_proposal(ctx, answered=lambda p: self._emit(ev.Drafted(number + 1, number, p.description))),
+            idea,
+        )
 
     def _in_flight(self, number: int, meta: ExperimentMeta) -> str:
         diff = self.history.read_diff(number)
@@ -237,9 +244,18 @@ class Proposing(Measuring):
         self._note_skipped(number, ProposalSkipped(note, proposal.usage))
 
     def _abandon_draft(self, number: int) -> None:
-        """The session ends: a draft that answered is never written, only its tokens are kept."""
+        """The session ends: a draft is never written, only its tokens are kept.
+
+        A draft still being answered is waited for unless the user stopped at once: its tokens are spent anyway.
+        """
         draft, self._draft = self._draft, None
-        if draft is None or not draft.pending.done:
+        if draft is None:
+            return
+        if not draft.pending.done and self._cancel_reason != "stop":
+            self._emit(ev.Info(f"waiting for the proposal drafted during #{draft.during} to answer (its tokens count)"))
+            with contextlib.suppress(_Interrupted):
+                self._wait_for(draft.pending)
+        if not draft.pending.done:
             return
         with contextlib.suppress(BaseException):
             proposal = draft.pending.result()

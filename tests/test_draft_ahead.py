@@ -209,14 +209,15 @@ def test_a_draft_is_never_written_when_the_session_stops(tmp_path: Path, server:
         [edit("A = 1", "A = 3", "raise A"), edit("B = 1", "B = 7", "raise B")],
         experiments=4,
     )
-    # Stop once #2 runs and its successor has been drafted.
-    seen = _run_until(
-        repo,
-        lambda events: (
-            (markers / "asked-3").exists() and any(isinstance(e, ev.RunStarted) and e.number == 2 for e in events)
-        ),
-        lambda loop: getattr(loop, how)(),
-    )
+
+    # Stop once #2 runs and its successor has been asked for: a graceful stop waits for the draft's answer,
+    # stop_now does not, so there the draft must have answered first.
+    def there(events: list[ev.Event]) -> bool:
+        running = any(isinstance(e, ev.RunStarted) and e.number == 2 for e in events)
+        drafted = any(isinstance(e, ev.Drafted) and e.number == 3 for e in events)
+        return running and (markers / "asked-3").exists() and (how == "stop" or drafted)
+
+    seen = _run_until(repo, there, lambda loop: getattr(loop, how)())
     stopped = [e for e in seen if isinstance(e, ev.LoopStopped)][-1]
     assert stopped.ok and stopped.reason == "stopped by the user"
     assert "B = 7" not in (repo / "train.py").read_text()
