@@ -45,6 +45,8 @@ _SETUP_FLAGS: dict[str, str] = {
     "baseline_runs": "baseline_runs",
     "confirm_runs": "confirm_runs",
     "budget_allowance": "budget_allowance_s",
+    "executor": "executor",
+    "ray_address": "ray_address",
 }
 
 
@@ -127,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--baseline-runs", type=int, metavar="N", help="runs of the baseline, to measure noise (2)")
     setup.add_argument("--confirm-runs", type=int, metavar="N", help="re-runs of a small win before keeping it (2)")
     setup.add_argument("--budget-allowance", type=float, metavar="S", help="seconds allowed over the budget")
+    setup.add_argument("--executor", choices=["local", "ray"], help="run on this machine, or as Ray jobs (local)")
+    setup.add_argument("--ray-address", metavar="ADDRESS", help="the Ray cluster, e.g. http://HEAD:8265 (docs/RAY.md)")
 
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")

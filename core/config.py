@@ -29,6 +29,7 @@ from .errors import ConfigError
 CONFIG_FILE = ".autoresearch.json"
 RESULTS_FILE = "results.tsv"
 RUN_LOG = "run.log"
+DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
 STATE_DIR = ".autoresearch"
 IGNORED_PATHS = (RESULTS_FILE, CONFIG_FILE, RUN_LOG, STATE_DIR + "/")
 
@@ -56,6 +57,7 @@ _NUMERIC_KEYS = (
     "baseline_runs",
     "confirm_runs",
     "budget_allowance_s",
+    "ray_pending_limit_minutes",
 )
 
 
@@ -112,6 +114,15 @@ class SessionConfig(BaseModel):
     baseline_runs: int = Field(default=2, ge=1)
     confirm_runs: int = Field(default=2, ge=0)
     budget_allowance_s: float | None = Field(default=None, ge=0)
+    # Where runs go (core/executor.py; Ray: core/ray_executor.py, docs/RAY.md).
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    """The cluster's Ray Jobs address (http://HEAD:8265 or ray://HEAD:10001); None: $RAY_ADDRESS or this machine."""
+    ray_resources: dict[str, float] = Field(default_factory=lambda: {"num_gpus": 1.0})
+    ray_shared_dir: str | None = None
+    """The code's path on a filesystem every node mounts: jobs run there and nothing is shipped."""
+    ray_excludes: list[str] | None = None
+    ray_pending_limit_minutes: float | None = Field(default=None, gt=0)
 
     @field_validator("tag")
     @classmethod
@@ -143,6 +154,23 @@ class SessionConfig(BaseModel):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"regex: {exc}") from exc
+        return value
+
+    @field_validator("ray_resources", mode="before")
+    @classmethod
+    def _resources_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("json") from None
+        return value
+
+    @field_validator("ray_resources")
+    @classmethod
+    def _resources_are_amounts(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(amount < 0 or not math.isfinite(amount) for amount in value.values()):
+            raise ValueError("amount")
         return value
 
     @field_serializer("time_budget_minutes", "timeout_minutes")
@@ -232,6 +260,12 @@ _MESSAGES: dict[str, str] = {
     "baseline_runs": "baseline_runs must be a whole number above 0 (runs of the baseline that measure the noise)",
     "confirm_runs": "confirm_runs must be a whole number, 0 or more (re-runs of a small win before it is kept)",
     "budget_allowance_s": "budget_allowance_s must be a number of seconds, 0 or more, allowed beyond the budget",
+    "executor": 'executor must be "local" (runs on this machine) or "ray" (jobs on a Ray cluster, see docs/RAY.md)',
+    "ray_address": "ray_address must be the Ray cluster's address, e.g. http://HEAD:8265 or ray://HEAD:10001",
+    "ray_resources": 'ray_resources must be a JSON object of amounts per job, e.g. {"num_gpus": 1, "num_cpus": 4}',
+    "ray_shared_dir": "ray_shared_dir must be the code's path on a filesystem every Ray node mounts",
+    "ray_excludes": 'ray_excludes must be a list of paths or patterns not shipped to the cluster, e.g. ["data/raw"]',
+    "ray_pending_limit_minutes": "ray_pending_limit_minutes must be the minutes above 0 a job may wait to start",
 }
 
 

@@ -10,14 +10,35 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import events as ev
+from .executor import Recovering, make_executor
 from .history import ExperimentMeta
 from .metric import read_memory_gb
 from .model_keys import hidden_from_training
 from .runner import RunOutcome
+from .session_state import _InfraLost, _Interrupted
 from .workspace import Workspace
 
 
 class Execution(Workspace):
+    def _start_executor(self) -> None:
+        """The executor the config asks for, checked; a cluster's jobs left by a tool that died, stopped."""
+        if self._executor_from_config:
+            self.executor = make_executor(self.config, self.root)
+        if isinstance(self.executor, Recovering):
+            self.executor.check()
+            stopped = self.executor.recover()
+            if stopped:
+                shown = ", ".join(stopped)
+                self._emit(ev.Repaired(f"stopped {len(stopped)} cluster job(s) left running by the last run ({shown})"))
+
+    def _lost_or_stopped(self, outcome: RunOutcome) -> _Interrupted | None:
+        """Why the experiment must end unrecorded: the infrastructure lost its run, or the user stopped at once."""
+        if outcome.infra_error:
+            return _InfraLost(outcome.infra_error)
+        if outcome.cancelled and self._cancel_reason == "stop":
+            return _Interrupted()
+        return None
+
     def _execute(
         self,
         number: int,
@@ -94,7 +115,7 @@ class Execution(Workspace):
         return outcome.peak_rss_gb
 
     def _run_aux(self, command: str, log: Path, number: int) -> RunOutcome:
-        return self.executor.run(
+        outcome = self.executor.run(
             command,
             self.root,
             log,
@@ -104,6 +125,9 @@ class Execution(Workspace):
             cancel=self._cancel,
             pid_file=self.history.pids_path,
         )
+        if outcome.infra_error:
+            raise _InfraLost(outcome.infra_error)
+        return outcome
 
     def _guard_passes(self, number: int) -> bool:
         assert self.config.guard_command

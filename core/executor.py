@@ -11,9 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .runner import RunOutcome, run_command
+
+if TYPE_CHECKING:
+    from .config import SessionConfig
 
 
 @runtime_checkable
@@ -70,3 +73,25 @@ class LocalExecutor:
             on_start=on_start,
             on_lines=on_lines,
         )
+
+
+@runtime_checkable
+class Recovering(Protocol):
+    """An executor whose runs outlive the tool (a cluster's jobs): checked and cleaned up when a session starts."""
+
+    def check(self) -> None:
+        """Raise a UserError (one sentence) when the runs cannot go where the config sends them."""
+        ...
+
+    def recover(self) -> list[str]:
+        """End the runs a dead tool of this session left going; what was ended."""
+        ...
+
+
+def make_executor(config: SessionConfig, root: Path) -> Executor:
+    """The executor the session's config asks for (`executor`: "local" or "ray")."""
+    if config.executor == "ray":
+        from .ray_executor import executor_for
+
+        return executor_for(config, root)
+    return LocalExecutor()

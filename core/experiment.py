@@ -31,7 +31,7 @@ from .results import (
 )
 from .runner import RunOutcome
 from .sanitize import one_line, safe_text
-from .session_state import Kind, _exit_text, _Interrupted, _now
+from .session_state import Kind, _exit_text, _InfraLost, _now
 from .takeoff import TakeOff
 
 
@@ -136,7 +136,12 @@ class Experiment(Proposing):
             )
         )
         self._expected_head = commit
-        return self._run_and_judge(table, number, kind, meta)
+        try:
+            return self._run_and_judge(table, number, kind, meta)
+        except _InfraLost:
+            if self.repo.head_commit() == commit:  # a guard or verify run was lost after the training ran
+                self._revert_unrecorded(meta)
+            raise
 
     def _baseline(self, table: ResultsTable, note: str = "") -> ResultsTable:
         number = len(table.rows) + 1
@@ -151,7 +156,11 @@ class Experiment(Proposing):
             meta.extra["note"] = note
         self.history.write_journal({"number": number, "stage": "running", "parent": head, "commit": head})
         self.history.save_meta(meta)
-        table, _ = self._run_and_judge(table, number, "baseline", meta)
+        try:
+            table, _ = self._run_and_judge(table, number, "baseline", meta)
+        except _InfraLost:
+            self.history.clear_journal()
+            raise
         return table
 
     def _remeasure_elsewhere(self, table: ResultsTable, number: int) -> ResultsTable:
@@ -172,9 +181,9 @@ class Experiment(Proposing):
         outcome = self._last_outcome = self._execute(
             number, meta, started_hook=lambda: self._draft_next(table, number, meta)
         )
-        if outcome.cancelled and self._cancel_reason == "stop":
+        if (ended := self._lost_or_stopped(outcome)) is not None:
             self._revert_unrecorded(meta)
-            raise _Interrupted
+            raise ended
         self._set_phase("judging", number)
         metric = self._measure(number, outcome)
         metric_source = (

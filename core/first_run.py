@@ -18,13 +18,15 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .config import RUN_LOG, SessionConfig
+from .executor import make_executor
 from .knobs import config_files_in, parse_run_command
 from .metric import find_last, read_metric, tail_text
-from .runner import RunOutcome, run_command
+from .runner import RunOutcome
 from .sanitize import safe_line
 
 CONTEXT_NAMES = ("program.md",)
@@ -249,7 +251,7 @@ def trial_run(root: Path, config: SessionConfig, budget_s: float = CHECK_BUDGET_
     """Run the command once, as the loop would, with a short budget in its environment; report the metric line."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         log = Path(tmp) / RUN_LOG
-        outcome = run_command(
+        outcome = make_executor(config, root).run(
             config.run_command,
             root,
             log,
@@ -259,7 +261,10 @@ def trial_run(root: Path, config: SessionConfig, budget_s: float = CHECK_BUDGET_
                 "AUTORESEARCH_EXPERIMENT": "0",
                 "AUTORESEARCH_TAG": config.tag,
             },
+            cancel=threading.Event(),
         )
+        if outcome.infra_error:
+            return TrialResult(False, f"The check run did not run: {outcome.infra_error}.")
         failed = outcome.timed_out or bool(outcome.exit_code) or outcome.cancelled
         metric = None if failed else read_metric(log, config.metric_grep)
         if metric is None:

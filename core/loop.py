@@ -27,7 +27,7 @@ from .results import (
     check_writable,
     read_results,
 )
-from .session_state import _DISK_FULL, _Interrupted
+from .session_state import _DISK_FULL, _InfraLost, _Interrupted
 from .writable import unwritable_message
 
 
@@ -112,6 +112,7 @@ class ExperimentLoop(Experiment):
     def _run(self) -> ev.LoopStopped:
         self._check_session_files()
         self._acquire_lock()
+        self._start_executor()
         for message in recover(self.repo, self.config, self.history, self.results_path):
             self._emit(ev.Repaired(message))
         self._enter_branch()
@@ -149,10 +150,29 @@ class ExperimentLoop(Experiment):
                 self.config.max_experiments,
             )
         )
-        try:
-            return self._experiments(table)
-        except _Interrupted:
+        while True:
+            try:
+                return self._experiments(table)
+            except _InfraLost as lost:
+                stopped = self._stuck_on_infrastructure(lost.sentence)
+                if stopped is not None:
+                    return stopped
+                table = read_results(self.results_path)
+            except _Interrupted:
+                return ev.LoopStopped("stopped by the user", ok=True, experiments=self._rows_count())
+
+    def _stuck_on_infrastructure(self, sentence: str) -> ev.LoopStopped | None:
+        """The executor lost a run (not the idea's fault, nothing recorded): stop, or pause until resumed."""
+        then = "run again." if self._when_stuck == "stop" else "resume (p)."
+        message = f"{sentence.rstrip('.')}; the experiment was not recorded: fix the cluster, then {then}"
+        if self._when_stuck == "stop":
+            return ev.LoopStopped(message, ok=False, experiments=self._rows_count())
+        self._abandon_draft(self._rows_count() + 1)
+        self._emit(ev.NeedsUser(message))
+        self.pause()
+        if not self._wait_if_paused(self._rows_count()):
             return ev.LoopStopped("stopped by the user", ok=True, experiments=self._rows_count())
+        return None
 
     # The session.
 

@@ -15,7 +15,6 @@ from .results import (
     ResultsTable,
 )
 from .runner import RunOutcome
-from .session_state import _Interrupted
 
 
 class Measuring(Execution):
@@ -35,9 +34,9 @@ class Measuring(Execution):
     def _run_again(self, number: int, meta: ExperimentMeta, repeat: int) -> tuple[RunOutcome, float | None]:
         self._emit(ev.Info(f"#{number} run {repeat}: running the same code again to measure the noise"))
         outcome = self._execute(number, meta, log_name=f"run-{repeat}.log")
-        if outcome.cancelled and self._cancel_reason == "stop":
+        if (ended := self._lost_or_stopped(outcome)) is not None:
             self._revert_unrecorded(meta)
-            raise _Interrupted
+            raise ended
         return outcome, self._measure(number, outcome, repeat)
 
     def _judge_change(
@@ -99,9 +98,9 @@ class Measuring(Execution):
             ev.Info(f"#{number} timed out; running the best code (#{ref.number}) again to see if the machine is slower")
         )
         again = self._execute(number, meta, log_name="remeasure.log")
-        if again.cancelled and self._cancel_reason == "stop":
+        if (ended := self._lost_or_stopped(again)) is not None:
             self.history.clear_journal()
-            raise _Interrupted
+            raise ended
         value = self._measure(number, again)
         if value is not None:
             self._add_best_run(table, ref, value, again.duration_s)
@@ -133,9 +132,9 @@ class Measuring(Execution):
         self._emit(ev.Info(f"#{number} is close to #{ref.number}, which ran once; running #{ref.number} again"))
         try:
             again = self._execute(number, meta, log_name=f"best-{ref.number}.log")
-            if again.cancelled and self._cancel_reason == "stop":
+            if (ended := self._lost_or_stopped(again)) is not None:
                 self.history.clear_journal()
-                raise _Interrupted
+                raise ended  # lost: the change goes back on the branch below, and its caller takes it off
             value = self._measure(number, again)
         finally:
             if self._cancel_reason != "stop":

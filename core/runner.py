@@ -61,6 +61,7 @@ class RunOutcome:
     peak_gpu_gb: float | None  # peak NVML memory of the tree's pids (GiB); None when NVML is absent
     timed_out: bool
     cancelled: bool  # killed because `cancel` was set (user skip/stop)
+    infra_error: str | None = None  # a cluster lost the run (core/ray_executor.py): one sentence, not a crash
 
 
 _subreaper_lock = threading.Lock()

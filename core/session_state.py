@@ -61,6 +61,14 @@ class _Interrupted(Exception):
     """stop_now() ended the experiment in flight: it was reverted and is not recorded."""
 
 
+class _InfraLost(_Interrupted):
+    """The executor lost the run to the infrastructure (a cluster's node died): reverted, not recorded."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
 class SessionState:
     def __init__(
         self,
@@ -79,6 +87,7 @@ class SessionState:
         self.log_path = self.root / RUN_LOG
         self._sink = sink
         self.executor: Executor = executor or LocalExecutor()
+        self._executor_from_config = executor is None
         self._proposer = proposer
         self._when_stuck = when_stuck
         self._cond = threading.Condition()

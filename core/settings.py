@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FILE, SessionConfig, load_config, parse_config, save_config
+from .config import CONFIG_FILE, DEFAULT_RAY_ADDRESS, SessionConfig, load_config, parse_config, save_config
 from .errors import ConfigError, GitStateError, UserError
 from .gitops import Repo
 from .history import History
@@ -40,8 +40,19 @@ ALIASES = {
     "exclude": "knob_exclude",
 }
 FIXED = ("tag", "branch", "script_path", "metric_name", "metric_direction", "created_at")
-LISTS = ("editable_files", "readonly_files", "knob_exclude")
-OPTIONAL = ("model", "api_base", "api_key_env", "target_metric", "max_cost_usd", "guard_command", "verify_command")
+LISTS = ("editable_files", "readonly_files", "knob_exclude", "ray_excludes")
+OPTIONAL = (
+    "model",
+    "api_base",
+    "api_key_env",
+    "target_metric",
+    "max_cost_usd",
+    "guard_command",
+    "verify_command",
+    "ray_address",
+    "ray_shared_dir",
+    "ray_pending_limit_minutes",
+)
 SHOWN = (
     "run_command",
     "metric_grep",
@@ -55,7 +66,9 @@ SHOWN = (
     "model",
     "api_base",
     "knob_exclude",
+    "executor",
 )
+RAY_SHOWN = ("ray_address", "ray_resources", "ray_shared_dir")
 
 
 def settable_keys() -> list[str]:
@@ -169,6 +182,8 @@ def _show(value: Any) -> str:
         return ", ".join(value) if value else "(none)"
     if value is None:
         return "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value)
     return str(value)
 
 
@@ -180,10 +195,12 @@ def show(root: Path) -> str:
     root = Repo(root).root
     config = load_config(root)
     data = config.to_json_dict()
-    width = max(len(k) for k in SHOWN)
+    width = max(len(k) for k in (*SHOWN, *RAY_SHOWN))
     lines = [f"Session {config.tag} on {config.branch}: {config.metric_name} ({config.metric_direction} is better)"]
-    for key in SHOWN:
+    for key in (*SHOWN, *(RAY_SHOWN if config.executor == "ray" else ())):
         value = data.get(key)
+        if key == "ray_address" and value is None:
+            value = f"(none: $RAY_ADDRESS, else {DEFAULT_RAY_ADDRESS})"
         if key == "knob_exclude" and value is None:
             value = f"default ({', '.join(DEFAULT_EXCLUDE[:5])}, ...)"
         lines.append(f"  {key:<{width}}  {_show(value)}")

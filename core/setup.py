@@ -141,9 +141,13 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
         raise GitStateError(
             f"The working tree has uncommitted changes ({shown}); commit or stash them first (git stash)."
         )
-    problem = check_interpreter(root, config)
+    problem = check_interpreter(root, config) if config.executor == "local" else None  # else: the cluster's python
     if problem:
         raise ConfigError(problem)
+    if config.executor == "ray":
+        from .ray_executor import executor_for
+
+        executor_for(config, root).check()
     return config
 
 

@@ -6,9 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ray_cluster import RayHead, ray_head
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GIT_ENV = {
@@ -82,3 +85,14 @@ def setup_args(*extra: str) -> list[str]:
         "0.5",
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayHead]:
+    """One Ray head (two logical GPUs) for every Ray test of the run; tests skip where Ray cannot be imported.
+
+    Its limit on what a job ships is 16 MiB (Ray's default: 512), so that a test can go over it cheaply."""
+    pytest.importorskip("ray.job_submission", reason="Ray is not installed here (pip install 'autoresearch[ray]')")
+    env = {"RAY_TEST_SECRET": "shh", "RAY_max_grpc_message_size": str(16 * 2**20)}
+    with ray_head(num_gpus=2, num_cpus=2, env=env) as started:
+        yield started

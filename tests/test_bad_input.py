@@ -1007,8 +1007,9 @@ def _cell(text: str) -> str:
 
 def all_groups() -> list[tuple[str, list[Case]]]:
     from tests.test_hardening import GROUPS as HARDENING
+    from tests.test_ray_bad_input import GROUPS as RAY
 
-    return [*GROUPS, *HARDENING]
+    return [*GROUPS, *HARDENING, *RAY]
 
 
 def reliability_tables() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FORBIDDEN = ("textual", "rich", "plotext", "textual_plotext", "litellm")
+FORBIDDEN = ("textual", "rich", "plotext", "textual_plotext", "litellm", "ray")
 
 PROBE = """
 import sys
@@ -26,7 +26,19 @@ def _loaded(*modules: str) -> str:
 
 
 def test_core_imports_no_ui_library_and_no_litellm() -> None:
-    modules = ("cli", "loop", "setup", "status", "analysis", "mutate", "runner", "agents", "llm_agent", "provider")
+    modules = (
+        "cli",
+        "loop",
+        "setup",
+        "status",
+        "analysis",
+        "mutate",
+        "runner",
+        "agents",
+        "llm_agent",
+        "provider",
+        "ray_executor",
+    )
     assert _loaded(*modules) == ""
 
 
