@@ -120,7 +120,7 @@ class SessionConfig(BaseModel):
     """The cluster's Ray Jobs address (http://HEAD:8265 or ray://HEAD:10001); None: $RAY_ADDRESS or this machine."""
     ray_resources: dict[str, float] = Field(default_factory=lambda: {"num_gpus": 1.0})
     ray_shared_dir: str | None = None
-    """The code's path on a filesystem every node mounts: jobs run there and nothing is shipped."""
+    """Where every node mounts this repository (a shared filesystem): jobs run there, nothing is shipped."""
     ray_excludes: list[str] | None = None
     ray_pending_limit_minutes: float | None = Field(default=None, gt=0)
 
@@ -263,7 +263,7 @@ _MESSAGES: dict[str, str] = {
     "executor": 'executor must be "local" (runs on this machine) or "ray" (jobs on a Ray cluster, see docs/RAY.md)',
     "ray_address": "ray_address must be the Ray cluster's address, e.g. http://HEAD:8265 or ray://HEAD:10001",
     "ray_resources": 'ray_resources must be a JSON object of amounts per job, e.g. {"num_gpus": 1, "num_cpus": 4}',
-    "ray_shared_dir": "ray_shared_dir must be the code's path on a filesystem every Ray node mounts",
+    "ray_shared_dir": "ray_shared_dir must be the path where every Ray node mounts this repository",
     "ray_excludes": 'ray_excludes must be a list of paths or patterns not shipped to the cluster, e.g. ["data/raw"]',
     "ray_pending_limit_minutes": "ray_pending_limit_minutes must be the minutes above 0 a job may wait to start",
 }

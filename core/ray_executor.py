@@ -84,7 +84,8 @@ class RayOptions:
     address: str
     session: str
     resources: Mapping[str, float] = field(default_factory=lambda: {"num_gpus": 1})
-    shared_dir: str | None = None  # the code's path on a filesystem every node mounts: nothing is shipped
+    shared_dir: str | None = None  # where every node mounts the repository at `root`: nothing is shipped
+    root: Path | None = None
     excludes: tuple[str, ...] = DEFAULT_EXCLUDES
     pending_limit_s: float | None = None  # None: the run's timeout
     poll_s: float = 0.2
@@ -156,6 +157,8 @@ class _LogStream:
 
 class RayExecutor:
     """Runs each command as a Ray job; safe to call from several threads at once (one job per call)."""
+
+    assigns_devices = True  # Ray gives each job its GPUs: workers are not pinned to devices of this machine
 
     def __init__(self, options: RayOptions) -> None:
         self.options = options
@@ -246,12 +249,19 @@ class RayExecutor:
         unset = [name for name in unset_env if name.isidentifier()]
         began = time.monotonic()
         lost: _Lost | None = None
+        started: list[int] = []
+
+        def start_once(pid: int) -> None:  # a job run again after a loss starts the run once for the loop
+            if not started and on_start is not None:
+                started.append(pid)
+                on_start(pid)
+
         for attempt in (1, 2):
             os.close(_fresh_log(log_path))
             if cancel.is_set():
                 return RunOutcome(None, 0.0, 0.0, None, timed_out=False, cancelled=True)
             try:
-                result = self._attempt(command, cwd, log_path, timeout_s, env, unset, cancel, on_start, on_lines)
+                result = self._attempt(command, cwd, log_path, timeout_s, env, unset, cancel, start_once, on_lines)
             except _Lost as exc:
                 lost = exc
                 if attempt == 1:
@@ -277,12 +287,25 @@ class RayExecutor:
             infra_error=f"{lost} (tried twice)",
         )
 
-    def _entrypoint(self, command: str, unset: list[str]) -> str:
+    def _entrypoint(self, command: str, cwd: Path, unset: list[str]) -> str:
         run = "exec " + (f"env {' '.join(f'-u {n}' for n in unset)} " if unset else "")
         run += f"bash -c {shlex.quote(command)}"
         if self.options.shared_dir is not None:
-            return f"cd {shlex.quote(self.options.shared_dir)} && {run}"
+            return f"cd {shlex.quote(self._shared_path(cwd))} && {run}"
         return run
+
+    def _shared_path(self, cwd: Path) -> str:
+        """`cwd` as the nodes see it: the same place under `shared_dir` as under the repository here (a worker's
+        directory lies inside the repository)."""
+        assert self.options.shared_dir is not None
+        root = self.options.root
+        if root is None:
+            return self.options.shared_dir
+        try:
+            inside = Path(cwd).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            return self.options.shared_dir
+        return str(Path(self.options.shared_dir) / inside) if inside.parts else self.options.shared_dir
 
     def _runtime_env(self, cwd: Path, env: Mapping[str, str]) -> dict[str, Any]:
         env_vars = {k: str(v) for k, v in env.items() if k not in _DEVICE_VARS}
@@ -308,7 +331,7 @@ class RayExecutor:
         try:
             return str(
                 client.submit_job(
-                    entrypoint=self._entrypoint(command, unset),
+                    entrypoint=self._entrypoint(command, cwd, unset),
                     submission_id=f"autoresearch-{self.options.session}-{number or 'x'}-{uuid.uuid4().hex[:8]}",
                     runtime_env=self._runtime_env(cwd, env),
                     metadata={
@@ -473,6 +496,7 @@ def executor_for(config: SessionConfig, root: Path) -> RayExecutor:
             session=session_id(config.tag, root),
             resources=dict(config.ray_resources),
             shared_dir=config.ray_shared_dir,
+            root=Path(root),
             excludes=tuple(config.ray_excludes) if config.ray_excludes is not None else DEFAULT_EXCLUDES,
             pending_limit_s=None if limit is None else limit * 60,
         )

@@ -87,11 +87,13 @@ def setup_args(*extra: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayHead]:
-    """One Ray head (two logical GPUs) for every Ray test of the run; tests skip where Ray cannot be imported.
+    """A Ray head (two logical GPUs) for the Ray tests of one module; they skip where Ray cannot be imported.
 
-    Its limit on what a job ships is 16 MiB (Ray's default: 512), so that a test can go over it cheaply."""
+    Per module, not per session: a head left running would count as the leftover processes of other modules'
+    tests (tests/test_runner.py checks that none are left). Its limit on what a job ships is 16 MiB (Ray's
+    default: 512), so that a test can go over it cheaply."""
     pytest.importorskip("ray.job_submission", reason="Ray is not installed here (pip install 'autoresearch[ray]')")
     env = {"RAY_TEST_SECRET": "shh", "RAY_max_grpc_message_size": str(16 * 2**20)}
     with ray_head(num_gpus=2, num_cpus=2, env=env) as started:

@@ -155,6 +155,27 @@ def test_cancel_and_timeout_stop_the_job_and_every_process_it_started(tmp_path: 
     )
 
 
+def test_on_a_shared_filesystem_nothing_is_shipped_and_the_job_runs_in_place(tmp_path: Path, head: RayHead) -> None:
+    # This machine is every node of the test cluster: the repository is "mounted" at the same path.
+    worker = tmp_path / "repo" / ".autoresearch" / "workers" / "1"
+    worker.mkdir(parents=True)
+    executor = RayExecutor(
+        RayOptions(head.address, "direct", shared_dir=str(tmp_path / "repo"), root=tmp_path / "repo")
+    )
+    seen: list[str] = []
+    outcome = executor.run(
+        "pwd; touch written-here",
+        worker,
+        tmp_path / "run.log",
+        timeout_s=60,
+        env={},
+        cancel=threading.Event(),
+        on_lines=lambda lines, dropped: seen.extend(lines),
+    )
+    assert outcome.exit_code == 0 and str(worker) in seen
+    assert (worker / "written-here").exists()
+
+
 def test_addresses_as_users_write_them() -> None:
     assert dashboard_address("ray://head.example:10001") == "http://head.example:8265"
     assert dashboard_address("head.example:8265/") == "http://head.example:8265"
