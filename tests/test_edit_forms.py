@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from autoresearch.core.edit_blocks import PathRefused, apply_blocks, parse_reply, resolve_editable
 from autoresearch.core.edit_match import match_edit
-from autoresearch.core.loss_curve import READ_WHOLE_BYTES, loss_curve, parse_loss
+from autoresearch.core.loss_curve import READ_WHOLE_BYTES, SAMPLE_WINDOWS, loss_curve, parse_loss
 from autoresearch.core.syntax_check import syntax_problem
 
 TRAIN = """import math
@@ -249,7 +249,17 @@ def test_loss_curve_reads_the_log_and_samples_a_huge_one(tmp_path: Path) -> None
             handle.write(line)
         handle.write("iter 13 | loss=0.125\n")
     big = loss_curve(log)
-    assert big is not None and big.sampled and big.points[0] == 0.25
+    assert big is not None and big.sampled and big.points[0] == 0.25 and big.points[-1] == 0.125
+    assert big.seen == SAMPLE_WINDOWS and "(10 of 64 sampled logged values" in big.describe()
+    noise = "".join(f"eval {i} ok {'y' * 200}\n" for i in range(40))
+    with log.open("w") as handle:  # a loss every 40 lines of other output, and a last line cut short
+        for i in range(READ_WHOLE_BYTES * 3 // len(noise)):
+            handle.write(f"{noise}step {i} loss {8 / (i + 1):.5f}\n")
+        handle.write("loss 0.0001\nstep 9")
+    sparse = loss_curve(log)
+    assert sparse is not None and sparse.seen == SAMPLE_WINDOWS and len(sparse.points) == 10
+    assert sparse.points[0] == 8.0 and sparse.points[-1] == 0.0001
+    assert list(sparse.points) == sorted(sparse.points, reverse=True)
     assert loss_curve(tmp_path / "missing.log") is None
     log.write_text("no numbers\nloss: nan\n")
     assert loss_curve(log) is None
