@@ -134,16 +134,24 @@ class _Tree:
         return {key: proc for key, proc in self.procs.items() if _alive(proc)}
 
     def scan(self, sweep: bool = False) -> None:
-        """Add descendants of known processes, our own orphaned children carrying the token, and with
-        `sweep` every process on the machine carrying the token."""
+        """Add descendants of known processes, our own orphaned children carrying the token (or adopted), and
+        with `sweep` (when not a subreaper) every process on the machine carrying the token."""
         self.procs = {key: proc for key, proc in self.procs.items() if proc.is_running()}
+        me = os.getpid()
         children: dict[int, list[psutil.Process]] = {}
         everyone: list[psutil.Process] = []
-        for proc in psutil.process_iter(["ppid"]):
-            everyone.append(proc)
-            children.setdefault(proc.info.get("ppid") or 0, []).append(proc)
+        if self.sweeps:
+            for proc in psutil.process_iter(["ppid"]):
+                everyone.append(proc)
+                children.setdefault(proc.info.get("ppid") or 0, []).append(proc)
+        else:
+            # As child subreaper every process a run starts stays our descendant: one cheap walk of the table.
+            with contextlib.suppress(psutil.Error):
+                for proc in psutil.Process(me).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        children.setdefault(proc.ppid(), []).append(proc)
         frontier = [proc.pid for proc in self.procs.values()]
-        candidates = everyone if sweep and self.sweeps else children.get(os.getpid(), [])
+        candidates = everyone if sweep and self.sweeps else children.get(me, [])
         for proc in candidates:
             key = _key(proc)
             if key is None or key in self.procs or key in self._foreign:
@@ -184,13 +192,11 @@ class _Tree:
             return False
 
     def reap(self, skip_pid: int | None) -> None:
-        """Collect the exit status of the run's processes that became our children (we are their subreaper),
-        the tree's and orphans that ended before a scan saw them; `skip_pid` is reaped by its Popen."""
+        """Collect the exit status of the run's processes that became our children (we are their subreaper);
+        `skip_pid` is reaped by its Popen. An orphan that ended before any scan saw it is the run's when the
+        next scan adopts it, so reap after a scan."""
         me = os.getpid()
-        adopted = []
-        with contextlib.suppress(psutil.Error):
-            adopted = [proc for proc in psutil.Process(me).children() if self._adopted(proc)]
-        for proc in [*self.procs.values(), *adopted]:
+        for proc in self.procs.values():
             if proc.pid in (skip_pid, self.main_pid):
                 continue
             try:
@@ -231,6 +237,9 @@ def _terminate(
     tree.scan(sweep=True)
     if group_signal is not None:
         group_signal(signal.SIGTERM)
+    if not collect():
+        # Nothing of the tree is left (a run that exited with all it started): no new process can appear.
+        return []
     deadline = time.monotonic() + grace_s
     while True:
         alive = collect()
