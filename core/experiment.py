@@ -114,11 +114,12 @@ class Experiment(Proposing):
         meta.commit = commit
         meta.ref = f"refs/autoresearch/{self.config.tag}/{number}"
         self.history.write_journal({"number": number, "stage": "running", "parent": parent, "commit": commit})
-        earlier = self.repo.resolve(meta.ref)
-        if earlier and earlier != commit:
-            # An experiment interrupted before it was recorded had this number: keep its commit under its own name.
-            self.repo.update_ref(f"{meta.ref}-{earlier[:7]}", earlier)
-        self.repo.update_ref(meta.ref, commit)
+        if not self.repo.create_ref(meta.ref, commit):
+            earlier = self.repo.resolve(meta.ref)
+            if earlier and earlier != commit:
+                # An experiment interrupted before it was recorded had this number: keep its commit under its own name.
+                self.repo.update_ref(f"{meta.ref}-{earlier[:7]}", earlier)
+            self.repo.update_ref(meta.ref, commit)
         diff = self.repo.diff(parent, commit, list(self.config.editable_files))
         self.history.save_diff(number, diff)
         meta.extra["content_key"] = content_key(self._read_editable())

@@ -168,6 +168,10 @@ class Repo:
     def update_ref(self, ref: str, commit: str) -> None:
         self.run("update-ref", ref, commit)
 
+    def create_ref(self, ref: str, commit: str) -> bool:
+        """Point a ref that does not exist yet at `commit`; False (nothing done) when it exists already."""
+        return self.try_run("update-ref", ref, commit, "") is not None
+
     def move_branch(self, branch: str, new: str, old: str) -> bool:
         """Point a branch that is not checked out from `old` to `new`; False (nothing done) when it is not at `old`."""
         return self.try_run("update-ref", f"refs/heads/{branch}", new, old) is not None

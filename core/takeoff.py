@@ -91,6 +91,8 @@ def _drop_leftovers(repo: Repo, commit: str, parent: str) -> None:
     """After a reset that an earlier failure (a full disk) left half-done, a file may still hold the experiment's
     version, uncommitted: that text is the tool's own (it is in the experiment's commit), so it goes back too."""
     dirty = set(repo.changed_tracked_files())
+    if not dirty:
+        return
     ours = [
         path
         for path in repo.changed_between(parent, commit)

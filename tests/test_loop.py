@@ -264,3 +264,18 @@ def test_controls_pause_resume_skip_and_stop(tmp_path: Path, monkeypatch: pytest
     stopped = [e for e in events if isinstance(e, ev.LoopStopped)]
     assert stopped and stopped[-1].ok and stopped[-1].reason == "stopped by the user"
     assert git(root, "status", "--porcelain") == ""
+
+
+def test_an_experiment_number_whose_ref_exists_keeps_the_earlier_commit_under_its_own_name(repo: Path) -> None:
+    _setup(repo, "--max-experiments", "2")
+    earlier = git(repo, "rev-parse", "HEAD~1")  # what an interrupted #2 of an earlier run could have left
+    git(repo, "update-ref", "refs/autoresearch/nov26/2", earlier)
+    done = cli(repo, "run", "--headless")
+    assert done.returncode == 0, done.stderr
+    second = read_results(repo / "results.tsv").rows[1]
+    assert git(repo, "rev-parse", "refs/autoresearch/nov26/2").startswith(second.commit)
+    assert git(repo, "rev-parse", f"refs/autoresearch/nov26/2-{earlier[:7]}") == earlier
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/autoresearch").split() == [
+        "refs/autoresearch/nov26/2",
+        f"refs/autoresearch/nov26/2-{earlier[:7]}",
+    ]
