@@ -375,8 +375,10 @@ class _ExitWatch:
 
 
 def _write_pid_file(pid_file: Path, token: str, keys: Iterable[Key]) -> None:
-    with contextlib.suppress(OSError):  # best effort: a full disk must not abort the training
-        write_json_atomic(pid_file, {"token": token, "processes": [list(key) for key in sorted(keys)]})
+    # Best effort: a full disk must not abort the training. Not synced to disk: the processes it names do not
+    # outlive the machine, only the tool, and the file is read back on the same machine.
+    with contextlib.suppress(OSError):
+        write_json_atomic(pid_file, {"token": token, "processes": [list(key) for key in sorted(keys)]}, durable=False)
 
 
 def _fresh_log(log_path: Path) -> int:
