@@ -101,6 +101,16 @@ class Repo:
                 changed.append(record.split(" ", 10)[10])
         return branch, head, changed
 
+    def branch_head_parent(self, commit: str) -> tuple[str | None, str, str] | None:
+        """(branch or None when detached, HEAD commit, `commit`'s parent) from one git call; None when one of
+        them does not resolve (no HEAD yet, a root commit)."""
+        out = self.try_run("rev-parse", "HEAD", f"{commit}^", "--symbolic-full-name", "HEAD")
+        lines = (out or "").splitlines()
+        if len(lines) != 3:
+            return None
+        head, parent, name = lines
+        return (name.removeprefix("refs/heads/") if name.startswith("refs/heads/") else None), head, parent
+
     def git_dir(self) -> Path:
         """This work tree's own git directory (a linked worktree has its own)."""
         return Path(self.run("rev-parse", "--absolute-git-dir"))

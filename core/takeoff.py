@@ -40,9 +40,15 @@ def take_off(repo: Repo, branch: str, commit: str, parent: str, copies: Path) ->
     Never resets past a commit the tool did not make: `commit` must be the branch's tip and `parent` its parent.
     A branch that is not checked out is moved by its ref alone (the user's checkout stays as it is).
     """
-    current, head, _ = repo.position()
-    if repo.resolve(f"{commit}^") != parent:
-        return TakeOff("moved")
+    where = repo.branch_head_parent(commit)
+    if where is None:
+        current, head, _ = repo.position()
+        if repo.resolve(f"{commit}^") != parent:
+            return TakeOff("moved")
+    else:
+        current, head, commit_parent = where
+        if commit_parent != parent:
+            return TakeOff("moved")
     if current != branch:
         if repo.move_branch(branch, parent, commit):
             return TakeOff("done", elsewhere=current or "a detached HEAD")
