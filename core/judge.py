@@ -290,12 +290,14 @@ def no_effect_names(table: ResultsTable, history: History) -> dict[str, int]:
 
 
 def write_noise(history: History, noise: Noise, config: SessionConfig) -> None:
-    """`.autoresearch/noise.json`, for `status` (which reads no meta.json beyond the usage)."""
+    """`.autoresearch/noise.json`, for `status` (which reads no meta.json beyond the usage). Not synced to disk:
+    it is worked out again from the meta.json files after every experiment."""
     from .history import write_json_atomic
 
     write_json_atomic(
         history.dir / "noise.json",
         {"judging": config.judging, "sigma": noise.sigma, "df": noise.df},
+        durable=False,
     )
 
 
