@@ -90,12 +90,13 @@ class Proposing(Measuring):
             with contextlib.suppress(OSError):
                 readonly[path] = (self.root / path).read_text(encoding="utf-8", errors="replace")
         best = table.best(self.config.higher_is_better)
+        metas = self.history.all_meta()
         return ProposalContext(
             config=self.config,
             number=number,
             files=files,
             readonly=readonly,
-            history=tuple(self._records(table, self.history.all_meta())),
+            history=tuple(self._records(table, metas)),
             baseline=table.baseline(),
             best=best[1].metric if best else None,
             best_number=best[0] if best else None,
@@ -103,7 +104,7 @@ class Proposing(Measuring):
             on_retry=lambda reply, reason: self._emit(ev.ReplySentBack(number, reply, reason)),
             judging_notes=judge.prompt_notes(
                 [(n, r.description, r.duration_s) for n, r in enumerate(table.rows, 1)],
-                judge.session_noise(self.history.all_meta(), self._host),
+                judge.session_noise(metas, self._host),
                 self.config,
             ),
             no_effect=judge.no_effect_names(table, self.history),
