@@ -176,6 +176,46 @@ def test_on_a_shared_filesystem_nothing_is_shipped_and_the_job_runs_in_place(tmp
     assert (worker / "written-here").exists()
 
 
+def test_two_runs_at_once_from_two_threads_each_get_a_gpu_and_their_own_log(tmp_path: Path, head: RayHead) -> None:
+    work = tmp_path / "code"
+    work.mkdir()
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    # Each job waits until the other has started: both must run at the same time, each on its own GPU.
+    (work / "job.sh").write_text(
+        f"touch {meeting}/$AUTORESEARCH_EXPERIMENT\n"
+        f"for i in $(seq 600); do [ $(ls {meeting} | wc -l) -ge 2 ] && break; sleep 0.1; done\n"
+        'echo "exp $AUTORESEARCH_EXPERIMENT gpu $CUDA_VISIBLE_DEVICES met $(ls ' + str(meeting) + ' | wc -l)"\n'
+    )
+    executor = RayExecutor(RayOptions(head.address, "direct"))
+    outcomes: dict[str, Any] = {}
+
+    def go(number: str) -> None:
+        outcomes[number] = executor.run(
+            "bash job.sh",
+            work,
+            tmp_path / f"run-{number}.log",
+            timeout_s=120,
+            env={"AUTORESEARCH_EXPERIMENT": number, "CUDA_VISIBLE_DEVICES": "7"},
+            cancel=threading.Event(),
+            on_lines=lambda lines, dropped: None,
+        )
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in ("1", "2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [outcomes[n].exit_code for n in ("1", "2")] == [0, 0]
+    lines = {n: (tmp_path / f"run-{n}.log").read_text() for n in ("1", "2")}
+    gpus = set()
+    for number, text in lines.items():
+        [said] = re.findall(r"exp (\d) gpu (\S+) met (\d)", text)
+        assert said[0] == number and said[2] == "2"
+        gpus.add(said[1])
+    assert gpus == {"0", "1"}, "Ray gives each job its own GPU (the local device in env is not passed)"
+
+
 def test_addresses_as_users_write_them() -> None:
     assert dashboard_address("ray://head.example:10001") == "http://head.example:8265"
     assert dashboard_address("head.example:8265/") == "http://head.example:8265"
@@ -331,16 +371,25 @@ def test_a_job_never_scheduled_is_an_infrastructure_failure_not_a_crash(tmp_path
     (root / ".autoresearch.json").write_text(json.dumps(config))
     head_before = git(root, "rev-parse", "HEAD")
     events: list[ev.Event] = []
-    stopped = ExperimentLoop(root, events.append, when_stuck="stop").run()
-    assert not stopped.ok
+
+    def pause_then_stop(loop: ExperimentLoop, event: ev.Event) -> None:
+        events.append(event)
+        if isinstance(event, ev.NeedsUser):
+            loop.stop()  # the user, seeing the sentence in the paused app, quits
+
+    loop = ExperimentLoop(root, lambda event: pause_then_stop(loop, event), when_stuck="pause")
+    stopped = loop.run()
+    assert stopped.ok and stopped.reason == "stopped by the user", stopped.reason
+    [asked] = [e.message for e in events if isinstance(e, ev.NeedsUser)]
     assert re.fullmatch(
         r"The Ray job waited 0\.\d min without starting \(it asks for num_gpus 1, no_such_accelerator 1\); free or "
         r"add resources on the cluster \(ray status\), or lower ray_resources \(tried twice\); the experiment was "
-        r"not recorded: fix the cluster, then run again\.",
-        stopped.reason,
-    ), stopped.reason
+        r"not recorded: fix the cluster, then resume \(p\)\.",
+        asked,
+    ), asked
     assert len(read_results(root / "results.tsv").rows) == 1, "no crash row for the change"
-    assert git(root, "rev-parse", "HEAD") == head_before
-    assert any(isinstance(e, ev.NeedsUser) for e in events)
+    assert git(root, "rev-parse", "HEAD") == head_before, "the change is off the branch"
+    assert git(root, "rev-parse", "refs/autoresearch/nov26/2") != head_before, "and kept under its ref"
+    assert not (root / ".autoresearch" / "journal.json").exists()
     # Ray cannot end a job before it is placed: it holds the stop, and the job ends the moment it would start.
     assert [str(job.status).rsplit(".", 1)[-1] for job in _running(_session_jobs(head, root))] == ["PENDING"] * 2
