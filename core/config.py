@@ -173,6 +173,10 @@ class SessionConfig(BaseModel):
             raise ValueError("amount")
         return value
 
+    @field_serializer("ray_resources")
+    def _whole_amounts_as_int(self, value: dict[str, float]) -> dict[str, float | int]:
+        return {name: int(amount) if float(amount).is_integer() else amount for name, amount in value.items()}
+
     @field_serializer("time_budget_minutes", "timeout_minutes")
     def _whole_minutes_as_int(self, value: float) -> float | int:
         return int(value) if float(value).is_integer() else value

@@ -125,6 +125,16 @@ def test_whole_minutes_are_written_as_ints(tmp_path: Path) -> None:
     assert '"timeout_minutes": 4,' in text
 
 
+def test_the_ray_keys_default_to_a_local_run_and_keep_whole_amounts_whole(tmp_path: Path) -> None:
+    config = SessionConfig(**MINIMAL)
+    assert (config.executor, config.ray_address, config.ray_resources) == ("local", None, {"num_gpus": 1})
+    config = SessionConfig(**MINIMAL, executor="ray", ray_resources='{"num_gpus": 2, "num_cpus": 0.5}')
+    save_config(tmp_path, config)
+    saved = json.loads((tmp_path / CONFIG_FILE).read_text(encoding="utf-8"))
+    assert saved["ray_resources"] == {"num_gpus": 2, "num_cpus": 0.5}
+    assert '"num_gpus": 2,' in (tmp_path / CONFIG_FILE).read_text(encoding="utf-8")
+
+
 # (changed values, the key the sentence must name, words of what is allowed)
 INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"time_budget_minutes": "five"}, "time_budget_minutes", "above 0"),
@@ -149,6 +159,10 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"tag": 5}, "tag", "letters, digits"),
     ({"metric_name": "  "}, "metric_name", "must not be empty"),
     ({"agent": "gpt"}, "agent", '"mutate"'),
+    ({"executor": "slurm"}, "executor", '"local"'),
+    ({"ray_resources": {"num_gpus": -1}}, "ray_resources", "JSON object of amounts"),
+    ({"ray_resources": "[1"}, "ray_resources", "JSON object of amounts"),
+    ({"ray_pending_limit_minutes": 0}, "ray_pending_limit_minutes", "above 0"),
 ]
 
 
