@@ -232,6 +232,7 @@ def test_a_session_keeps_and_discards_through_ray(tmp_path: Path, head: RayHead)
     assert re.search(r"executor\s+ray", shown.stdout) and head.address in shown.stdout
     done = cli(root, "run", "--headless", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr == "" and " INFO " not in done.stdout, "Ray's own logging stays out of the tool's output"
     rows = read_results(root / "results.tsv").rows
     assert rows[0].status == "baseline" and len(rows) == 4
     assert {"keep", "discard"} <= {r.status for r in rows[1:]}
