@@ -34,6 +34,8 @@ SESSION_KEY = "autoresearch_session"
 EXPERIMENT_KEY = "autoresearch_experiment"
 RUN_KEY = "autoresearch_run"
 DASHBOARD_PORT = 8265
+OUTPUT_VAR = "AUTORESEARCH_OUTPUT_DIR"
+SHIPPED_OUTPUT = "autoresearch-output"
 # Never shipped: the session's own files, git's store.
 SESSION_FILES = (".git", ".autoresearch", ".autoresearch.json", "results.tsv", "run.log", ".results.tsv.tmp")
 DEFAULT_EXCLUDES = (".venv", "venv", "__pycache__", "wandb", "*.pt", "*.ckpt", "*.safetensors")
@@ -292,11 +294,11 @@ class RayExecutor:
         run += f"bash -c {shlex.quote(command)}"
         if self.options.shared_dir is not None:
             return f"cd {shlex.quote(self._shared_path(cwd))} && {run}"
-        return run
+        return f"mkdir -p {SHIPPED_OUTPUT} && export {OUTPUT_VAR}=$PWD/{SHIPPED_OUTPUT} && {run}"
 
     def _shared_path(self, cwd: Path) -> str:
-        """`cwd` as the nodes see it: the same place under `shared_dir` as under the repository here (a worker's
-        directory lies inside the repository)."""
+        """A path here as the nodes see it: the same place under `shared_dir` as under the repository here (a
+        worker's directory lies inside the repository)."""
         assert self.options.shared_dir is not None
         root = self.options.root
         if root is None:
@@ -310,6 +312,13 @@ class RayExecutor:
     def _runtime_env(self, cwd: Path, env: Mapping[str, str]) -> dict[str, Any]:
         env_vars = {k: str(v) for k, v in env.items() if k not in _DEVICE_VARS}
         env_vars.setdefault("PYTHONUNBUFFERED", "1")
+        if OUTPUT_VAR in env_vars:
+            # A worker's output folder is a path on this machine: on a shared filesystem the same place under
+            # ray_shared_dir, else a folder in the job's own copy of the code (gone with the job).
+            if self.options.shared_dir is not None:
+                env_vars[OUTPUT_VAR] = self._shared_path(Path(env_vars[OUTPUT_VAR]))
+            else:
+                env_vars[OUTPUT_VAR] = SHIPPED_OUTPUT
         runtime_env: dict[str, Any] = {"env_vars": env_vars}
         if self.options.shared_dir is None:
             runtime_env["working_dir"] = str(cwd)

@@ -86,7 +86,10 @@ def test_a_job_streams_its_log_and_returns_its_exit_status(tmp_path: Path, head:
     work = tmp_path / "code"
     work.mkdir()
     (work / "results.tsv").write_text("not to be shipped\n")
-    (work / "job.sh").write_text('echo "exp $AUTORESEARCH_EXPERIMENT secret=${RAY_TEST_SECRET:-}"\nls\nexit 3\n')
+    (work / "job.sh").write_text(
+        'echo "exp $AUTORESEARCH_EXPERIMENT secret=${RAY_TEST_SECRET:-}"\nls\necho "out=$AUTORESEARCH_OUTPUT_DIR"\n'
+        "exit 3\n"
+    )
     executor = RayExecutor(RayOptions(head.address, "direct"))
     seen: list[str] = []
     started: list[int] = []
@@ -105,6 +108,8 @@ def test_a_job_streams_its_log_and_returns_its_exit_status(tmp_path: Path, head:
     assert started == [0]
     assert "exp 7 secret=" in seen, "the run's environment goes with the job; unset_env is unset on the cluster"
     assert "job.sh" in seen and "results.tsv" not in seen, "the session's files are not shipped"
+    [out] = [line for line in seen if line.startswith("out=")]
+    assert out.endswith("/autoresearch-output") and "autoresearch-output" in seen, "an output folder in the job's copy"
     assert seen == [line for line in (work / "run.log").read_text().splitlines()]
 
 
@@ -156,24 +161,26 @@ def test_cancel_and_timeout_stop_the_job_and_every_process_it_started(tmp_path: 
 
 
 def test_on_a_shared_filesystem_nothing_is_shipped_and_the_job_runs_in_place(tmp_path: Path, head: RayHead) -> None:
-    # This machine is every node of the test cluster: the repository is "mounted" at the same path.
-    worker = tmp_path / "repo" / ".autoresearch" / "workers" / "1"
-    worker.mkdir(parents=True)
-    executor = RayExecutor(
-        RayOptions(head.address, "direct", shared_dir=str(tmp_path / "repo"), root=tmp_path / "repo")
-    )
+    # This machine is every node of the test cluster; the nodes "mount" the repository at mnt (a symlink).
+    repo = tmp_path / "repo"
+    worker = repo / ".autoresearch" / "workers" / "1"
+    (worker / "tree").mkdir(parents=True)
+    (tmp_path / "mnt").symlink_to(repo)
+    executor = RayExecutor(RayOptions(head.address, "direct", shared_dir=str(tmp_path / "mnt"), root=repo))
     seen: list[str] = []
     outcome = executor.run(
-        "pwd; touch written-here",
-        worker,
+        'pwd; echo "out=$AUTORESEARCH_OUTPUT_DIR"; touch written-here',
+        worker / "tree",
         tmp_path / "run.log",
         timeout_s=60,
-        env={},
+        env={"AUTORESEARCH_OUTPUT_DIR": str(worker / "output")},
         cancel=threading.Event(),
         on_lines=lambda lines, dropped: seen.extend(lines),
     )
-    assert outcome.exit_code == 0 and str(worker) in seen
-    assert (worker / "written-here").exists()
+    mounted = tmp_path / "mnt" / ".autoresearch" / "workers" / "1"
+    assert outcome.exit_code == 0
+    assert str(mounted / "tree") in seen and f"out={mounted / 'output'}" in seen
+    assert (worker / "tree" / "written-here").exists()
 
 
 def test_two_runs_at_once_from_two_threads_each_get_a_gpu_and_their_own_log(tmp_path: Path, head: RayHead) -> None:
