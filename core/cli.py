@@ -47,6 +47,8 @@ _SETUP_FLAGS: dict[str, str] = {
     "budget_allowance": "budget_allowance_s",
     "executor": "executor",
     "ray_address": "ray_address",
+    "workers": "workers",
+    "devices": "devices",
 }
 
 
@@ -68,6 +70,10 @@ def _usage_sentence(message: str) -> str:
     if message.endswith("required: script"):
         return "the training script is missing (e.g. autoresearch setup train.py)"
     return message
+
+
+def _device_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--budget-allowance", type=float, metavar="S", help="seconds allowed over the budget")
     setup.add_argument("--executor", choices=["local", "ray"], help="run on this machine, or as Ray jobs (local)")
     setup.add_argument("--ray-address", metavar="ADDRESS", help="the Ray cluster, e.g. http://HEAD:8265 (docs/RAY.md)")
+    setup.add_argument("--workers", type=int, metavar="N", help="experiments at once, each in its own worktree (1)")
+    setup.add_argument(
+        "--devices", type=_device_list, metavar="IDS", help="one accelerator per worker, e.g. 0,1,2,3 (none)"
+    )
 
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")

@@ -58,6 +58,7 @@ _NUMERIC_KEYS = (
     "confirm_runs",
     "budget_allowance_s",
     "ray_pending_limit_minutes",
+    "workers",
 )
 
 
@@ -105,6 +106,14 @@ class SessionConfig(BaseModel):
     memory_unit: Literal["mb", "gb"] = "mb"
     draft_ahead: bool = True
     """Ask for the next proposal while the current run goes on (core/draft.py)."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """How many experiments run at once, each in a worktree of its own (core/workers.py)."""
+    devices: list[str] = Field(default_factory=list)
+    """The accelerator each worker is pinned to (CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES), in worker order."""
+    worker_outputs: list[str] = Field(
+        default_factory=lambda: ["out", "outputs", "checkpoints", "runs", "wandb", "lightning_logs"]
+    )
+    """Folders the training writes to: made fresh in every worker's tree instead of shared with the checkout."""
     search: Literal["tpe", "hill"] = "tpe"
     knob_exclude: list[str] | None = None
     # How results are judged (core/judge.py, docs/JUDGING.md).
@@ -137,6 +146,13 @@ class SessionConfig(BaseModel):
         # pydantic would read true as 1; in this file it is always a mistake.
         if isinstance(value, bool):
             raise ValueError("bool")
+        return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_ids(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
 
     @field_validator("metric_name", "script_path")
@@ -202,6 +218,8 @@ class SessionConfig(BaseModel):
             data["editable_files"] = [self.script_path]
         if self.timeout_minutes < self.time_budget_minutes:
             raise ValueError("timeout_below_budget")
+        if self.devices and len(self.devices) < self.workers:
+            raise ValueError("devices_per_worker")
         return self
 
     # Derived values.
@@ -256,6 +274,9 @@ _MESSAGES: dict[str, str] = {
     "guard_command": "guard_command must be a shell command",
     "verify_command": "verify_command must be a shell command",
     "draft_ahead": "draft_ahead must be true (ask for the next proposal while a run goes on) or false",
+    "workers": "workers must be a whole number from 1 to 64 (how many experiments run at once)",
+    "devices": 'devices must be a list of device ids, one per worker, e.g. ["0", "1"]',
+    "worker_outputs": 'worker_outputs must be a list of folder names, e.g. ["out", "checkpoints"]',
     "search": 'search must be "tpe" (Optuna over the knobs) or "hill" (the hill climb over module constants)',
     "knob_exclude": 'knob_exclude must be a list of name patterns such as ["*seed*", "eval_*"], or null (the default)',
     "judging": 'judging must be "noise" (keep only gains clear of the noise) or "greedy" (keep any gain)',
@@ -287,6 +308,12 @@ def explain(exc: ValidationError, source: str = CONFIG_FILE) -> str:
         return (
             f"{where}timeout_minutes ({got.get('timeout_minutes', 10)}) must be at least time_budget_minutes "
             f"({got.get('time_budget_minutes', 5)}); raise the timeout or lower the budget."
+        )
+    if not key and "devices_per_worker" in str(err.get("msg", "")) and isinstance(got, dict):
+        where = f"In {source}, " if source else ""
+        return (
+            f"{where}devices lists {len(got.get('devices') or [])} device(s) for {got.get('workers')} workers; "
+            "give one device per worker (e.g. --devices 0,1,2,3) or leave devices empty."
         )
     rule = _MESSAGES.get(key, f"{key} has an invalid value")
     shown = json.dumps(got) if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__

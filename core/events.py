@@ -179,6 +179,36 @@ class Resumed(Event):
         return "resumed"
 
 
+WorkerState = Literal["idle", "running", "confirming", "re-applying", "stopped"]
+
+
+@dataclass(frozen=True)
+class WorkerChanged(Event):
+    """A parallel worker (core/workers.py) took up, finished or stopped a run; `description` is its idea."""
+
+    worker: int
+    state: WorkerState
+    description: str = ""
+    device: str = ""
+    started_at: float | None = None
+    budget_s: float = 0.0
+
+    def describe(self) -> str | None:
+        if self.state in ("idle", "stopped"):
+            return None
+        on = f" on device {self.device}" if self.device else ""
+        return f"worker {self.worker}{on} {self.state}: {self.description}"
+
+
+@dataclass(frozen=True)
+class WorkerLog(Event):
+    """New lines of one worker's run log, batched like LogAppended."""
+
+    worker: int
+    lines: tuple[str, ...]
+    dropped: int = 0
+
+
 @dataclass(frozen=True)
 class Info(Event):
     message: str

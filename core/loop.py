@@ -59,9 +59,13 @@ class ExperimentLoop(Experiment):
             self._stop_requested = True
             self._cond.notify_all()
 
-    def skip(self) -> None:
-        """Kill the current run now; it is recorded as a crash and the loop goes on."""
-        if self.phase == "running":
+    def skip(self, worker: int | None = None) -> None:
+        """Kill the current run now (with workers: `worker`'s, or every worker's); it is recorded as a crash and
+        the loop goes on."""
+        parallel = self._parallel
+        if parallel is not None:
+            parallel.skip(worker)
+        elif self.phase == "running":
             self._cancel_reason = "skip"
             self._cancel.set()
 
@@ -186,6 +190,14 @@ class ExperimentLoop(Experiment):
             table = self._remeasure_elsewhere(table, elsewhere)
             if table.rows[-1].status != "baseline":
                 return ev.LoopStopped(self._baseline_failure(), ok=False, experiments=len(table.rows))
+        if self.config.workers > 1:
+            from .workers import ParallelSession
+
+            self._parallel = ParallelSession(self)
+            try:
+                return self._parallel.run(table)
+            finally:
+                self._parallel = None
         skips = 0
         while True:
             reason = self._stop_rule(table)

@@ -83,6 +83,26 @@ def become_subreaper() -> bool:
         return _subreaper
 
 
+# The main pid of every run going on in this process (parallel workers run several at once): an orphan in
+# another run's session, or carrying another run's token, is that run's, never adopted by this one.
+_active_lock = threading.Lock()
+_active_runs: set[int] = set()
+
+
+def _other_run(proc: psutil.Process, main_pid: int | None, token: str | None) -> bool:
+    with _active_lock:
+        others = _active_runs - {main_pid}
+    if not others:
+        return False
+    try:
+        if proc.pid in others or os.getsid(proc.pid) in others:
+            return True
+        theirs = proc.environ().get(TOKEN_ENV)
+    except (psutil.Error, OSError):
+        return True
+    return theirs is not None and theirs != token
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -187,6 +207,7 @@ class _Tree:
                 proc.ppid() == os.getpid()
                 and os.getsid(proc.pid) != self._own_sid
                 and proc.create_time() >= self.adopt_since
+                and not _other_run(proc, self.main_pid, self.token)
             )
         except (psutil.Error, OSError):
             return False
@@ -462,6 +483,8 @@ def run_command(
 
     watch = _ExitWatch(proc)
     tree.main_pid = proc.pid
+    with _active_lock:
+        _active_runs.add(proc.pid)
     with contextlib.suppress(psutil.Error):
         tree.add(psutil.Process(proc.pid))
     recorded: set[Key] = set()
@@ -536,6 +559,8 @@ def run_command(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=_DEATH_WAIT_S)
         watch.close()
+        with _active_lock:
+            _active_runs.discard(proc.pid)
         if tail is not None:
             tail.close()
         if pid_file is not None:

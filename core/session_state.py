@@ -14,7 +14,7 @@ import socket
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import events as ev
 from .config import RESULTS_FILE, RUN_LOG, SessionConfig, load_config
@@ -39,6 +39,9 @@ from .results import (
 )
 from .runner import RunOutcome
 from .session_lock import SessionLock
+
+if TYPE_CHECKING:
+    from .workers import ParallelSession
 
 Kind = Literal["baseline", "experiment", "fix"]
 
@@ -109,6 +112,7 @@ class SessionState:
         self._host = socket.gethostname()
         self._propose_s: dict[int, float] = {}  # the time each experiment's proposals took
         self._curves: dict[tuple[int, int, int], LossCurve | None] = {}  # by (number, log size, log mtime)
+        self._parallel: ParallelSession | None = None  # the scheduler while `workers` > 1 (core/workers.py)
 
     def _emit(self, event: ev.Event) -> None:
         with contextlib.suppress(Exception):

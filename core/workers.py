@@ -1,0 +1,577 @@
+"""N experiments at once (`workers` > 1): one worktree per worker (core/worktrees.py), one scheduler that records.
+
+The scheduler is the loop's own thread. It asks the proposer for one idea at a time (on a helper thread, so
+results are recorded while the model thinks), built on the best commit as it is then, and hands it to an idle
+worker. A worker commits the change in its own detached worktree, runs it through the session's executor
+pinned to its device, and hands the run back. Only the scheduler writes results.tsv, `.autoresearch/`, the
+`refs/autoresearch/<tag>/<n>` refs and the session branch, so rows appear in the order experiments finish and
+an experiment gets its number when it is recorded.
+
+Each result is judged against the best at the moment it finishes (core/judge.py). A change built on the best
+of its time is judged as in a sequential session (a promising one is run again on the same worker to confirm
+it). A change whose base was overtaken meanwhile is first judged against its own base: no gain there, it is
+discarded; a gain is re-applied on the new best by a three-way merge and run there, and judged on that run
+alone, or recorded as not combinable when its edits no longer apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from git.exc import GitCommandError
+
+from . import events as ev
+from . import judge
+from .draft import Pending, rebase_files
+from .errors import GitStateError, UserError
+from .gitops import describe_git_error
+from .history import ExperimentMeta
+from .metric import read_memory_gb, read_metric
+from .model_keys import hidden_from_training
+from .proposer import Proposal, ProposalSkipped, Usage, content_key
+from .results import ResultRow, ResultsTable, append_row
+from .runner import RunOutcome, kill_recorded
+from .sanitize import one_line, safe_text
+from .session_state import _exit_text, _now
+from .worktrees import WorkerDir, fresh_output, prepare, remove_all, reset_tree, worker_dirs
+
+if TYPE_CHECKING:
+    from .loop import ExperimentLoop
+
+JobKind = Literal["run", "confirm", "re-apply"]
+_STATE: dict[JobKind, ev.WorkerState] = {"run": "running", "confirm": "confirming", "re-apply": "re-applying"}
+
+
+@dataclass
+class Job:
+    """One idea on one worker, from its first run to its record."""
+
+    worker: WorkerDir
+    proposal: Proposal
+    base: str
+    files: Mapping[str, str]
+    usage: Usage
+    propose_s: float
+    started_at: str
+    kind: JobKind = "run"
+    commit: str = ""
+    runs: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    outcome: RunOutcome | None = None
+    metric: float | None = None
+    memory_gb: float = 0.0
+    error: BaseException | None = None
+    key: str = ""
+    """The content key of the version it runs (the session's files with its edits)."""
+
+
+@dataclass
+class _Slot:
+    dir: WorkerDir
+    device: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    job: Job | None = None
+    thread: threading.Thread | None = None
+
+
+class ParallelSession:
+    """The scheduler of a session with `workers` > 1; it borrows the loop's state, proposer and executor."""
+
+    def __init__(self, loop: ExperimentLoop) -> None:
+        self.loop = loop
+        cfg = loop.config
+        pinned = not getattr(loop.executor, "assigns_devices", False)
+        self.slots = [
+            _Slot(d, cfg.devices[d.index - 1] if cfg.devices and pinned else "")
+            for d in worker_dirs(loop.root, cfg.workers)
+        ]
+        self._done: queue.Queue[Job] = queue.Queue()
+        self._skips = 0
+        self._hold = False  # no new proposal until the next result
+
+    def skip(self, worker: int | None) -> None:
+        """Kill `worker`'s run (every worker's when None); it is recorded as a crash."""
+        for slot in self.slots:
+            if slot.job is not None and worker in (None, slot.dir.index):
+                slot.cancel.set()
+
+    # Start and end.
+
+    def recover(self) -> list[str]:
+        """After a crash of the tool: end what its workers left running."""
+        repaired = []
+        for slot in self.slots:
+            killed = kill_recorded(slot.dir.pid_file)
+            if killed:
+                repaired.append(f"ended {len(killed)} process(es) left by worker {slot.dir.index}'s last run")
+        return repaired
+
+    def run(self, table: ResultsTable) -> ev.LoopStopped:
+        loop = self.loop
+        for message in self.recover():
+            loop._emit(ev.Repaired(message))
+        best = self._best_commit(table)
+        self._sync_branch(best)
+        for slot in self.slots:
+            prepare(loop.repo, slot.dir, best, loop.config.worker_outputs)
+            self._tell(slot, "idle")
+        loop._emit(ev.Info(f"{len(self.slots)} workers in {self.slots[0].dir.home.parent}"))
+        try:
+            return self._schedule(table)
+        finally:
+            self._end_all()
+
+    def _end_all(self) -> None:
+        for slot in self.slots:
+            if slot.thread is not None and slot.thread.is_alive():
+                slot.cancel.set()
+        for slot in self.slots:
+            if slot.thread is not None:
+                slot.thread.join()
+            self._tell(slot, "stopped")
+        with contextlib.suppress(GitCommandError, OSError):
+            remove_all(self.loop.repo, self.loop.root)
+
+    # The scheduler.
+
+    def _schedule(self, table: ResultsTable) -> ev.LoopStopped:
+        loop = self.loop
+        pending: Pending | None = None
+        asked_for: _Slot | None = None
+        asked_files: dict[str, str] = {}
+        asked_base = ""
+        asked_at = 0.0
+        exhausted = ""
+        while True:
+            while True:
+                try:
+                    job = self._done.get_nowait()
+                except queue.Empty:
+                    break
+                table = self._finished(table, job)
+                self._hold = False
+            busy = [s for s in self.slots if s.job is not None]
+            if loop._cancel_reason == "stop":
+                for slot in busy:
+                    slot.cancel.set()
+                if not busy:
+                    return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
+            reason = loop._stop_rule(table)
+            planned = len(table.rows) + len(busy) + (1 if pending is not None else 0)
+            capped = bool(loop.config.max_experiments) and planned >= loop.config.max_experiments
+            may_start = not (
+                reason or exhausted or loop._pause_requested or loop._stop_requested or capped or self._hold
+            )
+            idle = [s for s in self.slots if s.job is None and s is not asked_for]
+            if pending is None and may_start and idle:
+                asked_for = idle[0]
+                asked_base = self._best_commit(table)
+                asked_files = loop._files_at(asked_base)
+                ctx = loop._context(
+                    table, planned + 1, asked_files, user_idea=loop.history.pop_idea(), in_flight=self._in_flight()
+                )
+                asked_at = time.monotonic()
+                loop._set_phase("proposing", len(table.rows))
+                pending = loop._start_proposal(ctx)
+            if pending is not None and pending.done:
+                answered, target, pending, asked_for = pending, asked_for, None, None
+                assert target is not None
+                took = time.monotonic() - asked_at
+                try:
+                    proposal = self._checked(answered, asked_files)
+                except ProposalSkipped as exc:
+                    self._skipped(len(table.rows) + 1, exc)
+                    continue
+                if proposal is None:
+                    exhausted = getattr(loop._proposer, "stop_reason", None) or "the agent has nothing left to propose"
+                    continue
+                self._skips = 0
+                usage = proposal.usage + loop._carry
+                loop._carry = Usage()
+                job = Job(target.dir, proposal, asked_base, proposal.files, usage, took, _now())
+                job.key = content_key({**asked_files, **proposal.files})
+                self._start(target, job)
+                continue
+            busy = [s for s in self.slots if s.job is not None]
+            if not busy and pending is None:
+                if reason:
+                    return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
+                if exhausted:
+                    return ev.LoopStopped(exhausted, ok=True, experiments=len(table.rows))
+                if loop._stop_requested:
+                    return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
+                if capped:
+                    return ev.LoopStopped(
+                        f"reached max_experiments ({loop.config.max_experiments})", ok=True, experiments=len(table.rows)
+                    )
+                if loop._pause_requested and not loop._wait_if_paused(len(table.rows)):
+                    return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
+                continue
+            loop._set_phase("running", len(table.rows))
+            controls = (loop._pause_requested, loop._stop_requested, loop._cancel_reason)
+            with loop._cond:
+                while self._done.empty() and not (pending is not None and pending.done):
+                    if controls != (loop._pause_requested, loop._stop_requested, loop._cancel_reason):
+                        break
+                    loop._cond.wait(1.0)
+
+    def _checked(self, pending: Pending, files: Mapping[str, str]) -> Proposal | None:
+        """The proposal the helper thread got, checked as a sequential session checks it; None: nothing left."""
+        proposal = pending.result()
+        if proposal is None:
+            return None
+        self.loop._check_proposal(proposal, files)
+        self.loop._usage_total += proposal.usage
+        key = content_key({**files, **proposal.files})
+        same = [s for s in self.slots if s.job is not None and s.job.key == key]
+        if same:
+            self._hold = True  # asking again before a result came in would get the same answer
+            raise ProposalSkipped(f"the same change is running on worker {same[0].dir.index}", proposal.usage)
+        return proposal
+
+    def _skipped(self, number: int, exc: ProposalSkipped) -> None:
+        loop = self.loop
+        loop._note_skipped(number, exc)
+        if not self._hold:
+            self._skips += 1
+        loop._emit(ev.ProposalSkipped(number, exc.reason, self._skips))
+        if self._skips >= loop.config.max_skips_in_a_row:
+            raise UserError(
+                f"{self._skips} proposals in a row could not be used (last: {exc.reason}); check the model and the "
+                "editable files, then run again."
+            )
+
+    def _in_flight(self) -> str:
+        running = [s.job for s in self.slots if s.job is not None]
+        if not running:
+            return ""
+        lines = [f"- worker {j.worker.index}: {j.proposal.description}" for j in running]
+        return (
+            "# Running now\nThese experiments are running on other workers while you answer; their results are not "
+            "known yet. Propose a different idea, and leave the lines they change alone:\n" + "\n".join(lines)
+        )
+
+    # A worker.
+
+    def _start(self, slot: _Slot, job: Job) -> None:
+        slot.job = job
+        slot.cancel.clear()
+        self._tell(slot, _STATE[job.kind], job.proposal.description)
+        slot.thread = threading.Thread(
+            target=self._work, args=(slot, job), name=f"autoresearch-worker-{job.worker.index}"
+        )
+        slot.thread.start()
+
+    def _work(self, slot: _Slot, job: Job) -> None:
+        loop = self.loop
+        try:
+            if not job.commit:
+                tree = reset_tree(job.worker, job.base)
+                for path, text in job.files.items():
+                    target = job.worker.tree / path
+                    target.write_text(text, encoding="utf-8", errors="surrogateescape")
+                job.commit = tree.commit_paths(
+                    sorted(job.files), f"exp: {one_line(job.proposal.description)}", add=False
+                )
+            else:
+                reset_tree(job.worker, job.commit)
+            output = fresh_output(job.worker)
+            log = job.worker.log("run.log" if not job.logs else f"run-{len(job.logs) + 1}.log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            job.logs.append(log)
+            env = {
+                "AUTORESEARCH_TIME_BUDGET_S": f"{loop.config.time_budget_s:g}",
+                "AUTORESEARCH_EXPERIMENT": str(len(job.logs)),
+                "AUTORESEARCH_RUN": log.name,
+                "AUTORESEARCH_TAG": loop.config.tag,
+                "AUTORESEARCH_WORKER": str(job.worker.index),
+                "AUTORESEARCH_OUTPUT_DIR": str(output),
+            }
+            if slot.device:
+                env["CUDA_VISIBLE_DEVICES"] = env["HIP_VISIBLE_DEVICES"] = slot.device
+            job.outcome = outcome = loop.executor.run(
+                loop.config.run_command,
+                job.worker.tree,
+                log,
+                timeout_s=loop.config.timeout_s,
+                env=env,
+                unset_env=hidden_from_training(loop.config),
+                cancel=slot.cancel,
+                pid_file=job.worker.pid_file,
+                on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
+            )
+            ok = not (outcome.cancelled or outcome.timed_out or outcome.exit_code)
+            job.metric = read_metric(log, loop.config.metric_grep) if ok else None
+            reported = read_memory_gb(log, loop.config.memory_grep, loop.config.memory_unit)
+            job.memory_gb = reported if reported is not None else outcome.peak_gpu_gb or outcome.peak_rss_gb
+        except BaseException as exc:  # handed to the scheduler, which stops the session with it
+            job.error = exc
+        finally:
+            self._done.put(job)
+            with loop._cond:
+                loop._cond.notify_all()
+
+    def _tell(self, slot: _Slot, state: ev.WorkerState, description: str = "") -> None:
+        started = time.time() if state in ("running", "confirming", "re-applying") else None
+        self.loop._emit(
+            ev.WorkerChanged(slot.dir.index, state, description, slot.device, started, self.loop.config.time_budget_s)
+        )
+
+    def _again(self, job: Job, kind: JobKind) -> None:
+        slot = self.slots[job.worker.index - 1]
+        job.kind = kind
+        self._start(slot, job)
+
+    # Judging and recording (the scheduler's thread only).
+
+    def _finished(self, table: ResultsTable, job: Job) -> ResultsTable:
+        loop = self.loop
+        slot = self.slots[job.worker.index - 1]
+        slot.job = None
+        self._tell(slot, "idle")
+        if job.error is not None:
+            if isinstance(job.error, (UserError, OSError)):
+                raise job.error
+            if isinstance(job.error, GitCommandError):
+                raise UserError(
+                    f"git failed in worker {job.worker.index}'s directory ({describe_git_error(job.error)}); "
+                    "fix the repository and run again."
+                ) from None
+            raise job.error
+        outcome = job.outcome
+        assert outcome is not None
+        if outcome.cancelled and loop._cancel_reason == "stop":
+            loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} interrupted, not recorded"))
+            return table
+        if job.metric is None:
+            why = (
+                "killed by the user"
+                if outcome.cancelled
+                else f"{judge.TIMED_OUT} {loop.config.timeout_minutes:g} min"
+                if outcome.timed_out
+                else _exit_text(outcome.exit_code)
+            )
+            if job.runs:
+                return self._record(table, job, "crash", f"(run {len(job.runs) + 1} {why})")
+            job.durations.append(outcome.duration_s)
+            return self._record(table, job, "crash", f"({why})")
+        job.runs.append(job.metric)
+        job.durations.append(outcome.duration_s)
+        metas = loop.history.all_meta()
+        ref = judge.reference(table, metas, loop.config.higher_is_better)
+        assert ref is not None
+        best = self._best_commit(table)
+        over = loop._judge.over_budget(outcome.duration_s)
+        if over:
+            return self._record(table, job, "discard", over)
+        noise = self._noise(metas, ref, job.runs)
+        if job.base != best:
+            own = self._reference_of(table, metas, job.base)
+            if own is None:
+                return self._record(table, job, "discard", "(its base is no longer a measured best)")
+            verdict = loop._judge.decide(own, job.runs, noise)
+            if verdict.action == "discard":
+                return self._record(table, job, "discard", f"{verdict.note} (measured on #{own.number}'s version)")
+            return self._re_apply(table, job, own, ref, best)
+        if judge.Judge.no_effect(job.metric, ref) and len(job.runs) == 1:
+            return self._record(
+                table, job, "discard", f"({judge.NO_EFFECT}: same {loop.config.metric_name} as #{ref.number})"
+            )
+        verdict = loop._judge.decide(ref, job.runs, noise)
+        if verdict.action == "confirm":
+            loop._emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
+            self._again(job, "confirm")
+            return table
+        note = verdict.note
+        slower = loop._judge.slower_note(statistics.fmean(job.durations), ref)
+        if slower:
+            note = f"{note} {slower}".strip()
+        return self._record(table, job, verdict.action, note)
+
+    def _re_apply(
+        self, table: ResultsTable, job: Job, own: judge.Reference, ref: judge.Reference, best: str
+    ) -> ResultsTable:
+        loop = self.loop
+        base_files = loop._files_at(job.base)
+        merged = rebase_files(base_files, loop._files_at(job.commit), loop._files_at(best))
+        best_files = loop._files_at(best)
+        if merged and all(best_files.get(p) == t for p, t in merged.items()):
+            return self._record(
+                table, job, "discard", f"({judge.NO_EFFECT}: #{ref.number}, kept meanwhile, has the same change)"
+            )
+        if not merged:
+            return self._record(
+                table,
+                job,
+                "discard",
+                f"(a gain on #{own.number}'s version; it does not combine with #{ref.number}, kept meanwhile)",
+            )
+        loop._emit(
+            ev.Info(
+                f"worker {job.worker.index}: {job.proposal.description!r} gained on #{own.number}; re-applying it "
+                f"on #{ref.number}, kept meanwhile, and running it there"
+            )
+        )
+        job.notes.append(f"re-applied on #{ref.number}; on #{own.number} it gave {', '.join(map(judge.fmt, job.runs))}")
+        job.base, job.files, job.commit = best, merged, ""
+        job.runs, job.durations = [], []
+        self._again(job, "re-apply")
+        return table
+
+    def _noise(self, metas: Mapping[int, ExperimentMeta], ref: judge.Reference, runs: list[float]) -> judge.Noise:
+        others = [
+            judge.runs_of(m, m.metric or 0.0) for n, m in metas.items() if n != ref.number and m.metric is not None
+        ]
+        return judge.pooled_noise([*[g for g in others if len(g) > 1], ref.runs, runs])
+
+    def _reference_of(
+        self, table: ResultsTable, metas: Mapping[int, ExperimentMeta], commit: str
+    ) -> judge.Reference | None:
+        for number, row in enumerate(table.rows, 1):
+            meta = metas.get(number)
+            if row.status in ("keep", "baseline") and meta is not None and meta.commit == commit:
+                return judge.Reference(number, judge.runs_of(meta, row.metric), row.duration_s)
+        return None
+
+    def _best_commit(self, table: ResultsTable) -> str:
+        loop = self.loop
+        ref = judge.reference(table, loop.history.all_meta(), loop.config.higher_is_better)
+        meta = loop.history.load_meta(ref.number) if ref is not None else None
+        if meta is None or not meta.commit:
+            raise UserError(
+                "The session has no measured best to build on; run it with workers 1 once to measure a baseline."
+            )
+        return meta.commit
+
+    def _record(self, table: ResultsTable, job: Job, status: str, note: str) -> ResultsTable:
+        loop = self.loop
+        number = len(table.rows) + 1
+        loop._claim(number)
+        description = " ".join(
+            part for part in (one_line(job.proposal.description), note, *(f"({n})" for n in job.notes)) if part
+        )
+        runs = job.runs
+        metric = statistics.fmean(runs) if runs and status != "crash" else None
+        duration = statistics.fmean(job.durations) if status != "crash" and job.durations else job.durations[-1]
+        outcome = job.outcome
+        meta = ExperimentMeta(
+            number=number,
+            commit=job.commit,
+            parent=job.base,
+            kind="experiment",
+            description=description,
+            category=one_line(job.proposal.category),
+            rationale=safe_text(job.proposal.rationale),
+            status=status,
+            metric=metric,
+            memory_gb=job.memory_gb,
+            duration_s=duration,
+            exit_code=outcome.exit_code if outcome else None,
+            timed_out=bool(outcome and outcome.timed_out),
+            tokens_in=job.usage.tokens_in,
+            tokens_out=job.usage.tokens_out,
+            cost_usd=job.usage.cost_usd,
+            propose_s=round(job.propose_s, 3),
+            started_at=job.started_at,
+            finished_at=_now(),
+            ref=f"refs/autoresearch/{loop.config.tag}/{number}",
+        )
+        merged = {**loop._files_at(job.base), **loop._files_at(job.commit)}
+        meta.extra.update(
+            host=loop._host,
+            worker=job.worker.index,
+            content_key=content_key(merged),
+            killed=bool(outcome and outcome.cancelled),
+        )
+        device = self.slots[job.worker.index - 1].device
+        if device:
+            meta.extra["device"] = device
+        if runs:
+            meta.extra["runs"] = runs
+            meta.extra["durations"] = job.durations
+        folder = loop.history.experiment_dir(number)
+        folder.mkdir(parents=True, exist_ok=True)
+        for log in job.logs:
+            with contextlib.suppress(OSError):
+                log.replace(folder / log.name)
+        loop.history.save_diff(number, loop.repo.diff(job.base, job.commit, list(loop.config.editable_files)))
+        loop.repo.update_ref(meta.ref, job.commit)
+        loop.history.save_meta(meta)
+        if status == "keep":
+            self._move_branch(number, job.commit)
+        row = ResultRow(
+            commit=job.commit[:7],
+            metric=metric if metric is not None else 0.0,
+            memory_gb=job.memory_gb,
+            duration_s=duration,
+            status=status,  # type: ignore[arg-type]
+            description=description,
+        )
+        append_row(loop.results_path, row, table.has_duration)
+        table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
+        loop._tried.setdefault(meta.extra["content_key"], number)
+        with contextlib.suppress(OSError):
+            judge.write_noise(loop.history, judge.session_noise(loop.history.all_meta(), loop._host), loop.config)
+        new_best = table.best(loop.config.higher_is_better)
+        loop._emit(
+            ev.ResultRecorded(
+                number,
+                row,
+                new_best[1].metric if new_best else None,
+                table.baseline(),
+                loop._usage_total.tokens,
+                loop._usage_total.cost_usd,
+            )
+        )
+        loop._observe(loop._records(table, {number: meta}, diffs=False)[-1])
+        return table
+
+    def _move_branch(self, number: int, commit: str) -> None:
+        """Point the session branch at a new best; in the user's checkout only by a fast-forward git allows."""
+        loop = self.loop
+        branch = loop.config.branch
+        current, head, _ = loop.repo.position()
+        old = loop._expected_head
+        if current == branch:
+            if head != old:
+                raise GitStateError(
+                    f"{branch} moved to {(head or '?')[:7]}, a commit autoresearch did not make; #{number} was "
+                    f"recorded (its commit is refs/autoresearch/{loop.config.tag}/{number}) but the branch was left "
+                    "as it is (run again to go on from there)."
+                )
+            try:
+                loop.repo.run("merge", "--ff-only", "-q", commit)
+            except GitCommandError:
+                raise GitStateError(
+                    f"#{number} was kept, but your uncommitted edits in the checkout are in the way of moving {branch} "
+                    f"to it; commit or stash them (git stash), then run again (its commit is "
+                    f"refs/autoresearch/{loop.config.tag}/{number})."
+                ) from None
+        elif not loop.repo.move_branch(branch, commit, old):
+            raise GitStateError(
+                f"{branch} moved while the session ran; #{number} was recorded (refs/autoresearch/"
+                f"{loop.config.tag}/{number}) but the branch was left as it is (run again to go on from there)."
+            )
+        loop._expected_head = commit
+
+    def _sync_branch(self, best: str) -> None:
+        """After a crash between a keep's record and the branch's move: move the branch on to the best."""
+        loop = self.loop
+        head = loop.repo.resolve(f"refs/heads/{loop.config.branch}")
+        if head is None or head == best:
+            return
+        if loop.repo.try_run("merge-base", "--is-ancestor", head, best) is None:
+            return
+        loop._expected_head = head
+        self._move_branch(0, best)
+        loop._emit(ev.Repaired(f"moved {loop.config.branch} on to the best commit {best[:7]}, recorded before a crash"))

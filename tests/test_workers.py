@@ -1,0 +1,272 @@
+"""Parallel workers (core/workers.py): real git worktrees, real runs, several at once.
+
+The training waits, in its first parallel run, until another worker's run has started (a marker file each
+run leaves), so the tests prove runs overlap without depending on how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from autoresearch.core import events as ev
+from autoresearch.core.config import CONFIG_FILE
+from autoresearch.core.loop import ExperimentLoop
+from autoresearch.core.proposer import ExperimentRecord, Proposal, ProposalContext
+from autoresearch.core.results import read_results
+from autoresearch.core.setup import setup_session
+
+from tests.conftest import cli, git, setup_args
+
+PY = sys.executable
+TRAIN = """import os
+import pathlib
+import threading
+import time
+
+A = 1
+
+B = 1
+
+C = 1
+
+markers = pathlib.Path({markers!r})
+worker = os.environ.get("AUTORESEARCH_WORKER")
+if worker:
+    me = markers / f"start-{{worker}}-{{os.getpid()}}"
+    me.write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
+    if len(list(markers.glob("start-*"))) == 1:
+        deadline = time.monotonic() + 60
+        while len(list(markers.glob("start-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    hold = markers / "hold"
+    while hold.exists() and not os.environ.get("NO_HOLD"):
+        time.sleep(0.05)
+    out = pathlib.Path("out")
+    (out / "ckpt.txt").write_text(worker)
+    pathlib.Path(os.environ["AUTORESEARCH_OUTPUT_DIR"], "ckpt.txt").write_text(worker)
+print("data:", pathlib.Path("data.txt").read_text().strip())
+print("device:", os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
+print(f"val_loss: {{10.0 / (A + B + C):.6f}}")
+"""
+
+
+class Edits:
+    """Proposes the next (name, value) of a fixed list, on the files it is given (the best at the time)."""
+
+    name = "edits"
+
+    def __init__(self, edits: list[tuple[str, int]]) -> None:
+        self.edits = list(edits)
+        self.contexts: list[ProposalContext] = []
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        self.contexts.append(ctx)
+        if not self.edits:
+            return None
+        name, value = self.edits.pop(0)
+        text = ctx.files["train.py"]
+        line = next(x for x in text.splitlines() if x.startswith(f"{name} = "))
+        return Proposal(f"{name} to {value}", {"train.py": text.replace(line, f"{name} = {value}", 1)})
+
+    def observe(self, record: ExperimentRecord) -> None:
+        pass
+
+
+# The tool as its own process (so it can be killed with SIGKILL), with the scripted proposer.
+LOOP_WITH_EDITS = """
+import sys
+from pathlib import Path
+from autoresearch.core.loop import ExperimentLoop
+from tests.test_workers import Edits
+stopped = ExperimentLoop(
+    Path(sys.argv[1]), lambda e: print(e.describe() or "", flush=True), Edits([("A", 2), ("B", 2), ("C", 2)] * 3)
+).run()
+print(stopped.describe())
+sys.exit(0 if stopped.ok else 1)
+"""
+
+
+def make_session(tmp_path: Path, workers: int, experiments: int, devices: list[str] | None = None) -> tuple[Path, Path]:
+    repo, markers = tmp_path / "project", tmp_path / "markers"
+    repo.mkdir()
+    markers.mkdir()
+    (repo / "train.py").write_text(TRAIN.format(markers=str(markers)))
+    (repo / ".gitignore").write_text("out/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "train.py", ".gitignore")
+    git(repo, "commit", "-q", "-m", "initial")
+    (repo / "data.txt").write_text("untracked input\n")
+    (repo / "out").mkdir()
+    setup_session(
+        repo,
+        "train.py",
+        metric_name="val_loss",
+        run_command=f"{PY} train.py",
+        time_budget_minutes=0.05,
+        timeout_minutes=2,
+        max_experiments=experiments,
+        tag="w",
+        workers=workers,
+        devices=devices or [],
+    )
+    return repo, markers
+
+
+def run_loop(repo: Path, proposer: Edits, sink: Callable[[ev.Event], None] | None = None) -> ev.LoopStopped:
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, sink or seen.append, proposer).run()
+    assert stopped.ok, stopped.reason
+    return stopped
+
+
+def test_two_workers_run_at_once_and_a_win_on_an_older_best_is_re_applied(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=2, experiments=3, devices=["0", "1"])
+    proposer = Edits([("A", 3), ("B", 7)])
+    run_loop(repo, proposer)
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"]
+    # The second to finish was built on the baseline, gained there, and was run again on the first's version.
+    assert "re-applied on #2" in rows[2].description
+    final = git(repo, "show", "autoresearch/w:train.py")
+    assert "A = 3" in final and "B = 7" in final
+    assert rows[2].metric == pytest.approx(10 / 11)
+    assert git(repo, "rev-parse", "HEAD") == git(repo, "rev-parse", "refs/autoresearch/w/3")
+    assert git(repo, "rev-parse", "refs/autoresearch/w/3^") == git(repo, "rev-parse", "refs/autoresearch/w/2")
+    # Both ran at once, each pinned to its own device, each with its own output folders.
+    starts = sorted(p.name.split("-")[1] + ":" + p.read_text() for p in markers.glob("start-*"))
+    assert {s.split(":")[0] for s in starts} == {"1", "2"}
+    assert all(s in ("1:0", "2:1") for s in starts)
+    assert not (repo / "out" / "ckpt.txt").exists()
+    metas = [
+        json.loads((repo / ".autoresearch" / "experiments" / f"{n:04d}" / "meta.json").read_text()) for n in (2, 3)
+    ]
+    assert {m["extra"]["worker"] for m in metas} <= {1, 2}
+    for n in (2, 3):
+        log = (repo / ".autoresearch" / "experiments" / f"{n:04d}" / "run.log").read_text()
+        assert "data: untracked input" in log
+    # The user's checkout is clean and the workers' directories are gone.
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert not (repo / ".autoresearch" / "workers").exists()
+    assert "worktree" not in git(repo, "worktree", "list").split("\n", 1)[-1]
+
+
+def test_a_win_that_does_not_combine_with_the_new_best_is_recorded_as_such(tmp_path: Path) -> None:
+    repo, _ = make_session(tmp_path, workers=2, experiments=3)
+    run_loop(repo, Edits([("A", 3), ("A", 5)]))
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "discard"]
+    assert "does not combine with #2" in rows[2].description
+    assert git(repo, "rev-parse", "autoresearch/w") == git(repo, "rev-parse", "refs/autoresearch/w/2")
+
+
+def test_with_one_worker_the_session_is_as_before(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=1, experiments=2)
+    run_loop(repo, Edits([("A", 3)]))
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline", "keep"]
+    assert not list(markers.glob("start-*"))  # no worker: the run was the user's checkout, as before
+    assert not (repo / ".autoresearch" / "workers").exists()
+
+
+def test_a_devices_list_shorter_than_the_workers_is_one_sentence(repo: Path) -> None:
+    done = cli(repo, *setup_args("--workers", "3", "--devices", "0,1"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "autoresearch: devices lists 2 device(s) for 3 workers; give one device per worker (e.g. --devices 0,1,2,3) "
+        "or leave devices empty."
+    )
+    assert cli(repo, *setup_args("--workers", "2", "--devices", "0,1")).returncode == 0
+    config = json.loads((repo / CONFIG_FILE).read_text())
+    assert config["workers"] == 2 and config["devices"] == ["0", "1"]
+
+
+def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=3, experiments=6)
+    (markers / "hold").touch()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen(
+        [PY, "-c", LOOP_WITH_EDITS, str(repo)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = 120.0
+        began = time.monotonic()
+        while len(list(markers.glob("start-*"))) < 3:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() - began < deadline, "three runs never started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
+    assert len(trainings) == 3
+    rows_before = len(read_results(repo / "results.tsv").rows)
+    assert all(_alive(pid) for pid in trainings)  # left running by the tool's death, holding
+    done = subprocess.run(
+        [PY, "-c", LOOP_WITH_EDITS, str(repo)],
+        env={**env, "NO_HOLD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("process(es) left by worker") == 3, done.stdout
+    for pid in trainings:
+        assert not _alive(pid), f"training {pid} outlived the tool"
+    rows = read_results(repo / "results.tsv").rows
+    assert rows_before == 1 and len(rows) == 6
+    numbers = git(repo, "for-each-ref", "--format=%(refname)", "refs/autoresearch/w").split()
+    assert sorted(int(n.rsplit("/", 1)[1]) for n in numbers) == list(range(2, 7))
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert not (repo / ".autoresearch" / "workers").exists()
+    assert git(repo, "log", "--format=%s", "main") == "initial"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split()[2] != "Z"
+
+
+def test_two_runs_at_once_in_one_process_never_end_each_other(tmp_path: Path) -> None:
+    from autoresearch.core.runner import run_command
+
+    release = tmp_path / "release"
+    wait = (
+        f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists(): time.sleep(0.02)\nprint('slow done')"
+    )
+    slow = f'{PY} -c "{wait}"'
+    outcomes: dict[str, object] = {}
+
+    def long_run() -> None:
+        outcomes["slow"] = run_command(slow, tmp_path, tmp_path / "slow.log", timeout_s=120)
+
+    thread = threading.Thread(target=long_run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "slow.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    quick = run_command(f"{PY} -c \"print('quick')\"", tmp_path, tmp_path / "quick.log", timeout_s=60)
+    release.touch()
+    thread.join(120)
+    slow_outcome = outcomes["slow"]
+    assert quick.exit_code == 0
+    assert getattr(slow_outcome, "exit_code", None) == 0, slow_outcome
+    assert "slow done" in (tmp_path / "slow.log").read_text()
