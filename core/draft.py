@@ -71,8 +71,13 @@ class Draft:
     idea: str | None = None
 
 
-def rebase_files(base: Mapping[str, str], draft: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str] | None:
-    """The draft's edits (from `base` to `draft`) applied on `new`; None when one of them no longer applies."""
+def rebase_files(
+    base: Mapping[str, str], draft: Mapping[str, str], new: Mapping[str, str], *, draft_wins: bool = False
+) -> dict[str, str] | None:
+    """The draft's edits (from `base` to `draft`) applied on `new`; None when one of them no longer applies.
+
+    With `draft_wins`, where both changed the same lines the draft's lines replace `new`'s.
+    """
     merged: dict[str, str] = {}
     for path, text in draft.items():
         old = base.get(path, "")
@@ -82,15 +87,16 @@ def rebase_files(base: Mapping[str, str], draft: Mapping[str, str], new: Mapping
         if ours in (old, text):
             merged[path] = text
             continue
-        result = merge3(ours, old, text)
+        result = merge3(ours, old, text, theirs_wins=draft_wins)
         if result is None:
             return None
         merged[path] = result
     return merged
 
 
-def merge3(ours: str, base: str, theirs: str) -> str | None:
-    """git merge-file's three-way merge of one text; None when the two sides' changes overlap."""
+def merge3(ours: str, base: str, theirs: str, *, theirs_wins: bool = False) -> str | None:
+    """git merge-file's three-way merge of one text; None when the two sides' changes overlap (unless
+    `theirs_wins`: then their lines are taken where both changed the same ones)."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as tmp:
         paths = []
         for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
@@ -98,7 +104,10 @@ def merge3(ours: str, base: str, theirs: str) -> str | None:
             path.write_bytes(text.encode("utf-8", "surrogateescape"))
             paths.append(str(path))
         done = subprocess.run(
-            ["git", "merge-file", "-p", "-q", *paths], capture_output=True, stdin=subprocess.DEVNULL, check=False
+            ["git", "merge-file", "-p", "-q", *(["--theirs"] if theirs_wins else []), *paths],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
     if done.returncode != 0:
         return None

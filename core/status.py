@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RESULTS_FILE, SessionConfig, load_config
+from .errors import UserError
 from .history import History
 from .results import STATUSES, ResultRow, ResultsTable, is_better, read_results
 from .sanitize import safe_text
@@ -187,7 +188,11 @@ def judging_from(config: SessionConfig, table: ResultsTable, noise: dict[str, An
 
 
 def status_from(
-    config: SessionConfig, table: ResultsTable, usage: dict[str, Any], noise: dict[str, Any] | None = None
+    config: SessionConfig,
+    table: ResultsTable,
+    usage: dict[str, Any],
+    noise: dict[str, Any] | None = None,
+    workers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     higher = config.higher_is_better
     rows = table.rows
@@ -239,6 +244,7 @@ def status_from(
         "duration_s": durations if table.has_duration else None,
         "usage": usage,
         "judging": judging_from(config, table, noise or {}),
+        "workers": workers or {"count": config.workers, "devices": list(config.devices), "now": [], "per_worker": {}},
     }
 
 
@@ -249,7 +255,45 @@ def build_status(root: Path) -> dict[str, Any]:
     noise: Any = None
     with contextlib.suppress(OSError, ValueError):
         noise = json.loads((History(root).dir / "noise.json").read_bytes())
-    return status_from(config, table, usage_totals(root), noise if isinstance(noise, dict) else None)
+    return status_from(
+        config, table, usage_totals(root), noise if isinstance(noise, dict) else None, workers_from(root, config, table)
+    )
+
+
+def session_running(root: Path) -> bool:
+    from .gitops import Repo
+    from .session_lock import refuse_if_held
+
+    try:
+        refuse_if_held(Repo(root), "held")
+    except UserError:
+        return True
+    return False
+
+
+def workers_from(root: Path, config: SessionConfig, table: ResultsTable) -> dict[str, Any]:
+    """The workers: what each does now (while a session runs) and how many experiments and keeps each recorded."""
+    from .worktrees import workers_state_path
+
+    now: Any = []
+    if session_running(root):  # after a crash the file still says what ran then
+        with contextlib.suppress(OSError, ValueError):
+            now = json.loads(workers_state_path(root).read_bytes())
+    per_worker: dict[str, dict[str, int]] = {}
+    metas = History(root).all_meta()
+    for number, row in enumerate(table.rows, 1):
+        meta = metas.get(number)
+        worker = meta.extra.get("worker") if meta is not None else None
+        if isinstance(worker, int):
+            counts = per_worker.setdefault(str(worker), {"experiments": 0, "keeps": 0})
+            counts["experiments"] += 1
+            counts["keeps"] += row.status == "keep"
+    return {
+        "count": config.workers,
+        "devices": list(config.devices),
+        "now": now if isinstance(now, list) else [],
+        "per_worker": per_worker,
+    }
 
 
 def _bar(count: int, cap: int) -> str:
@@ -340,6 +384,16 @@ def render_status(data: dict[str, Any]) -> str:
         out.append("  (no experiments yet)")
 
     out.append(_line("JUDGING", judging_line(data["judging"])))
+    workers = data.get("workers") or {}
+    if workers.get("count", 1) > 1 or workers.get("per_worker"):
+        devices = f" on devices {','.join(workers['devices'])}" if workers.get("devices") else ""
+        out.append(_line("WORKERS", f"{workers['count']}{devices}"))
+        for item in workers.get("now", []):
+            if item.get("state") in ("running", "confirming", "re-applying"):
+                line = f"  worker {item['worker']}: {item['state']} {item.get('description', '')}"
+                out.append(_clip(line.rstrip(), LINE_WIDTH))
+        for worker, counts in sorted(workers.get("per_worker", {}).items(), key=lambda kv: int(kv[0])):
+            out.append(f"  worker {worker}: {counts['experiments']} experiments, {counts['keeps']} kept")
     usage = data["usage"]
     if usage["tokens"] or usage["cost_usd"]:
         out.append(_line("TOKENS", fmt_tokens(usage["tokens_in"], usage["tokens_out"], usage["cost_usd"])))

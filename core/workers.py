@@ -10,13 +10,14 @@ an experiment gets its number when it is recorded.
 Each result is judged against the best at the moment it finishes (core/judge.py). A change built on the best
 of its time is judged as in a sequential session (a promising one is run again on the same worker to confirm
 it). A change whose base was overtaken meanwhile is first judged against its own base: no gain there, it is
-discarded; a gain is re-applied on the new best by a three-way merge and run there, and judged on that run
-alone, or recorded as not combinable when its edits no longer apply.
+discarded; a gain is re-applied on the new best by a three-way merge (where both changed the same lines, as
+two values of one knob, its lines replace the best's) and run there, and judged on that run alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import statistics
 import threading
@@ -33,7 +34,7 @@ from . import judge
 from .draft import Pending, rebase_files
 from .errors import GitStateError, UserError
 from .gitops import describe_git_error
-from .history import ExperimentMeta
+from .history import ExperimentMeta, write_json_atomic
 from .metric import read_memory_gb, read_metric
 from .model_keys import hidden_from_training
 from .proposer import Proposal, ProposalSkipped, Usage, content_key
@@ -41,7 +42,15 @@ from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
 from .session_state import _exit_text, _now
-from .worktrees import WorkerDir, fresh_output, prepare, remove_all, reset_tree, worker_dirs
+from .worktrees import (
+    WorkerDir,
+    fresh_output,
+    prepare,
+    remove_all,
+    reset_tree,
+    worker_dirs,
+    workers_state_path,
+)
 
 if TYPE_CHECKING:
     from .loop import ExperimentLoop
@@ -98,6 +107,7 @@ class ParallelSession:
         self._done: queue.Queue[Job] = queue.Queue()
         self._skips = 0
         self._hold = False  # no new proposal until the next result
+        self._states: dict[int, ev.WorkerChanged] = {}
 
     def skip(self, worker: int | None) -> None:
         """Kill `worker`'s run (every worker's when None); it is recorded as a crash."""
@@ -180,6 +190,9 @@ class ParallelSession:
                 ctx = loop._context(
                     table, planned + 1, asked_files, user_idea=loop.history.pop_idea(), in_flight=self._in_flight()
                 )
+                # What runs now counts as tried: the agent proposes something else for the idle worker.
+                running = {s.job.key: 0 for s in self.slots if s.job is not None and s.job.key}
+                ctx = dataclasses.replace(ctx, tried={**ctx.tried, **running})
                 asked_at = time.monotonic()
                 loop._set_phase("proposing", len(table.rows))
                 pending = loop._start_proposal(ctx)
@@ -322,10 +335,30 @@ class ParallelSession:
                 loop._cond.notify_all()
 
     def _tell(self, slot: _Slot, state: ev.WorkerState, description: str = "") -> None:
+        """Tell the app, and `status` through `.autoresearch/workers.json`, what a worker does now."""
         started = time.time() if state in ("running", "confirming", "re-applying") else None
-        self.loop._emit(
-            ev.WorkerChanged(slot.dir.index, state, description, slot.device, started, self.loop.config.time_budget_s)
+        event = ev.WorkerChanged(
+            slot.dir.index, state, description, slot.device, started, self.loop.config.time_budget_s
         )
+        self._states[slot.dir.index] = event
+        with contextlib.suppress(OSError):
+            if all(e.state == "stopped" for e in self._states.values()):
+                workers_state_path(self.loop.root).unlink(missing_ok=True)
+            else:
+                write_json_atomic(
+                    workers_state_path(self.loop.root),
+                    [
+                        {
+                            "worker": e.worker,
+                            "state": e.state,
+                            "description": e.description,
+                            "device": e.device,
+                            "started_at": e.started_at,
+                        }
+                        for e in sorted(self._states.values(), key=lambda e: e.worker)
+                    ],
+                )
+        self.loop._emit(event)
 
     def _again(self, job: Job, kind: JobKind) -> None:
         slot = self.slots[job.worker.index - 1]
@@ -403,7 +436,14 @@ class ParallelSession:
     ) -> ResultsTable:
         loop = self.loop
         base_files = loop._files_at(job.base)
-        merged = rebase_files(base_files, loop._files_at(job.commit), loop._files_at(best))
+        mine, now = loop._files_at(job.commit), loop._files_at(best)
+        merged = rebase_files(base_files, mine, now)
+        replaces = ""
+        if merged is None:
+            # The same lines changed on both sides (two values of one knob): this gain was measured with its own
+            # lines, so they replace the best's, and that version is what runs and is judged next.
+            merged = rebase_files(base_files, mine, now, draft_wins=True)
+            replaces = f"; its lines replace #{ref.number}'s where both changed them"
         best_files = loop._files_at(best)
         if merged and all(best_files.get(p) == t for p, t in merged.items()):
             return self._record(
@@ -422,7 +462,9 @@ class ParallelSession:
                 f"on #{ref.number}, kept meanwhile, and running it there"
             )
         )
-        job.notes.append(f"re-applied on #{ref.number}; on #{own.number} it gave {', '.join(map(judge.fmt, job.runs))}")
+        job.notes.append(
+            f"re-applied on #{ref.number}{replaces}; on #{own.number} it gave {', '.join(map(judge.fmt, job.runs))}"
+        )
         job.base, job.files, job.commit = best, merged, ""
         job.runs, job.durations = [], []
         self._again(job, "re-apply")

@@ -100,7 +100,9 @@ def test_json_data(tmp_path: Path) -> None:
         "duration_s",
         "usage",
         "judging",
+        "workers",
     }
+    assert data["workers"] == {"count": 1, "devices": [], "now": [], "per_worker": {}}
     assert data["experiments"] == {"count": 5, "max": 50, "remaining": 45}
     assert data["best"]["number"] == 5 and data["best"]["commit"] == "e000005"
     assert data["baseline"]["metric"] == 1.0 and data["baseline"]["inferred"] is False

@@ -153,19 +153,31 @@ def test_two_workers_run_at_once_and_a_win_on_an_older_best_is_re_applied(tmp_pa
     for n in (2, 3):
         log = (repo / ".autoresearch" / "experiments" / f"{n:04d}" / "run.log").read_text()
         assert "data: untracked input" in log
+    status = json.loads(cli(repo, "status", "--json").stdout)["workers"]
+    assert status["count"] == 2 and status["devices"] == ["0", "1"] and status["now"] == []
+    assert sum(w["experiments"] for w in status["per_worker"].values()) == 2
+    assert sum(w["keeps"] for w in status["per_worker"].values()) == 2
+    assert "WORKERS" in cli(repo, "status").stdout
     # The user's checkout is clean and the workers' directories are gone.
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     assert not (repo / ".autoresearch" / "workers").exists()
     assert "worktree" not in git(repo, "worktree", "list").split("\n", 1)[-1]
 
 
-def test_a_win_that_does_not_combine_with_the_new_best_is_recorded_as_such(tmp_path: Path) -> None:
+def test_a_win_on_the_same_line_as_the_new_best_replaces_its_value_and_is_judged_there(tmp_path: Path) -> None:
     repo, _ = make_session(tmp_path, workers=2, experiments=3)
     run_loop(repo, Edits([("A", 3), ("A", 5)]))
     rows = read_results(repo / "results.tsv").rows
-    assert [r.status for r in rows] == ["baseline", "keep", "discard"]
-    assert "does not combine with #2" in rows[2].description
-    assert git(repo, "rev-parse", "autoresearch/w") == git(repo, "rev-parse", "refs/autoresearch/w/2")
+    # Whichever finishes second is run again with its own value of A in place of the first's.
+    assert "its lines replace #2's where both changed them" in rows[2].description
+    if "A = 3" in git(repo, "show", f"{rows[1].commit}:train.py"):
+        assert [r.status for r in rows] == ["baseline", "keep", "keep"]
+        assert rows[2].metric == pytest.approx(10 / 7)
+    else:
+        assert [r.status for r in rows] == ["baseline", "keep", "discard"]
+        assert rows[2].metric == pytest.approx(10 / 5) and "(worse" in rows[2].description
+    final = git(repo, "show", "autoresearch/w:train.py")
+    assert "A = 5" in final and "A = 3" not in final
 
 
 def test_with_one_worker_the_session_is_as_before(tmp_path: Path) -> None:
@@ -206,12 +218,15 @@ def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(t
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() - began < deadline, "three runs never started"
             time.sleep(0.05)
+        now = json.loads(cli(repo, "status", "--json").stdout)["workers"]["now"]
+        assert sorted(w["state"] for w in now) == ["running"] * 3
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    assert json.loads(cli(repo, "status", "--json").stdout)["workers"]["now"] == []  # nothing runs now
     trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
     assert len(trainings) == 3
     rows_before = len(read_results(repo / "results.tsv").rows)

@@ -18,6 +18,8 @@ from autoresearch.core.events import (
     ResultRecorded,
     Resumed,
     RunStarted,
+    WorkerChanged,
+    WorkerLog,
 )
 from autoresearch.core.history import History
 from autoresearch.core.sanitize import safe_line, safe_text
@@ -56,7 +58,7 @@ class LoopControl(Protocol):
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def stop(self) -> None: ...
-    def skip(self) -> None: ...
+    def skip(self, worker: int | None = None) -> None: ...
     def stop_now(self) -> None: ...
     def queue_idea(self, text: str) -> None: ...
 
@@ -80,6 +82,7 @@ class RunScreen(Screen[None]):
         Binding("p", "resume", "Resume", id="resume"),
         Binding("s", "stop", "Stop"),
         Binding("k", "kill", "Kill run"),
+        Binding("w", "next_worker", "Worker"),
         Binding("enter", "open_experiment", "Open"),
         Binding("i", "idea", "Idea"),
         Binding("a", "analysis", "Analysis"),
@@ -217,6 +220,11 @@ class RunScreen(Screen[None]):
                 logtail.write_lines(event.lines, event.dropped)
             elif isinstance(event, ResultRecorded):
                 table.add_result(event.number, event.row)
+            elif isinstance(event, WorkerLog) and event.worker == self.state.shown_worker:
+                logtail.write_lines(event.lines, event.dropped)
+            elif isinstance(event, WorkerChanged) and event.worker == self.state.shown_worker and event.started_at:
+                logtail.write_lines([f"──── worker {event.worker} {event.state}: {event.description} ────"])
+                logtail.border_title = f"run.log worker {event.worker}"
             elif isinstance(event, RunStarted):
                 logtail.write_lines([f"──── #{event.number} {event.commit[:7]} ────"])
                 logtail.border_title = f"run.log #{event.number}"
@@ -298,7 +306,12 @@ class RunScreen(Screen[None]):
         if action == "stop":
             return (True if not state.stop_requested else None) if live else False
         if action == "kill":
+            if state.workers:
+                shown = state.workers.get(state.shown_worker)
+                return (True if shown is not None and shown.started_at is not None else None) if live else False
             return (True if state.phase == "running" else None) if live else False
+        if action == "next_worker":
+            return len(state.workers) > 1
         return True
 
     def action_pause(self) -> None:
@@ -325,10 +338,38 @@ class RunScreen(Screen[None]):
         self.refresh_parts({"header"})
 
     def action_kill(self) -> None:
-        if self.loop is None or self.state.phase != "running":
+        if self.loop is None:
+            return
+        if self.state.workers:
+            shown = self.state.workers.get(self.state.shown_worker)
+            if shown is None or shown.started_at is None:
+                return
+            self.loop.skip(shown.worker)
+            self.notify(f"Killing worker {shown.worker}'s run; it is recorded as a crash.", timeout=3)
+            return
+        if self.state.phase != "running":
             return
         self.loop.skip()
         self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
+
+    def action_next_worker(self) -> None:
+        """Show the next worker's log (its lines from now on) in the log pane."""
+        state = self.state
+        if len(state.workers) < 2:
+            return
+        numbers = sorted(state.workers)
+        state.shown_worker = (
+            numbers[(numbers.index(state.shown_worker) + 1) % len(numbers)]
+            if state.shown_worker in numbers
+            else numbers[0]
+        )
+        shown = state.workers[state.shown_worker]
+        logtail = self.query_one(LogTail)
+        doing = f"{shown.state}: {shown.description}" if shown.description else shown.state
+        logtail.write_lines([f"──── worker {shown.worker} {doing} ────"])
+        logtail.border_title = f"run.log worker {shown.worker}"
+        state.losses.clear()
+        self.refresh_parts({"header", "spark"})
 
     def action_follow_log(self) -> None:
         self.query_one(LogTail).follow()

@@ -313,7 +313,7 @@ class IdleLoop:
     def stop(self) -> None:
         self._stopped.set()
 
-    def skip(self) -> None:
+    def skip(self, worker: int | None = None) -> None:
         pass
 
     def stop_now(self) -> None:

@@ -24,6 +24,8 @@ from autoresearch.core.events import (
     RunFinished,
     RunStarted,
     SessionStarted,
+    WorkerChanged,
+    WorkerLog,
 )
 from autoresearch.core.loss_curve import parse_loss
 from autoresearch.core.results import ResultRow
@@ -75,6 +77,10 @@ class EventBuffer:
                     dropped += len(lines) - self._max_lines
                     lines = lines[-self._max_lines :]
                 self._events[-1] = LogAppended(event.number, lines, dropped)
+            elif isinstance(event, WorkerLog) and isinstance(last, WorkerLog) and last.worker == event.worker:
+                lines = (last.lines + event.lines)[-self._max_lines :]
+                dropped = last.dropped + event.dropped + len(last.lines) + len(event.lines) - len(lines)
+                self._events[-1] = WorkerLog(event.worker, lines, dropped)
             elif isinstance(event, LogAppended) and len(event.lines) > self._max_lines:
                 cut = len(event.lines) - self._max_lines
                 self._events.append(LogAppended(event.number, event.lines[cut:], event.dropped + cut))
@@ -114,6 +120,22 @@ class RunState:
     needs_user: str = ""
     stopped: LoopStopped | None = None
     losses: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_LOSS_POINTS))
+    workers: dict[int, WorkerChanged] = field(default_factory=dict)
+    """Each parallel worker's last state (empty in a session with one worker)."""
+    shown_worker: int = 1
+    """The worker whose log the log pane shows."""
+
+    def _add_losses(self, lines: tuple[str, ...]) -> bool:
+        # Only the last maxlen losses are kept, so a batch is read from its end.
+        found: list[float] = []
+        for line in reversed(lines):
+            loss = parse_loss(line)
+            if loss is not None:
+                found.append(loss)
+                if len(found) == self.losses.maxlen:
+                    break
+        self.losses.extend(reversed(found))
+        return bool(found)
 
     @property
     def done(self) -> int:
@@ -179,17 +201,18 @@ class RunState:
             self.timeout_s = event.timeout_s
             self.losses.clear()
             changed |= {"header", "spark"}
+        elif isinstance(event, WorkerChanged):
+            self.workers[event.worker] = event
+            if event.worker == self.shown_worker and event.started_at is not None:
+                self.losses.clear()
+                changed.add("spark")
+            changed.add("header")
+        elif isinstance(event, WorkerLog):
+            if event.worker == self.shown_worker:
+                self._add_losses(event.lines)
+                changed.add("spark")
         elif isinstance(event, LogAppended):
-            # Only the last maxlen losses are kept, so a batch is read from its end.
-            found: list[float] = []
-            for line in reversed(event.lines):
-                loss = parse_loss(line)
-                if loss is not None:
-                    found.append(loss)
-                    if len(found) == self.losses.maxlen:
-                        break
-            if found:
-                self.losses.extend(reversed(found))
+            if self._add_losses(event.lines):
                 changed.add("spark")
         elif isinstance(event, RunFinished):
             self.run_started_at = None

@@ -140,7 +140,18 @@ class RunHeader(TextLine):
         if state.tokens or state.cost_usd:
             stats.append(f"  tok {fmt_tokens(state.tokens)} ${state.cost_usd:.2f}", "dim")
         progress = Text(no_wrap=True, overflow="ellipsis")
-        if state.run_started_at is not None and state.budget_s > 0:
+        if state.workers:
+            for worker in sorted(state.workers.values(), key=lambda w: w.worker):
+                style = "reverse" if worker.worker == state.shown_worker else ""
+                progress.append(f" w{worker.worker} ", style)
+                if worker.started_at is not None and worker.budget_s > 0:
+                    elapsed = max(0.0, now - worker.started_at)
+                    over = elapsed > worker.budget_s
+                    progress.append(bar(elapsed / worker.budget_s, 6), "red" if over else "green")
+                    progress.append(f" {fmt_clock(elapsed)}")
+                else:
+                    progress.append(worker.state, "dim")
+        elif state.run_started_at is not None and state.budget_s > 0:
             elapsed = max(0.0, now - state.run_started_at)
             label = f" run {fmt_clock(elapsed)}/{fmt_clock(state.budget_s)} "
             bar_width = max(10, min(40, width - len(label) - 12))
