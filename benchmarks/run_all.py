@@ -11,10 +11,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cli_startup, duty_cycle, harness_overhead, judging, knob_discovery, timeout_kill
+from . import cli_startup, duty_cycle, harness_overhead, judging, knob_discovery, timeout_kill, workers_throughput
 from .common import Row, machine, make_repo, measure_references, print_table, rows_json, use_git_identity
 
-NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging")
+NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "workers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": gpu_rows,
         "knobs": lambda: knob_discovery.run(args.quick),
         "judging": lambda: judging.run(args.quick),
+        "workers": lambda: workers_throughput.run(args.quick),
     }
     rows: list[Row] = []
     failed = False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import queue
 import statistics
 import threading
@@ -82,6 +83,8 @@ class Job:
     error: BaseException | None = None
     key: str = ""
     """The content key of the version it runs (the session's files with its edits)."""
+    seq: int = 0
+    """Its number among the session's jobs (its logs' folder until it is recorded)."""
 
 
 @dataclass
@@ -108,6 +111,8 @@ class ParallelSession:
         self._skips = 0
         self._hold = False  # no new proposal until the next result
         self._states: dict[int, ev.WorkerChanged] = {}
+        self._followups: list[Job] = []  # ideas to run again (confirm, re-apply), before new ones
+        self._seq = itertools.count(1)
 
     def skip(self, worker: int | None) -> None:
         """Kill `worker`'s run (every worker's when None); it is recorded as a crash."""
@@ -155,19 +160,42 @@ class ParallelSession:
     # The scheduler.
 
     def _schedule(self, table: ResultsTable) -> ev.LoopStopped:
+        """One proposal is asked for ahead, so a worker that finishes starts the next idea before its result is
+        recorded (and the next one is asked for)."""
         loop = self.loop
         pending: Pending | None = None
-        asked_for: _Slot | None = None
-        asked_files: dict[str, str] = {}
-        asked_base = ""
-        asked_at = 0.0
+        asked: tuple[str, dict[str, str], float] = ("", {}, 0.0)  # base, its files, when
+        ready: Job | None = None
         exhausted = ""
         while True:
+            if pending is not None and pending.done:
+                answered, pending = pending, None
+                base, files, at = asked
+                try:
+                    proposal = self._checked(answered, files)
+                except ProposalSkipped as exc:
+                    self._skipped(len(table.rows) + 1, exc)
+                    proposal = None
+                else:
+                    if proposal is None:
+                        exhausted = (
+                            getattr(loop._proposer, "stop_reason", None) or "the agent has nothing left to propose"
+                        )
+                if proposal is not None:
+                    self._skips = 0
+                    usage = proposal.usage + loop._carry
+                    loop._carry = Usage()
+                    ready = Job(self.slots[0].dir, proposal, base, proposal.files, usage, time.monotonic() - at, _now())
+                    ready.key = content_key({**files, **proposal.files})
+                    ready.seq = next(self._seq)
+            ready = self._dispatch(ready)
             while True:
                 try:
                     job = self._done.get_nowait()
                 except queue.Empty:
                     break
+                self._slot_of(job).job = None
+                ready = self._dispatch(ready)
                 table = self._finished(table, job)
                 self._hold = False
             busy = [s for s in self.slots if s.job is not None]
@@ -177,46 +205,27 @@ class ParallelSession:
                 if not busy:
                     return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             reason = loop._stop_rule(table)
-            planned = len(table.rows) + len(busy) + (1 if pending is not None else 0)
+            planned = len(table.rows) + len(busy) + len(self._followups) + (pending is not None) + (ready is not None)
             capped = bool(loop.config.max_experiments) and planned >= loop.config.max_experiments
-            may_start = not (
-                reason or exhausted or loop._pause_requested or loop._stop_requested or capped or self._hold
-            )
-            idle = [s for s in self.slots if s.job is None and s is not asked_for]
-            if pending is None and may_start and idle:
-                asked_for = idle[0]
-                asked_base = self._best_commit(table)
-                asked_files = loop._files_at(asked_base)
+            may_ask = not (reason or exhausted or loop._pause_requested or loop._stop_requested or capped or self._hold)
+            if pending is None and ready is None and may_ask:
+                base = self._best_commit(table)
+                files = loop._files_at(base)
                 ctx = loop._context(
-                    table, planned + 1, asked_files, user_idea=loop.history.pop_idea(), in_flight=self._in_flight()
+                    table, planned + 1, files, user_idea=loop.history.pop_idea(), in_flight=self._in_flight()
                 )
                 # What runs now counts as tried: the agent proposes something else for the idle worker.
                 running = {s.job.key: 0 for s in self.slots if s.job is not None and s.job.key}
                 ctx = dataclasses.replace(ctx, tried={**ctx.tried, **running})
-                asked_at = time.monotonic()
-                loop._set_phase("proposing", len(table.rows))
+                asked = (base, files, time.monotonic())
                 pending = loop._start_proposal(ctx)
-            if pending is not None and pending.done:
-                answered, target, pending, asked_for = pending, asked_for, None, None
-                assert target is not None
-                took = time.monotonic() - asked_at
-                try:
-                    proposal = self._checked(answered, asked_files)
-                except ProposalSkipped as exc:
-                    self._skipped(len(table.rows) + 1, exc)
-                    continue
-                if proposal is None:
-                    exhausted = getattr(loop._proposer, "stop_reason", None) or "the agent has nothing left to propose"
-                    continue
-                self._skips = 0
-                usage = proposal.usage + loop._carry
-                loop._carry = Usage()
-                job = Job(target.dir, proposal, asked_base, proposal.files, usage, took, _now())
-                job.key = content_key({**asked_files, **proposal.files})
-                self._start(target, job)
                 continue
-            busy = [s for s in self.slots if s.job is not None]
             if not busy and pending is None:
+                if ready is not None and (loop._stop_requested or reason):
+                    self._skipped_ready(len(table.rows) + 1, ready)
+                    ready = None
+                if ready is not None:
+                    continue
                 if reason:
                     return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
                 if exhausted:
@@ -230,13 +239,40 @@ class ParallelSession:
                 if loop._pause_requested and not loop._wait_if_paused(len(table.rows)):
                     return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
                 continue
-            loop._set_phase("running", len(table.rows))
+            loop._set_phase("running" if busy else "proposing", len(table.rows))
             controls = (loop._pause_requested, loop._stop_requested, loop._cancel_reason)
             with loop._cond:
                 while self._done.empty() and not (pending is not None and pending.done):
                     if controls != (loop._pause_requested, loop._stop_requested, loop._cancel_reason):
                         break
                     loop._cond.wait(1.0)
+
+    def _dispatch(self, ready: Job | None) -> Job | None:
+        """Start the proposal asked for ahead on an idle worker; what is left to start."""
+        loop = self.loop
+        if loop._cancel_reason == "stop":
+            return ready
+        for slot in self.slots:
+            if slot.job is not None:
+                continue
+            if self._followups:
+                job = self._followups.pop(0)
+            elif ready is not None and not (loop._pause_requested or loop._stop_requested):
+                job, ready = ready, None
+            else:
+                break
+            job.worker = slot.dir
+            self._start(slot, job)
+        return ready
+
+    def _skipped_ready(self, number: int, job: Job) -> None:
+        """A proposal asked for ahead that will not run (the session stops): its tokens count toward the next."""
+        loop = self.loop
+        loop._carry += job.usage
+        loop._save_carry(number, "proposed ahead; the session stopped before it ran")
+
+    def _slot_of(self, job: Job) -> _Slot:
+        return self.slots[job.worker.index - 1]
 
     def _checked(self, pending: Pending, files: Mapping[str, str]) -> Proposal | None:
         """The proposal the helper thread got, checked as a sequential session checks it; None: nothing left."""
@@ -299,7 +335,7 @@ class ParallelSession:
             else:
                 reset_tree(job.worker, job.commit)
             output = fresh_output(job.worker)
-            log = job.worker.log("run.log" if not job.logs else f"run-{len(job.logs) + 1}.log")
+            log = job.worker.log(f"{job.seq}/" + ("run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"))
             log.parent.mkdir(parents=True, exist_ok=True)
             job.logs.append(log)
             env = {
@@ -361,17 +397,18 @@ class ParallelSession:
         self.loop._emit(event)
 
     def _again(self, job: Job, kind: JobKind) -> None:
-        slot = self.slots[job.worker.index - 1]
+        """Run the idea again (to confirm it, or re-applied) on the next idle worker, before any new idea."""
         job.kind = kind
-        self._start(slot, job)
+        self._followups.append(job)
+        self._dispatch(None)
 
     # Judging and recording (the scheduler's thread only).
 
     def _finished(self, table: ResultsTable, job: Job) -> ResultsTable:
         loop = self.loop
-        slot = self.slots[job.worker.index - 1]
-        slot.job = None
-        self._tell(slot, "idle")
+        slot = self._slot_of(job)
+        if slot.job is None:
+            self._tell(slot, "idle")
         if job.error is not None:
             if isinstance(job.error, (UserError, OSError)):
                 raise job.error

@@ -123,7 +123,6 @@ def reset_tree(worker: WorkerDir, commit: str) -> Repo:
     """Put the worker's tree back at `commit`, dropping what the last experiment wrote to tracked files."""
     worktree = Repo(worker.tree)
     worktree.run("checkout", "-q", "--detach", "--force", commit)
-    worktree.run("reset", "-q", "--hard", commit)
     return worktree
 
 
