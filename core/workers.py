@@ -164,16 +164,18 @@ class ParallelSession:
         recorded (and the next one is asked for)."""
         loop = self.loop
         pending: Pending | None = None
-        asked: tuple[str, dict[str, str], float] = ("", {}, 0.0)  # base, its files, when
+        asked: tuple[str, dict[str, str], float, str | None] = ("", {}, 0.0, None)  # base, its files, when, idea
         ready: Job | None = None
         exhausted = ""
         while True:
             if pending is not None and pending.done:
                 answered, pending = pending, None
-                base, files, at = asked
+                base, files, at, idea = asked
                 try:
                     proposal = self._checked(answered, files)
                 except ProposalSkipped as exc:
+                    if idea:
+                        loop.history.requeue_idea(idea)
                     self._skipped(len(table.rows) + 1, exc)
                     proposal = None
                 else:
@@ -211,20 +213,24 @@ class ParallelSession:
             if pending is None and ready is None and may_ask:
                 base = self._best_commit(table)
                 files = loop._files_at(base)
-                ctx = loop._context(
-                    table, planned + 1, files, user_idea=loop.history.pop_idea(), in_flight=self._in_flight()
-                )
+                idea = loop.history.pop_idea()
+                ctx = loop._context(table, planned + 1, files, user_idea=idea, in_flight=self._in_flight())
                 # What runs now counts as tried: the agent proposes something else for the idle worker.
                 running = {s.job.key: 0 for s in self.slots if s.job is not None and s.job.key}
                 ctx = dataclasses.replace(ctx, tried={**ctx.tried, **running})
-                asked = (base, files, time.monotonic())
+                asked = (base, files, time.monotonic(), idea)
                 pending = loop._start_proposal(ctx)
                 continue
             if not busy and pending is None:
                 if ready is not None and (loop._stop_requested or reason):
                     self._skipped_ready(len(table.rows) + 1, ready)
                     ready = None
-                if ready is not None:
+                if loop._pause_requested and not loop._stop_requested:
+                    if not loop._wait_if_paused(len(table.rows)):
+                        return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
+                    continue
+                if ready is not None or self._hold:
+                    self._hold = False
                     continue
                 if reason:
                     return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
@@ -236,10 +242,10 @@ class ParallelSession:
                     return ev.LoopStopped(
                         f"reached max_experiments ({loop.config.max_experiments})", ok=True, experiments=len(table.rows)
                     )
-                if loop._pause_requested and not loop._wait_if_paused(len(table.rows)):
-                    return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
                 continue
-            loop._set_phase("running" if busy else "proposing", len(table.rows))
+            phase: ev.Phase = "running" if busy else "proposing"
+            if loop.phase != phase:
+                loop._set_phase(phase, len(table.rows))
             controls = (loop._pause_requested, loop._stop_requested, loop._cancel_reason)
             with loop._cond:
                 while self._done.empty() and not (pending is not None and pending.done):

@@ -285,3 +285,99 @@ def test_two_runs_at_once_in_one_process_never_end_each_other(tmp_path: Path) ->
     assert quick.exit_code == 0
     assert getattr(slow_outcome, "exit_code", None) == 0, slow_outcome
     assert "slow done" in (tmp_path / "slow.log").read_text()
+
+
+class LoopThread:
+    """The loop on a thread of its own, with a way to wait for what its events say."""
+
+    def __init__(self, repo: Path, proposer: Edits) -> None:
+        self.events: list[ev.Event] = []
+        self.cond = threading.Condition()
+        self.loop = ExperimentLoop(repo, self._sink, proposer)
+        self.stopped: ev.LoopStopped | None = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _sink(self, event: ev.Event) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        self.stopped = self.loop.run()
+
+    def wait_for(self, what: Callable[[list[ev.Event]], bool], why: str) -> None:
+        """Until `what` holds, looking again at each event and every 50 ms (it may look at files too)."""
+        deadline = time.monotonic() + 120
+        with self.cond:
+            while not what(self.events):
+                assert time.monotonic() < deadline, why
+                self.cond.wait(0.05)
+
+    def join(self) -> ev.LoopStopped:
+        self.thread.join(120)
+        assert not self.thread.is_alive() and self.stopped is not None
+        return self.stopped
+
+
+def running(n: int) -> Callable[[list[ev.Event]], bool]:
+    def check(events: list[ev.Event]) -> bool:
+        states: dict[int, str] = {}
+        for e in events:
+            if isinstance(e, ev.WorkerChanged):
+                states[e.worker] = e.state
+        return sum(1 for s in states.values() if s == "running") >= n
+
+    return check
+
+
+def test_stop_now_with_two_runs_in_flight_records_nothing_and_leaves_nothing(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=2, experiments=5)
+    (markers / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 3), ("B", 7), ("C", 2)]))
+    live.wait_for(lambda _: len(list(markers.glob("start-*"))) == 2, "two runs never started")
+    trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
+    live.loop.stop_now()
+    stopped = live.join()
+    assert stopped.ok and stopped.reason == "stopped by the user"
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline"]
+    assert git(repo, "for-each-ref", "refs/autoresearch") == ""
+    assert not any(_alive(pid) for pid in trainings)
+    assert not (repo / ".autoresearch" / "workers").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_the_kill_key_ends_one_workers_run_and_the_others_go_on(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=2, experiments=3)
+    (markers / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 3), ("B", 7)]))
+    live.wait_for(lambda _: len(list(markers.glob("start-*"))) == 2, "two runs never started")
+    live.wait_for(running(2), "the workers never said they run")
+    live.loop.skip(1)
+    live.wait_for(lambda es: any(isinstance(e, ev.ResultRecorded) and e.number == 2 for e in es), "no record")
+    (markers / "hold").unlink()
+    assert live.join().ok
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "crash", "keep"]
+    assert "killed by the user" in rows[1].description
+    metas = [
+        json.loads((repo / ".autoresearch" / "experiments" / f"{n:04d}" / "meta.json").read_text()) for n in (2, 3)
+    ]
+    assert [m["extra"]["worker"] for m in metas] == [1, 2]
+
+
+def test_pause_lets_the_runs_in_flight_finish_and_starts_nothing_new_until_resumed(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=2, experiments=4)
+    (markers / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 3), ("B", 7), ("C", 2)]))
+    live.wait_for(lambda _: len(list(markers.glob("start-*"))) == 2, "two runs never started")
+    live.loop.pause()
+    (markers / "hold").unlink()
+    live.wait_for(lambda es: any(isinstance(e, ev.Paused) for e in es), "never paused")
+    # Both ideas in flight were finished (the second one's re-apply run included); the third waits.
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline", "keep", "keep"]
+    assert not any(isinstance(e, ev.WorkerChanged) and e.description == "C to 2" for e in live.events)
+    live.loop.resume()
+    assert live.join().ok
+    rows = read_results(repo / "results.tsv").rows
+    assert len(rows) == 4 and "C = 2" in git(repo, "show", f"{rows[3].commit}:train.py")
