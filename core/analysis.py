@@ -343,6 +343,17 @@ def summary(session: Session) -> str:
         lines.append("- Baseline -> best: no experiment produced a metric yet")
     if rows and best is not None:
         lines.append(f"- Experiments since the last improvement: {session.since_best}")
+    by_worker: dict[int, list[Experiment]] = {}
+    for e in rows:
+        worker = e.meta.extra.get("worker") if e.meta is not None else None
+        if isinstance(worker, int):
+            by_worker.setdefault(worker, []).append(e)
+    if by_worker:
+        each = "; ".join(
+            f"worker {w}: {len(exps)} run, {sum(1 for e in exps if e.status == 'keep')} kept"
+            for w, exps in sorted(by_worker.items())
+        )
+        lines.append(f"- Workers: {len(by_worker)} ({each})")
     if session.table.has_duration:
         total = sum(e.row.duration_s for e in rows if math.isfinite(e.row.duration_s))
         ran = [e for e in rows if e.row.duration_s > 0]

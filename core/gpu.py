@@ -33,6 +33,17 @@ def nvml_available() -> bool:
     return _load() is not None
 
 
+def gpu_ids() -> list[str]:
+    """The GPUs NVML finds, as CUDA_VISIBLE_DEVICES names them ("0", "1", ...); empty without NVML."""
+    nvml = _load()
+    if nvml is None:
+        return []
+    try:
+        return [str(i) for i in range(nvml.nvmlDeviceGetCount())]
+    except Exception:
+        return []
+
+
 def gpu_memory_bytes(pids: Collection[int]) -> int | None:
     """Summed GPU memory used by compute processes whose pid is in `pids`; None when NVML is absent.
 

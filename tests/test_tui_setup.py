@@ -92,6 +92,13 @@ async def test_invalid_values_are_explained_next_to_their_field(repo: Path) -> N
         await type_into(pilot, screen, "metric_grep", "^val_loss:(")
         assert "regular expression" in error(screen, "metric_grep")
         await type_into(pilot, screen, "metric_grep", "")
+        await type_into(pilot, screen, "workers", "3")
+        await type_into(pilot, screen, "devices", "0,1")
+        assert "give one device per worker" in error(screen, "devices")
+        await type_into(pilot, screen, "devices", "0,1,2")
+        assert error(screen, "devices") == ""
+        await type_into(pilot, screen, "workers", "1")
+        await type_into(pilot, screen, "devices", "")
 
         screen.query_one("#field-editable_files", SelectionList).deselect_all()
         await pilot.pause()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,6 +159,11 @@ def test_two_workers_run_at_once_and_a_win_on_an_older_best_is_re_applied(tmp_pa
     assert sum(w["experiments"] for w in status["per_worker"].values()) == 2
     assert sum(w["keeps"] for w in status["per_worker"].values()) == 2
     assert "WORKERS" in cli(repo, "status").stdout
+    assert cli(repo, "analyze", "--headless", "--no-model").returncode == 0
+    analysis = (repo / "autoresearch-w-analysis.md").read_text()
+    workers_line = next(line for line in analysis.splitlines() if line.startswith("- Workers:"))
+    counts = [tuple(map(int, m)) for m in re.findall(r"worker \d: (\d+) run, (\d+) kept", workers_line)]
+    assert sum(c[0] for c in counts) == 2 and sum(c[1] for c in counts) == 2, workers_line
     # The user's checkout is clean and the workers' directories are gone.
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     assert not (repo / ".autoresearch" / "workers").exists()

@@ -44,6 +44,8 @@ TEXT_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("time_budget_minutes", "Time budget, min", "minutes per experiment"),
     ("timeout_minutes", "Timeout, min", "hard limit per run"),
     ("max_experiments", "Max experiments", "0 = no cap"),
+    ("workers", "Workers", "experiments at once, each in its own worktree"),
+    ("devices", "Devices", "one GPU per worker, e.g. 0,1,2,3 (none: not pinned)"),
 )
 MODEL_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "Model", "a litellm name, e.g. openai/gpt-4o-mini"),
@@ -63,6 +65,8 @@ FORM_KEYS = (
     "time_budget_minutes",
     "timeout_minutes",
     "max_experiments",
+    "workers",
+    "devices",
     "editable_files",
     "readonly_files",
     "agent",
@@ -104,7 +108,7 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     found: dict[str, str] = {}
     for err in exc.errors():
         loc = err.get("loc") or ()
-        key = str(loc[0]) if loc else "timeout_minutes"
+        key = str(loc[0]) if loc else "devices" if "devices_per_worker" in str(err.get("msg")) else "timeout_minutes"
         single = ValidationError.from_exception_data(exc.title, [err])  # type: ignore[list-item]
         sentence = explain(single, source="")
         if not loc:
@@ -187,6 +191,8 @@ class WizardDefaults:
     """Config files the run command names: their knobs live there."""
     offered_readonly: tuple[str, ...] = ()
     """Files the script reads (its local imports, configurator.py, program.md)."""
+    gpus: tuple[str, ...] = ()
+    """The GPUs NVML finds, offered as one worker each."""
 
 
 @dataclass(frozen=True)
@@ -317,8 +323,17 @@ class SetupScreen(Screen["SetupResult | None"]):
             offered = related_files(self.root, rel, self.options.get("run_command") or f"python {rel}", files)
         if rel not in files:
             files = [rel, *files]
+        from autoresearch.core.gpu import gpu_ids
+
         return WizardDefaults(
-            rel, tag, metric, files, (self.root / PROGRAM_FILE).exists(), tuple(offered[0]), tuple(offered[1])
+            rel,
+            tag,
+            metric,
+            files,
+            (self.root / PROGRAM_FILE).exists(),
+            tuple(offered[0]),
+            tuple(offered[1]),
+            tuple(gpu_ids()),
         )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -364,6 +379,8 @@ class SetupScreen(Screen["SetupResult | None"]):
             "time_budget_minutes": f"{opts.get('time_budget_minutes', 5):g}",
             "timeout_minutes": f"{opts.get('timeout_minutes', 10):g}",
             "max_experiments": str(opts.get("max_experiments", 50)),
+            "workers": str(opts.get("workers") or max(1, len(defaults.gpus))),
+            "devices": ",".join(opts.get("devices") or defaults.gpus),
             "model": opts.get("model") or "",
             "api_base": opts.get("api_base") or "",
         }
@@ -389,6 +406,8 @@ class SetupScreen(Screen["SetupResult | None"]):
         readonly_list.add_options([Selection(f, f, f in readonly) for f in defaults.files])
         status = self.query_one("#wizard-status", Static)
         found = f"found {len(defaults.files)} tracked files"
+        if defaults.gpus:
+            found += f" and {len(defaults.gpus)} GPU{'s' if len(defaults.gpus) > 1 else ''} (one worker each)"
         guess = f"; metric guessed from the script: {defaults.metric_name}" if defaults.metric_name else ""
         status.update(f"{found}{guess}. Tab moves between fields; ctrl+s creates the session.")
         direction = "higher" if opts.get("metric_direction") == "higher" else "lower"
@@ -419,6 +438,8 @@ class SetupScreen(Screen["SetupResult | None"]):
             "time_budget_minutes": text("time_budget_minutes"),
             "timeout_minutes": text("timeout_minutes"),
             "max_experiments": text("max_experiments"),
+            "workers": text("workers"),
+            "devices": [d.strip() for d in text("devices").split(",") if d.strip()],
             "editable_files": list(self.query_one("#field-editable_files", SelectionList).selected),
             "readonly_files": list(self.query_one("#field-readonly_files", SelectionList).selected),
             "agent": "llm" if self.query_one("#agent-llm", RadioButton).value else "mutate",
