@@ -409,3 +409,56 @@ def test_stale_index_lock_is_named_and_the_half_written_experiment_restored(tmp_
     assert "repaired: restored train.py to the last commit (an experiment was half-written)" in done.stdout
     assert len(read_results(root / "results.tsv").rows) == 2
     assert_consistent(root, start, [])
+
+
+WORKER_KILLS = 8
+WORKER_EXPERIMENTS = 16
+
+
+def assert_consistent_with_workers(root: Path, start: str, dead: list[psutil.Process]) -> None:
+    """As assert_consistent, for a session with workers: rows finish in any order, the branch moves only to
+    a kept commit built on the last one, the workers' directories are gone after a restart."""
+    rows, data = _rows_and_text(root)
+    assert data.endswith(b"\n"), "a half-written last row"
+    commits = [commit for commit, _ in rows]
+    assert len(commits) == len(set(commits)), f"a row twice: {commits}"
+    assert git(root, "status", "--porcelain") == ""
+    assert not (root / ".autoresearch" / "workers").exists()
+    assert "autoresearch/workers" not in git(root, "worktree", "list")
+    on_branch = git(root, "rev-list", "--reverse", f"{start}..HEAD").split()
+    assert [c[:7] for c in on_branch] == [c for c, s in rows if s == "keep"], "the branch holds the keeps, in order"
+    for number, (commit, status) in enumerate(rows, 1):
+        if number > 1:
+            assert git(root, "rev-parse", f"refs/autoresearch/{TAG}/{number}").startswith(commit)
+    assert _alive(dead) == [], "a process of the dead run is still alive"
+
+
+def test_kill_9_with_three_workers_in_flight_at_random_moments(tmp_path: Path) -> None:
+    root = _session(tmp_path, "--max-experiments", str(WORKER_EXPERIMENTS), "--workers", "3", "--timeout", "1")
+    start = git(root, "rev-parse", "HEAD")
+    rng = random.Random(SEED + 3)
+    for i in range(WORKER_KILLS):
+        tool = Tool(root)
+        # While runs go: after the n-th line that a worker took up an idea, up to 0.3 s later.
+        if not tool.wait_for(r"^worker \d (on device \S+ )?running", rng.randint(1, 4)):
+            code, out, err = tool.finish()
+            pytest.fail(f"kill {i + 1}: the run ended before the kill ({code}): {out[-300:]} {err[-300:]}")
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(tool.proc.pid, signal.SIGSTOP)
+        tree = _descendants(tool.proc.pid)
+        tool.proc.kill()
+        tool.finish()
+        psutil.wait_procs([p for p in tree if _is_git(p)], timeout=10)
+        rows_before = len(read_results(root / "results.tsv").rows)
+        _set_config(root, max_experiments=max(rows_before, 1))
+        check = cli(root, "run", "--headless")
+        assert check.returncode == 0, f"restart after kill {i + 1}: {check.stdout}\n{check.stderr}"
+        assert "Traceback" not in check.stderr
+        assert len(read_results(root / "results.tsv").rows) >= rows_before, "a row was lost"
+        assert_consistent_with_workers(root, start, [p for p in tree if not _is_git(p)])
+        _set_config(root, max_experiments=WORKER_EXPERIMENTS)
+    done = cli(root, "run", "--headless", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"stopped: reached max_experiments ({WORKER_EXPERIMENTS})" in done.stdout
+    assert_consistent_with_workers(root, start, [])
+    assert len(read_results(root / "results.tsv").rows) == WORKER_EXPERIMENTS
