@@ -387,3 +387,18 @@ def test_pause_lets_the_runs_in_flight_finish_and_starts_nothing_new_until_resum
     assert live.join().ok
     rows = read_results(repo / "results.tsv").rows
     assert len(rows) == 4 and "C = 2" in git(repo, "show", f"{rows[3].commit}:train.py")
+
+
+def test_stop_lets_the_runs_in_flight_finish_and_be_recorded(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=2, experiments=6)
+    (markers / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 3), ("B", 7), ("C", 2)]))
+    live.wait_for(lambda _: len(list(markers.glob("start-*"))) == 2, "two runs never started")
+    live.loop.stop()
+    (markers / "hold").unlink()
+    stopped = live.join()
+    assert stopped.ok and stopped.reason == "stopped by the user"
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"]
+    assert not any(isinstance(e, ev.WorkerChanged) and e.description == "C to 2" for e in live.events)
+    assert not (repo / ".autoresearch" / "workers").exists()
