@@ -15,7 +15,15 @@ from pathlib import Path
 
 from autoresearch.tui.app import AutoresearchApp
 from autoresearch.tui.experiment_screen import ExperimentScreen
-from autoresearch.tui.sample import SAMPLE_NOW, IdleLoop, make_repo, make_sample_session, settle, show_sample_run
+from autoresearch.tui.sample import (
+    SAMPLE_NOW,
+    IdleLoop,
+    make_repo,
+    make_sample_session,
+    sample_worker_events,
+    settle,
+    show_sample_run,
+)
 from autoresearch.tui.setup_screen import SetupScreen
 from textual.widgets import Checkbox, Input
 
@@ -29,6 +37,18 @@ async def shoot_run(root: Path, size: tuple[int, int]) -> str:
     async with app.run_test(size=size) as pilot:
         await show_sample_run(pilot, events)
         shot = app.export_screenshot(title="autoresearch: run")
+        app.screen.shut_down()
+        await pilot.pause(0.3)
+        return shot
+
+
+async def shoot_workers(root: Path, size: tuple[int, int]) -> str:
+    events = make_sample_session(root)
+    events = [e for e in events if type(e).__name__ not in ("RunStarted", "LogAppended", "PhaseChanged")]
+    app = AutoresearchApp(root, "run", loop_factory=IdleLoop, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=size) as pilot:
+        await show_sample_run(pilot, [*events, *sample_worker_events(300.0)])
+        shot = app.export_screenshot(title="autoresearch: run, 3 workers")
         app.screen.shut_down()
         await pilot.pause(0.3)
         return shot
@@ -68,7 +88,13 @@ async def shoot_setup(root: Path, size: tuple[int, int]) -> str:
         return app.export_screenshot(title="autoresearch: setup")
 
 
-SHOTS = {"setup": shoot_setup, "run": shoot_run, "experiment": shoot_experiment, "analysis": shoot_analysis}
+SHOTS = {
+    "setup": shoot_setup,
+    "run": shoot_run,
+    "workers": shoot_workers,
+    "experiment": shoot_experiment,
+    "analysis": shoot_analysis,
+}
 
 
 async def main(out: Path, png: bool) -> None:

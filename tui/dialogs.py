@@ -81,7 +81,8 @@ HELP_TEXT = """\
 [b]Run screen[/b]
   [b]p[/b]       pause after the current experiment; again to resume
   [b]s[/b]       stop after the current run
-  [b]k[/b]       kill the current run now (a crash row; the loop goes on)
+  [b]k[/b]       kill the current run now (a crash row; the loop goes on); with workers, the shown worker's
+  [b]w[/b]       with workers: show the next worker's log
   [b]enter[/b]   open the highlighted experiment: diff, rationale, log
   [b]i[/b]       queue an idea of yours; the agent implements it next
   [b]a[/b]       analysis of the session so far

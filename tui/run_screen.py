@@ -82,7 +82,7 @@ class RunScreen(Screen[None]):
         Binding("p", "resume", "Resume", id="resume"),
         Binding("s", "stop", "Stop"),
         Binding("k", "kill", "Kill run"),
-        Binding("w", "next_worker", "Worker"),
+        Binding("w", "next_worker", "Log"),
         Binding("enter", "open_experiment", "Open"),
         Binding("i", "idea", "Idea"),
         Binding("a", "analysis", "Analysis"),

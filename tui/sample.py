@@ -282,6 +282,19 @@ def make_sample_session(root: Path) -> list[Event]:
     ]
 
 
+def sample_worker_events(budget_s: float) -> list[Event]:
+    """Three workers of the sample session, two running and one asking for its next idea."""
+    from autoresearch.core.events import WorkerChanged, WorkerLog
+
+    return [
+        PhaseChanged("running", len(EXPERIMENTS)),
+        WorkerChanged(1, "running", "lower BATCH_SIZE to 24", "0", SAMPLE_NOW - 83, budget_s),
+        WorkerChanged(2, "confirming", "raise HIDDEN_UNITS to 12", "1", SAMPLE_NOW - 41, budget_s),
+        WorkerChanged(3, "idle", "", "2", None, budget_s),
+        WorkerLog(1, LIVE_LOG),
+    ]
+
+
 class IdleLoop:
     """Stands in for the loop in screenshots: it runs nothing and waits until told to stop."""
 
