@@ -427,7 +427,7 @@ def assert_consistent_with_workers(root: Path, start: str, dead: list[psutil.Pro
     assert "autoresearch/workers" not in git(root, "worktree", "list")
     on_branch = git(root, "rev-list", "--reverse", f"{start}..HEAD").split()
     assert [c[:7] for c in on_branch] == [c for c, s in rows if s == "keep"], "the branch holds the keeps, in order"
-    for number, (commit, status) in enumerate(rows, 1):
+    for number, (commit, _status) in enumerate(rows, 1):
         if number > 1:
             assert git(root, "rev-parse", f"refs/autoresearch/{TAG}/{number}").startswith(commit)
     assert _alive(dead) == [], "a process of the dead run is still alive"

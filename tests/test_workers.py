@@ -402,3 +402,30 @@ def test_stop_lets_the_runs_in_flight_finish_and_be_recorded(tmp_path: Path) -> 
     assert [r.status for r in rows] == ["baseline", "keep", "keep"]
     assert not any(isinstance(e, ev.WorkerChanged) and e.description == "C to 2" for e in live.events)
     assert not (repo / ".autoresearch" / "workers").exists()
+
+
+def test_the_llm_agent_is_told_what_the_other_workers_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.llm_server import ScriptedLLMServer, message_text
+
+    def edit(search: str, replace: str, description: str) -> str:
+        return (
+            f"Description: {description}\nCategory: hyperparams\nRationale: worth a try.\n\n"
+            f"train.py\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+        )
+
+    repo, _ = make_session(tmp_path, workers=2, experiments=3)
+    config = json.loads((repo / CONFIG_FILE).read_text())
+    with ScriptedLLMServer(model="test") as server:
+        server.script(edit("A = 1", "A = 3", "raise A"), edit("B = 1", "B = 7", "raise B"))
+        config.update(agent="llm", model="openai/test", api_base=server.url, api_key_env="AR_TEST_KEY")
+        (repo / CONFIG_FILE).write_text(json.dumps(config))
+        monkeypatch.setenv("AR_TEST_KEY", "sk-test")
+        monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        stopped = ExperimentLoop(repo, lambda e: None).run()
+        assert stopped.ok, stopped.reason
+        assert len(server.requests) == 2
+        second = message_text(server.requests[1])
+    assert "Running now" in second and "worker 1: raise A" in second
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"]
+    assert all(r.description.startswith(("raise A", "raise B")) for r in rows[1:])
