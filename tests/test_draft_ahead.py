@@ -264,3 +264,61 @@ def test_rebase_files_applies_edits_that_do_not_overlap() -> None:
     assert rebase_files(base, {"train.py": "A = 2\n\nB = 1\n"}, kept) is None
     assert rebase_files(base, {"model.py": "W = 8\n", "train.py": base["train.py"]}, kept) == {"model.py": "W = 8\n"}
     assert rebase_files(base, {"train.py": "A = 3\n\nB = 1\n"}, kept) == {"train.py": "A = 3\n\nB = 1\n"}
+
+
+def test_kill_9_while_a_draft_is_in_flight_leaves_a_session_the_next_start_goes_on_from(
+    tmp_path: Path, server: ScriptedLLMServer
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    repo, markers = start(tmp_path, server, [], experiments=4)
+    proposals = iter([edit("A = 1", "A = 3", "raise A")])
+
+    def answer(body: dict[str, Any]) -> Reply:
+        asked = re.search(r"Propose experiment #(\d+)", message_text(body))
+        if asked:
+            (markers / f"asked-{asked.group(1)}").touch()
+        if asked and asked.group(1) == "3":
+            return Reply(edit("B = 1", "B = 7", "raise B"), delay_s=30)  # the draft: still thinking at the kill
+        return Reply(next(proposals, "Description: abandon"))
+
+    server.default = answer
+    tool = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch.core.cli", "run", "--headless"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (markers / "asked-3").exists():
+            assert tool.poll() is None and time.monotonic() < deadline, "the draft was never asked for"
+            time.sleep(0.02)
+    finally:
+        os.killpg(tool.pid, signal.SIGKILL)
+        tool.wait()
+    # The next start only makes the session consistent (the cap is where the session got to).
+    config = json.loads((repo / CONFIG_FILE).read_text())
+    config["max_experiments"] = max(1, len(read_results(repo / "results.tsv").rows))
+    (repo / CONFIG_FILE).write_text(json.dumps(config))
+    again = subprocess.run(
+        [sys.executable, "-m", "autoresearch.core.cli", "run", "--headless"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in again.stderr
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert "B = 7" not in (repo / "train.py").read_text()
+    assert not any(
+        "B = 7" in git(repo, "show", f"{ref}:train.py")
+        for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/autoresearch").split()
+    )
+    rows = read_results(repo / "results.tsv").rows
+    assert rows[0].status == "baseline"
+    assert len({r.commit for r in rows}) == len(rows)
