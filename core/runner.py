@@ -84,7 +84,9 @@ def become_subreaper() -> bool:
 
 
 # The main pid of every run going on in this process (parallel workers run several at once): an orphan in
-# another run's session, or carrying another run's token, is that run's, never adopted by this one.
+# another run's session, or carrying another run's token, is that run's, never adopted by this one. A run
+# is started and registered under the lock, so no scan sees its process before it is known (Popen returns
+# once the command was executed, with its token in its environment).
 _active_lock = threading.Lock()
 _active_runs: set[int] = set()
 
@@ -92,8 +94,6 @@ _active_runs: set[int] = set()
 def _other_run(proc: psutil.Process, main_pid: int | None, token: str | None) -> bool:
     with _active_lock:
         others = _active_runs - {main_pid}
-    if not others:
-        return False
     try:
         if proc.pid in others or os.getsid(proc.pid) in others:
             return True
@@ -458,15 +458,17 @@ def run_command(
     tree = _Tree(token, sweeps=not subreaper, adopt_since=time.time() - _ADOPT_MARGIN_S if subreaper else None)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            [shell, "-c", command],
-            cwd=cwd,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with _active_lock:
+            proc = subprocess.Popen(
+                [shell, "-c", command],
+                cwd=cwd,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            _active_runs.add(proc.pid)
     except OSError as exc:
         if tail is not None:
             tail.close()
@@ -483,8 +485,6 @@ def run_command(
 
     watch = _ExitWatch(proc)
     tree.main_pid = proc.pid
-    with _active_lock:
-        _active_runs.add(proc.pid)
     with contextlib.suppress(psutil.Error):
         tree.add(psutil.Process(proc.pid))
     recorded: set[Key] = set()
