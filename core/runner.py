@@ -97,9 +97,12 @@ def _other_run(proc: psutil.Process, main_pid: int | None, token: str | None) ->
     try:
         if proc.pid in others or os.getsid(proc.pid) in others:
             return True
+    except OSError:
+        return bool(others)
+    try:
         theirs = proc.environ().get(TOKEN_ENV)
-    except (psutil.Error, OSError):
-        return True
+    except (psutil.Error, OSError):  # an orphan that ended (a zombie) shows no environment
+        return False
     return theirs is not None and theirs != token
 
 
