@@ -14,7 +14,7 @@ from pathlib import Path
 from . import cli_startup, duty_cycle, harness_overhead, judging, knob_discovery, timeout_kill, workers_throughput
 from .common import Row, machine, make_repo, measure_references, print_table, rows_json, use_git_identity
 
-NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "workers")
+NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "workers", "ray")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_gpu(args.quick)
 
+    def ray_rows() -> list[Row]:
+        try:
+            import ray.job_submission  # noqa: F401
+        except ImportError:
+            return [Row("Ray executor", "not run: Ray is not installed (pip install 'autoresearch[ray]')", "", None)]
+        from .ray_overhead import run as run_ray
+
+        return run_ray(args.quick)
+
     steps: dict[str, Callable[[], list[Row]]] = {
         "overhead": lambda: harness_overhead.run(args.quick),
         "cli": lambda: cli_startup.run(args.quick),
@@ -61,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "knobs": lambda: knob_discovery.run(args.quick),
         "judging": lambda: judging.run(args.quick),
         "workers": lambda: workers_throughput.run(args.quick),
+        "ray": ray_rows,
     }
     rows: list[Row] = []
     failed = False

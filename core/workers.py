@@ -42,7 +42,7 @@ from .proposer import Proposal, ProposalSkipped, Usage, content_key
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
-from .session_state import _exit_text, _now
+from .session_state import _exit_text, _InfraLost, _now
 from .worktrees import (
     WorkerDir,
     fresh_output,
@@ -429,6 +429,9 @@ class ParallelSession:
         if outcome.cancelled and loop._cancel_reason == "stop":
             loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} interrupted, not recorded"))
             return table
+        if outcome.infra_error:  # the cluster lost the run: not the idea's crash; the loop stops or pauses
+            loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} lost, not recorded"))
+            raise _InfraLost(outcome.infra_error)
         if job.metric is None:
             why = (
                 "killed by the user"

@@ -95,3 +95,20 @@ def test_app_benchmark_prints_its_rows(tmp_path: Path) -> None:
     flood = rows[1]["data"]
     assert set(flood["keys_s"]) == {"? opens help", "escape closes it", "p pauses", "p resumes"}
     assert flood["peak_rss_bytes"] > 0 and flood["cpu_share"] > 0
+
+
+def test_ray_benchmark_prints_its_rows_beside_the_local_executor(tmp_path: Path) -> None:
+    pytest.importorskip("ray.job_submission", reason="Ray is not installed here (pip install 'autoresearch[ray]')")
+    stdout, rows = bench(tmp_path, "ray", timeout=240)
+    assert_rows(
+        stdout,
+        rows,
+        [
+            "Ray executor",
+            "Ray executor",
+            "Ray executor",
+            "Ray executor",
+        ],
+    )
+    assert [row["data"]["at_once"] for row in rows] == [1, 1, 2, 2]
+    assert all(row["data"]["ray_s"] > 0 and row["data"]["local_s"] > 0 for row in rows)

@@ -401,3 +401,52 @@ def test_a_job_never_scheduled_is_an_infrastructure_failure_not_a_crash(tmp_path
     assert not (root / ".autoresearch" / "journal.json").exists()
     # Ray cannot end a job before it is placed: it holds the stop, and the job ends the moment it would start.
     assert [str(job.status).rsplit(".", 1)[-1] for job in _running(_session_jobs(head, root))] == ["PENDING"] * 2
+
+
+# Two workers (issue 11's workers, each experiment a Ray job).
+
+
+def test_two_workers_run_their_experiments_as_ray_jobs_at_once(tmp_path: Path, head: RayHead) -> None:
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    root = _project(tmp_path, {"meet": str(meet)})
+    _setup(root, head, "--max-experiments", "5", "--workers", "2")
+    done = cli(root, "run", "--headless", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = read_results(root / "results.tsv").rows
+    assert len(rows) == 5 and rows[0].status == "baseline"
+    assert all(r.status in ("keep", "discard") for r in rows[1:]), rows
+    jobs = _session_jobs(head, root)
+    workers = sorted({str((job.runtime_env or {}).get("env_vars", {}).get("AUTORESEARCH_WORKER", "")) for job in jobs})
+    assert workers == ["", "1", "2"], "the baseline in the checkout, the experiments on both workers"
+    assert len(list(meet.iterdir())) >= 2, "the two workers' first runs ran at the same time"
+    assert _running(jobs) == []
+
+
+def test_kill_9_with_two_jobs_running_then_restart_stops_both(tmp_path: Path, head: RayHead) -> None:
+    root = _project(tmp_path, {"slow_workers": True})
+    _setup(root, head, "--max-experiments", "3", "--workers", "2")
+    tool = subprocess.Popen(
+        [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(
+            lambda: len([j for j in _running(_session_jobs(head, root)) if str(j.status).endswith("RUNNING")]) == 2,
+            "both workers' jobs to run",
+            180,
+        )
+    finally:
+        tool.send_signal(signal.SIGKILL)
+        tool.communicate()
+    (root / "ray_control.json").write_text("{}")
+    done = cli(root, "run", "--headless", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stopped 2 cluster job(s) left running by the last run" in done.stdout
+    assert _running(_session_jobs(head, root)) == []
+    rows = read_results(root / "results.tsv").rows
+    assert len(rows) == 3 and len({r.commit for r in rows}) == 3, "no row lost or doubled"
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
