@@ -179,7 +179,7 @@ class Resumed(Event):
         return "resumed"
 
 
-WorkerState = Literal["idle", "running", "confirming", "re-applying", "stopped"]
+WorkerState = Literal["idle", "held", "running", "confirming", "re-applying", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,8 @@ class WorkerChanged(Event):
     def describe(self) -> str | None:
         if self.state in ("idle", "stopped"):
             return None
+        if self.state == "held":
+            return f"worker {self.worker} paused: it takes no new idea until resumed"
         on = f" on device {self.device}" if self.device else ""
         return f"worker {self.worker}{on} {self.state}: {self.description}"
 

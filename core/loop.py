@@ -59,6 +59,14 @@ class ExperimentLoop(Experiment):
             self._stop_requested = True
             self._cond.notify_all()
 
+    def hold_worker(self, worker: int, held: bool) -> None:
+        """With workers: pause one worker after its run (held) or let it take ideas again."""
+        parallel = self._parallel
+        if parallel is not None:
+            with self._cond:
+                parallel.hold(worker, held)
+                self._cond.notify_all()
+
     def skip(self, worker: int | None = None) -> None:
         """Kill the current run now (with workers: `worker`'s, or every worker's); it is recorded as a crash and
         the loop goes on."""

@@ -85,6 +85,8 @@ class Job:
     """The content key of the version it runs (the session's files with its edits)."""
     seq: int = 0
     """Its number among the session's jobs (its logs' folder until it is recorded)."""
+    planned: int = 0
+    """The experiment number it was proposed as (AUTORESEARCH_EXPERIMENT); it is recorded as the next free one."""
 
 
 @dataclass
@@ -94,6 +96,8 @@ class _Slot:
     cancel: threading.Event = field(default_factory=threading.Event)
     job: Job | None = None
     thread: threading.Thread | None = None
+    held: bool = False
+    """Paused on its own: it finishes its run (and what judging it needs), then takes no new idea."""
 
 
 class ParallelSession:
@@ -113,6 +117,12 @@ class ParallelSession:
         self._states: dict[int, ev.WorkerChanged] = {}
         self._followups: list[Job] = []  # ideas to run again (confirm, re-apply), before new ones
         self._seq = itertools.count(1)
+
+    def hold(self, worker: int, held: bool) -> None:
+        """Pause one worker (it finishes what it runs, then takes no new idea) or let it go on."""
+        for slot in self.slots:
+            if slot.dir.index == worker:
+                slot.held = held  # the scheduler tells the app on its next round (it alone writes the state)
 
     def skip(self, worker: int | None) -> None:
         """Kill `worker`'s run (every worker's when None); it is recorded as a crash."""
@@ -164,13 +174,17 @@ class ParallelSession:
         recorded (and the next one is asked for)."""
         loop = self.loop
         pending: Pending | None = None
-        asked: tuple[str, dict[str, str], float, str | None] = ("", {}, 0.0, None)  # base, its files, when, idea
+        asked: tuple[str, dict[str, str], float, str | None, int] = ("", {}, 0.0, None, 0)  # base, files, when, idea, #
         ready: Job | None = None
         exhausted = ""
         while True:
+            for slot in self.slots:
+                told = self._states.get(slot.dir.index)
+                if slot.job is None and told is not None and told.state != ("held" if slot.held else "idle"):
+                    self._tell(slot, "held" if slot.held else "idle")
             if pending is not None and pending.done:
                 answered, pending = pending, None
-                base, files, at, idea = asked
+                base, files, at, idea, planned_as = asked
                 try:
                     proposal = self._checked(answered, files)
                 except ProposalSkipped as exc:
@@ -190,6 +204,7 @@ class ParallelSession:
                     ready = Job(self.slots[0].dir, proposal, base, proposal.files, usage, time.monotonic() - at, _now())
                     ready.key = content_key({**files, **proposal.files})
                     ready.seq = next(self._seq)
+                    ready.planned = planned_as
             ready = self._dispatch(ready)
             while True:
                 try:
@@ -218,7 +233,7 @@ class ParallelSession:
                 # What runs now counts as tried: the agent proposes something else for the idle worker.
                 running = {s.job.key: 0 for s in self.slots if s.job is not None and s.job.key}
                 ctx = dataclasses.replace(ctx, tried={**ctx.tried, **running})
-                asked = (base, files, time.monotonic(), idea)
+                asked = (base, files, time.monotonic(), idea, planned + 1)
                 pending = loop._start_proposal(ctx)
                 continue
             if not busy and pending is None:
@@ -228,6 +243,9 @@ class ParallelSession:
                 if loop._pause_requested and not loop._stop_requested:
                     if not loop._wait_if_paused(len(table.rows)):
                         return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
+                    continue
+                if all(s.held for s in self.slots):
+                    self._wait_for_change()
                     continue
                 if ready is not None or self._hold:
                     self._hold = False
@@ -246,12 +264,21 @@ class ParallelSession:
             phase: ev.Phase = "running" if busy else "proposing"
             if loop.phase != phase:
                 loop._set_phase(phase, len(table.rows))
-            controls = (loop._pause_requested, loop._stop_requested, loop._cancel_reason)
-            with loop._cond:
-                while self._done.empty() and not (pending is not None and pending.done):
-                    if controls != (loop._pause_requested, loop._stop_requested, loop._cancel_reason):
-                        break
-                    loop._cond.wait(1.0)
+            self._wait_for_change(pending)
+
+    def _controls(self) -> tuple[object, ...]:
+        loop = self.loop
+        return (loop._pause_requested, loop._stop_requested, loop._cancel_reason, *(s.held for s in self.slots))
+
+    def _wait_for_change(self, pending: Pending | None = None) -> None:
+        """Until a run ends, the proposal answers, or the user pauses, holds, stops or resumes."""
+        loop = self.loop
+        controls = self._controls()
+        with loop._cond:
+            while self._done.empty() and not (pending is not None and pending.done):
+                if controls != self._controls():
+                    break
+                loop._cond.wait(1.0)
 
     def _dispatch(self, ready: Job | None) -> Job | None:
         """Start the proposal asked for ahead on an idle worker; what is left to start."""
@@ -263,10 +290,10 @@ class ParallelSession:
                 continue
             if self._followups:
                 job = self._followups.pop(0)
-            elif ready is not None and not (loop._pause_requested or loop._stop_requested):
+            elif ready is not None and not (loop._pause_requested or loop._stop_requested or slot.held):
                 job, ready = ready, None
             else:
-                break
+                continue
             job.worker = slot.dir
             self._start(slot, job)
         return ready
@@ -346,7 +373,7 @@ class ParallelSession:
             job.logs.append(log)
             env = {
                 "AUTORESEARCH_TIME_BUDGET_S": f"{loop.config.time_budget_s:g}",
-                "AUTORESEARCH_EXPERIMENT": str(len(job.logs)),
+                "AUTORESEARCH_EXPERIMENT": str(job.planned),
                 "AUTORESEARCH_RUN": log.name,
                 "AUTORESEARCH_TAG": loop.config.tag,
                 "AUTORESEARCH_WORKER": str(job.worker.index),
@@ -414,7 +441,7 @@ class ParallelSession:
         loop = self.loop
         slot = self._slot_of(job)
         if slot.job is None:
-            self._tell(slot, "idle")
+            self._tell(slot, "held" if slot.held else "idle")
         if job.error is not None:
             if isinstance(job.error, (UserError, OSError)):
                 raise job.error

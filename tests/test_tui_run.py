@@ -366,3 +366,40 @@ async def test_a_loop_that_cannot_start_says_why_in_one_sentence(slow_session: P
         await pilot.press("q")
     assert app.return_value == 1
     assert rows(slow_session) == 0
+
+
+async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_pauses_that_worker(
+    slow_session: Path,
+) -> None:
+    import json
+
+    config = json.loads((slow_session / ".autoresearch.json").read_text())
+    config["workers"] = 2
+    (slow_session / ".autoresearch.json").write_text(json.dumps(config))
+    app = AutoresearchApp(slow_session, "run")
+    async with running(app, (100, 30)) as pilot:
+        screen = run_screen(pilot)
+
+        def both_running() -> bool:
+            workers = screen.state.workers
+            return len(workers) == 2 and all(w.started_at is not None for w in workers.values())
+
+        await wait_for(pilot, both_running, timeout=60)
+        assert "w Log" in footer_text(screen)
+        header = str(screen.query_one(RunHeader).render())
+        assert "w1" in header and "w2" in header
+        await pilot.press("w")
+        assert screen.state.shown_worker == 2
+        assert screen.query_one(LogTail).border_title == "run.log worker 2"
+        await pilot.press("P")  # worker 2 pauses after its run
+        await pilot.press("k")  # and its run ends now
+        await wait_for(pilot, lambda: screen.state.done == 2)
+        number, row = screen.state.rows[-1]
+        assert row.status == "crash" and "killed by the user" in row.description
+        meta = History(slow_session).load_meta(number)
+        assert meta is not None and meta.extra["worker"] == 2
+        await wait_for(pilot, lambda: screen.state.workers[2].state == "held")
+        assert "held" in str(screen.query_one(RunHeader).render())
+        assert screen.state.workers[1].started_at is not None  # worker 1's run goes on
+        await quit_and_wait(pilot)
+    assert not (slow_session / ".autoresearch" / "workers").exists()

@@ -429,3 +429,20 @@ def test_the_llm_agent_is_told_what_the_other_workers_run(tmp_path: Path, monkey
     rows = read_results(repo / "results.tsv").rows
     assert [r.status for r in rows] == ["baseline", "keep", "keep"]
     assert all(r.description.startswith(("raise A", "raise B")) for r in rows[1:])
+
+
+def test_one_worker_paused_on_its_own_takes_no_new_idea_until_resumed(tmp_path: Path) -> None:
+    repo, markers = make_session(tmp_path, workers=2, experiments=5)
+    (markers / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 3), ("B", 7), ("C", 2), ("A", 4)]))
+    live.wait_for(lambda _: len(list(markers.glob("start-*"))) == 2, "two runs never started")
+    live.loop.hold_worker(1, True)
+    (markers / "hold").unlink()
+    live.wait_for(lambda es: any(isinstance(e, ev.WorkerChanged) and e.state == "held" for e in es), "never held")
+    live.wait_for(lambda es: sum(isinstance(e, ev.ResultRecorded) for e in es) >= 4, "worker 2 did not go on")
+    held_at = next(i for i, e in enumerate(live.events) if isinstance(e, ev.WorkerChanged) and e.state == "held")
+    new_ideas = [e for e in live.events[held_at:] if isinstance(e, ev.WorkerChanged) and e.state == "running"]
+    assert new_ideas and all(e.worker == 2 for e in new_ideas)
+    live.loop.hold_worker(1, False)
+    assert live.join().ok
+    assert len(read_results(repo / "results.tsv").rows) == 5

@@ -83,6 +83,7 @@ HELP_TEXT = """\
   [b]s[/b]       stop after the current run
   [b]k[/b]       kill the current run now (a crash row; the loop goes on); with workers, the shown worker's
   [b]w[/b]       with workers: show the next worker's log
+  [b]P[/b]       with workers: pause the shown worker after its run; again to resume it
   [b]enter[/b]   open the highlighted experiment: diff, rationale, log
   [b]i[/b]       queue an idea of yours; the agent implements it next
   [b]a[/b]       analysis of the session so far

@@ -59,6 +59,7 @@ class LoopControl(Protocol):
     def resume(self) -> None: ...
     def stop(self) -> None: ...
     def skip(self, worker: int | None = None) -> None: ...
+    def hold_worker(self, worker: int, held: bool) -> None: ...
     def stop_now(self) -> None: ...
     def queue_idea(self, text: str) -> None: ...
 
@@ -83,6 +84,7 @@ class RunScreen(Screen[None]):
         Binding("s", "stop", "Stop"),
         Binding("k", "kill", "Kill run"),
         Binding("w", "next_worker", "Log"),
+        Binding("P", "hold_worker", "Pause worker", show=False),
         Binding("enter", "open_experiment", "Open"),
         Binding("i", "idea", "Idea"),
         Binding("a", "analysis", "Analysis"),
@@ -312,6 +314,8 @@ class RunScreen(Screen[None]):
             return (True if state.phase == "running" else None) if live else False
         if action == "next_worker":
             return len(state.workers) > 1
+        if action == "hold_worker":
+            return bool(state.workers) and live
         return True
 
     def action_pause(self) -> None:
@@ -351,6 +355,22 @@ class RunScreen(Screen[None]):
             return
         self.loop.skip()
         self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
+
+    def action_hold_worker(self) -> None:
+        """Pause the shown worker after its run, or let it take ideas again."""
+        state = self.state
+        shown = state.workers.get(state.shown_worker)
+        if self.loop is None or shown is None or state.stopped is not None:
+            return
+        held = shown.worker in state.held_workers
+        self.loop.hold_worker(shown.worker, not held)
+        if held:
+            state.held_workers.discard(shown.worker)
+            self.notify(f"Worker {shown.worker} takes ideas again.", timeout=3)
+        else:
+            state.held_workers.add(shown.worker)
+            self.notify(f"Worker {shown.worker} pauses once its run is done (P again to resume it).", timeout=4)
+        self.refresh_parts({"header"})
 
     def action_next_worker(self) -> None:
         """Show the next worker's log (its lines from now on) in the log pane."""

@@ -329,6 +329,9 @@ class IdleLoop:
     def skip(self, worker: int | None = None) -> None:
         pass
 
+    def hold_worker(self, worker: int, held: bool) -> None:
+        pass
+
     def stop_now(self) -> None:
         self._stopped.set()
 

@@ -124,6 +124,8 @@ class RunState:
     """Each parallel worker's last state (empty in a session with one worker)."""
     shown_worker: int = 1
     """The worker whose log the log pane shows."""
+    held_workers: set[int] = field(default_factory=set)
+    """Workers the user paused on their own (P)."""
 
     def _add_losses(self, lines: tuple[str, ...]) -> bool:
         # Only the last maxlen losses are kept, so a batch is read from its end.
@@ -203,6 +205,10 @@ class RunState:
             changed |= {"header", "spark"}
         elif isinstance(event, WorkerChanged):
             self.workers[event.worker] = event
+            if event.state == "held":
+                self.held_workers.add(event.worker)
+            elif event.state == "idle":
+                self.held_workers.discard(event.worker)
             if event.worker == self.shown_worker and event.started_at is not None:
                 self.losses.clear()
                 changed.add("spark")

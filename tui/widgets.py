@@ -150,7 +150,7 @@ class RunHeader(TextLine):
                     progress.append(bar(elapsed / worker.budget_s, 6), "red" if over else "green")
                     progress.append(f" {fmt_clock(elapsed)}")
                 else:
-                    progress.append(worker.state, "dim")
+                    progress.append(worker.state, "yellow" if worker.state == "held" else "dim")
         elif state.run_started_at is not None and state.budget_s > 0:
             elapsed = max(0.0, now - state.run_started_at)
             label = f" run {fmt_clock(elapsed)}/{fmt_clock(state.budget_s)} "
