@@ -269,6 +269,8 @@ class RunScreen(Screen[None]):
             state.stop_requested,
             state.stopped is not None,
             state.phase == "running",
+            len(state.workers) > 1,
+            (shown := state.workers.get(state.shown_worker)) is not None and shown.started_at is not None,
         )
         if key != self._bindings_key:
             self._bindings_key = key
