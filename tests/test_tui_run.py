@@ -385,9 +385,8 @@ async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_p
             return len(workers) == 2 and all(w.started_at is not None for w in workers.values())
 
         await wait_for(pilot, both_running, timeout=60)
-        assert "w Log" in footer_text(screen)
-        header = str(screen.query_one(RunHeader).render())
-        assert "w1" in header and "w2" in header
+        await wait_for(pilot, lambda: "w Log" in footer_text(screen))  # the footer recomposes on a repaint
+        await wait_for(pilot, lambda: all(w in str(screen.query_one(RunHeader).render()) for w in ("w1", "w2")))
         await pilot.press("w")
         assert screen.state.shown_worker == 2
         assert screen.query_one(LogTail).border_title == "run.log worker 2"
