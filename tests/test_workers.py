@@ -89,7 +89,9 @@ from pathlib import Path
 from autoresearch.core.loop import ExperimentLoop
 from tests.test_workers import Edits
 stopped = ExperimentLoop(
-    Path(sys.argv[1]), lambda e: print(e.describe() or "", flush=True), Edits([("A", 2), ("B", 2), ("C", 2)] * 3)
+    Path(sys.argv[1]),
+    lambda e: print(e.describe() or "", flush=True),
+    Edits([(k, v) for v in (2, 3, 4) for k in "ABC"]),
 ).run()
 print(stopped.describe())
 sys.exit(0 if stopped.ok else 1)
