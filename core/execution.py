@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import events as ev
+from .config import SessionConfig
 from .executor import Recovering, make_executor
 from .history import ExperimentMeta
 from .metric import read_memory_gb
@@ -17,6 +18,26 @@ from .model_keys import hidden_from_training
 from .runner import RunOutcome
 from .session_state import _InfraLost, _Interrupted
 from .workspace import Workspace
+
+
+def run_env(config: SessionConfig, number: int, log_name: str) -> dict[str, str]:
+    """What every training run is told (README: the training's environment)."""
+    return {
+        "AUTORESEARCH_TIME_BUDGET_S": f"{config.time_budget_s:g}",
+        "AUTORESEARCH_EXPERIMENT": str(number),
+        "AUTORESEARCH_RUN": log_name,
+        "AUTORESEARCH_TAG": config.tag,
+    }
+
+
+def run_memory_gb(log: Path, config: SessionConfig, outcome: RunOutcome) -> float:
+    """The memory the script reports in its log; else the GPU memory measured; else the RAM."""
+    reported = read_memory_gb(log, config.memory_grep, config.memory_unit)
+    if reported is not None:
+        return reported
+    if outcome.peak_gpu_gb:
+        return outcome.peak_gpu_gb
+    return outcome.peak_rss_gb
 
 
 class Execution(Workspace):
@@ -50,12 +71,7 @@ class Execution(Workspace):
             self._cancel.clear()
             self._cancel_reason = None
         self._set_phase("running", number)
-        env = {
-            "AUTORESEARCH_TIME_BUDGET_S": f"{self.config.time_budget_s:g}",
-            "AUTORESEARCH_EXPERIMENT": str(number),
-            "AUTORESEARCH_RUN": log_name,
-            "AUTORESEARCH_TAG": self.config.tag,
-        }
+        env = run_env(self.config, number, log_name)
         started = time.time()
 
         def on_start(pid: int) -> None:
@@ -107,12 +123,7 @@ class Execution(Workspace):
                 shutil.copyfile(self.log_path, target)
 
     def _memory_gb(self, outcome: RunOutcome) -> float:
-        reported = read_memory_gb(self.log_path, self.config.memory_grep, self.config.memory_unit)
-        if reported is not None:
-            return reported
-        if outcome.peak_gpu_gb:
-            return outcome.peak_gpu_gb
-        return outcome.peak_rss_gb
+        return run_memory_gb(self.log_path, self.config, outcome)
 
     def _run_aux(self, command: str, log: Path, number: int) -> RunOutcome:
         outcome = self.executor.run(

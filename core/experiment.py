@@ -3,7 +3,6 @@ keep it or take it off the branch; the fixes of a crash; the baseline."""
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 from dataclasses import replace
 
@@ -274,20 +273,7 @@ class Experiment(Proposing):
         key = meta.extra.get("content_key")
         if isinstance(key, str) and not retry_allowed:
             self._tried.setdefault(key, number)
-        with contextlib.suppress(OSError):
-            judge.write_noise(self.history, judge.session_noise(self.history.all_meta(), self._host), self.config)
-        new_best = table.best(self.config.higher_is_better)
-        self._emit(
-            ev.ResultRecorded(
-                number,
-                row,
-                new_best[1].metric if new_best else None,
-                table.baseline(),
-                self._usage_total.tokens,
-                self._usage_total.cost_usd,
-            )
-        )
-        self._observe(self._records(table, {number: meta}, diffs=False)[-1])
+        self._recorded(table, number, row, meta)
         if taken is not None and not (taken.done and not taken.edited):
             raise GitStateError(self._not_taken_off(taken, meta, status))
         return table, row

@@ -26,6 +26,7 @@ from .proposer import (
     content_key,
 )
 from .results import (
+    ResultRow,
     ResultsTable,
     read_results,
 )
@@ -157,6 +158,23 @@ class Proposing(Measuring):
                 self._cond.wait()
         if not pending.done:
             raise _Interrupted
+
+    def _recorded(self, table: ResultsTable, number: int, row: ResultRow, meta: ExperimentMeta) -> None:
+        """After row `number` was appended: the noise file, the app and the proposer learn of it."""
+        with contextlib.suppress(OSError):
+            judge.write_noise(self.history, judge.session_noise(self.history.all_meta(), self._host), self.config)
+        new_best = table.best(self.config.higher_is_better)
+        self._emit(
+            ev.ResultRecorded(
+                number,
+                row,
+                new_best[1].metric if new_best else None,
+                table.baseline(),
+                self._usage_total.tokens,
+                self._usage_total.cost_usd,
+            )
+        )
+        self._observe(self._records(table, {number: meta}, diffs=False)[-1])
 
     def _observe(self, record: ExperimentRecord) -> None:
         """Tell the proposer a result; while a draft is being asked for, once it has answered."""

@@ -46,16 +46,23 @@ class SessionLock:
             self._fd = None
 
 
-def refuse_if_held(repo: Repo, refusal: str) -> None:
-    """Raise UserError(refusal) while a run holds the lock; creates nothing (a refusal must leave no trace)."""
+def holder(repo: Repo) -> str | None:
+    """The pid of the run holding the lock ("?" when unreadable), None when no run holds it; creates nothing."""
     try:
         fd = os.open(lock_path(repo), os.O_RDONLY)
     except FileNotFoundError:
-        return
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        raise UserError(refusal.format(pid=holder)) from None
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
     finally:
         os.close(fd)
+    return None
+
+
+def refuse_if_held(repo: Repo, refusal: str) -> None:
+    """Raise UserError(refusal) while a run holds the lock; creates nothing (a refusal must leave no trace)."""
+    pid = holder(repo)
+    if pid is not None:
+        raise UserError(refusal.format(pid=pid))

@@ -260,23 +260,19 @@ def build_status(root: Path) -> dict[str, Any]:
     )
 
 
-def session_running(root: Path) -> bool:
-    from .gitops import Repo
-    from .session_lock import refuse_if_held
-
-    try:
-        refuse_if_held(Repo(root), "held")
-    except UserError:
-        return True
-    return False
-
-
 def workers_from(root: Path, config: SessionConfig, table: ResultsTable) -> dict[str, Any]:
     """The workers: what each does now (while a session runs) and how many experiments and keeps each recorded."""
     from .worktrees import workers_state_path
 
     now: Any = []
-    if session_running(root):  # after a crash the file still says what ran then
+    from .gitops import Repo
+    from .session_lock import holder
+
+    try:
+        running = holder(Repo(root)) is not None  # after a crash the file still says what ran then
+    except UserError:  # status also reads a results.tsv outside any repository
+        running = False
+    if running:
         with contextlib.suppress(OSError, ValueError):
             now = json.loads(workers_state_path(root).read_bytes())
     per_worker: dict[str, dict[str, int]] = {}

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from git.exc import GitCommandError
 
@@ -34,9 +34,10 @@ from . import events as ev
 from . import judge
 from .draft import Pending, rebase_files
 from .errors import GitStateError, UserError
+from .execution import run_env, run_memory_gb
 from .gitops import describe_git_error
 from .history import ExperimentMeta, write_json_atomic
-from .metric import read_memory_gb, read_metric
+from .metric import read_metric
 from .model_keys import hidden_from_training
 from .proposer import Proposal, ProposalSkipped, Usage, content_key
 from .results import ResultRow, ResultsTable, append_row
@@ -371,31 +372,37 @@ class ParallelSession:
             log = job.worker.log(f"{job.seq}/" + ("run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"))
             log.parent.mkdir(parents=True, exist_ok=True)
             job.logs.append(log)
-            env = {
-                "AUTORESEARCH_TIME_BUDGET_S": f"{loop.config.time_budget_s:g}",
-                "AUTORESEARCH_EXPERIMENT": str(job.planned),
-                "AUTORESEARCH_RUN": log.name,
-                "AUTORESEARCH_TAG": loop.config.tag,
-                "AUTORESEARCH_WORKER": str(job.worker.index),
-                "AUTORESEARCH_OUTPUT_DIR": str(output),
-            }
+            env = run_env(loop.config, job.planned, log.name)
+            env.update(AUTORESEARCH_WORKER=str(job.worker.index), AUTORESEARCH_OUTPUT_DIR=str(output))
             if slot.device:
                 env["CUDA_VISIBLE_DEVICES"] = env["HIP_VISIBLE_DEVICES"] = slot.device
-            job.outcome = outcome = loop.executor.run(
+
+            def run(command: str, into: Path, **watch: Any) -> RunOutcome:
+                return loop.executor.run(
+                    command,
+                    job.worker.tree,
+                    into,
+                    timeout_s=loop.config.timeout_s,
+                    env=env,
+                    unset_env=hidden_from_training(loop.config),
+                    cancel=slot.cancel,
+                    pid_file=job.worker.pid_file,
+                    **watch,
+                )
+
+            job.outcome = outcome = run(
                 loop.config.run_command,
-                job.worker.tree,
                 log,
-                timeout_s=loop.config.timeout_s,
-                env=env,
-                unset_env=hidden_from_training(loop.config),
-                cancel=slot.cancel,
-                pid_file=job.worker.pid_file,
                 on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
             )
             ok = not (outcome.cancelled or outcome.timed_out or outcome.exit_code)
-            job.metric = read_metric(log, loop.config.metric_grep) if ok else None
-            reported = read_memory_gb(log, loop.config.memory_grep, loop.config.memory_unit)
-            job.memory_gb = reported if reported is not None else outcome.peak_gpu_gb or outcome.peak_rss_gb
+            source = log
+            if ok and loop.config.verify_command:  # as in a sequential session: its output gives the metric
+                source = log.with_name(log.name.replace("run", "verify", 1))
+                job.logs.append(source)
+                run(loop.config.verify_command, source)
+            job.metric = read_metric(source, loop.config.metric_grep) if ok else None
+            job.memory_gb = run_memory_gb(log, loop.config, outcome)
         except BaseException as exc:  # handed to the scheduler, which stops the session with it
             job.error = exc
         finally:
@@ -517,8 +524,7 @@ class ParallelSession:
             # lines, so they replace the best's, and that version is what runs and is judged next.
             merged = rebase_files(base_files, mine, now, draft_wins=True)
             replaces = f"; its lines replace #{ref.number}'s where both changed them"
-        best_files = loop._files_at(best)
-        if merged and all(best_files.get(p) == t for p, t in merged.items()):
+        if merged and all(now.get(p) == t for p, t in merged.items()):
             return self._record(
                 table, job, "discard", f"({judge.NO_EFFECT}: #{ref.number}, kept meanwhile, has the same change)"
             )
@@ -539,6 +545,7 @@ class ParallelSession:
             f"re-applied on #{ref.number}{replaces}; on #{own.number} it gave {', '.join(map(judge.fmt, job.runs))}"
         )
         job.base, job.files, job.commit = best, merged, ""
+        job.key = content_key({**now, **merged})
         job.runs, job.durations = [], []
         self._again(job, "re-apply")
         return table
@@ -601,11 +608,10 @@ class ParallelSession:
             finished_at=_now(),
             ref=f"refs/autoresearch/{loop.config.tag}/{number}",
         )
-        merged = {**loop._files_at(job.base), **loop._files_at(job.commit)}
         meta.extra.update(
             host=loop._host,
             worker=job.worker.index,
-            content_key=content_key(merged),
+            content_key=job.key,
             killed=bool(outcome and outcome.cancelled),
         )
         device = self.slots[job.worker.index - 1].device
@@ -635,20 +641,7 @@ class ParallelSession:
         append_row(loop.results_path, row, table.has_duration)
         table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
         loop._tried.setdefault(meta.extra["content_key"], number)
-        with contextlib.suppress(OSError):
-            judge.write_noise(loop.history, judge.session_noise(loop.history.all_meta(), loop._host), loop.config)
-        new_best = table.best(loop.config.higher_is_better)
-        loop._emit(
-            ev.ResultRecorded(
-                number,
-                row,
-                new_best[1].metric if new_best else None,
-                table.baseline(),
-                loop._usage_total.tokens,
-                loop._usage_total.cost_usd,
-            )
-        )
-        loop._observe(loop._records(table, {number: meta}, diffs=False)[-1])
+        loop._recorded(table, number, row, meta)
         return table
 
     def _move_branch(self, number: int, commit: str) -> None:

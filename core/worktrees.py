@@ -85,9 +85,7 @@ def prepare(repo: Repo, worker: WorkerDir, commit: str, outputs: list[str]) -> N
     tree = worker.tree
     try:
         if (tree / ".git").exists():
-            worktree = Repo(tree)
-            worktree.run("checkout", "-q", "--detach", "--force", commit)
-            worktree.run("reset", "-q", "--hard", commit)
+            reset_tree(worker, commit)
         else:
             if tree.exists():
                 shutil.rmtree(tree)
