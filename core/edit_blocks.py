@@ -12,13 +12,15 @@ import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import CATEGORIES
-from .edit_match import match_edit, quote_places, trim_blank_edges
+from .edit_json import parse_json_edits
+from .edit_match import choose_place, match_at, match_edit, quote_places, trim_blank_edges
+from .text_files import BOM, Layout
 from .udiff import parse_hunks
-from .whole_file import find_fenced_files, whole_file_problem
+from .whole_file import fence_path, find_fenced_files, is_snippet, whole_file_problem
 
 # aider's markers, its older ORIGINAL/UPDATED ones, and Cline's `------- SEARCH` / `+++++++ REPLACE`.
 _SEARCH = re.compile(r"^\s*(?:<{5,9}|-{5,9})\s*(?:SEARCH|ORIGINAL)\b.*$", re.IGNORECASE)
@@ -34,6 +36,8 @@ _HEADER = re.compile(
     re.IGNORECASE,
 )
 _THINKING = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
+# Some servers return a reasoning model's thinking without its opening tag: everything before `</think>` is.
+_THINKING_END = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 _KEYS = {"idea": "description", "change": "description", "reason": "rationale", "reasoning": "rationale"}
 _PATHISH = re.compile(r"^[\w./\\~-]+\.[A-Za-z0-9]{1,8}$|^[\w.-]*/[\w./-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -59,11 +63,15 @@ class EditBlock:
     index: int
     """1-based position in the reply, to name the block in feedback."""
     origin: str = "block"
-    """block (SEARCH/REPLACE), hunk (of a unified diff), file (a whole file after its name), fence (unnamed)."""
+    """block (SEARCH/REPLACE), hunk (of a unified diff), json (an edit object or tool call), file (a whole file
+    after its name), fence (unnamed)."""
+    start: int = 0
+    scope: str = ""
+    """A hunk header's old first line and function line, to choose among places that match equally well."""
 
     @property
     def label(self) -> str:
-        word = {"hunk": "hunk", "file": "fenced file", "fence": "fenced file"}.get(self.origin, "block")
+        word = {"hunk": "hunk", "json": "edit", "file": "fenced file", "fence": "fenced file"}.get(self.origin, "block")
         return f"{word} {self.index}"
 
     @property
@@ -111,6 +119,8 @@ class ApplyResult:
     already: list[EditBlock] = field(default_factory=list)
     """Blocks whose REPLACE text was already in place (resent after an earlier round applied them)."""
     failures: list[BlockFailure] = field(default_factory=list)
+    snippets: list[EditBlock] = field(default_factory=list)
+    """Unnamed fences far from the whole file: illustrations (in an apology, say), not edits."""
 
     @property
     def ok(self) -> bool:
@@ -154,9 +164,9 @@ def _file_name(lines: Sequence[str], at: int, known: Sequence[str]) -> str | Non
             continue
         fence = _FENCE.match(raw)
         if fence:
-            words = fence.group(2).split()
-            if words and _PATHISH.match(words[-1]):
-                return words[-1]
+            named = fence_path(fence.group(2))
+            if named:
+                return named
             continue
         if _REPLACE.match(raw) or _DIVIDER.match(raw):
             break
@@ -175,9 +185,23 @@ def _file_name(lines: Sequence[str], at: int, known: Sequence[str]) -> str | Non
     return None
 
 
+def without_thinking(text: str) -> str:
+    """The answer part of a reply: thinking sections dropped, opened or not (a draft there is never applied)."""
+    text = _THINKING.sub("", text)
+    ends = list(_THINKING_END.finditer(text))
+    return text[ends[-1].end() :] if ends else text
+
+
+def _dedent_to(marker: str, parts: list[list[str]]) -> list[list[str]]:
+    """A block inside an indented list item: its lines without the indentation its markers have."""
+    indent = marker[: len(marker) - len(marker.lstrip())]
+    if not indent or not all(ln.startswith(indent) for part in parts for ln in part if ln.strip()):
+        return parts
+    return [[ln[len(indent) :] if ln.strip() else ln.strip() for ln in part] for part in parts]
+
+
 def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
-    text = _THINKING.sub("", text.replace("\r\n", "\n"))
-    lines = text.splitlines()
+    lines = without_thinking(text.replace("\r\n", "\n")).splitlines()
     values: dict[str, str] = {}
     rationale: list[str] = []
     in_rationale = False
@@ -186,10 +210,13 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
     consumed: set[int] = set()
     problems: list[str] = []
     previous: str | None = None
+    read = 0
+    in_fence = False
     i = 0
     while i < len(lines):
         line = lines[i]
         if _SEARCH.match(line):
+            read += 1
             in_rationale = False
             path = _file_name(lines, i, known_files) or previous
             if path is None and len(known_files) == 1:
@@ -200,9 +227,7 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
                 search.append(lines[j])
                 j += 1
             if j >= len(lines) or not _DIVIDER.match(lines[j]):
-                problems.append(
-                    f"block {len(blocks) + 1} has no ======= line after its SEARCH part, so it was not read"
-                )
+                problems.append(f"block {read} has no ======= line after its SEARCH part, so it was not read")
                 i = j
                 continue
             k = j + 1
@@ -211,14 +236,15 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
                 replace.append(lines[k])
                 k += 1
             if k >= len(lines) or not _REPLACE.match(lines[k]):
-                problems.append(f"block {len(blocks) + 1} does not end with a >>>>>>> REPLACE line, so it was not read")
+                problems.append(f"block {read} does not end with a >>>>>>> REPLACE line, so it was not read")
                 i = k
                 continue
             if search and _START_LINE.match(search[0]):
                 search = search[2:] if len(search) > 1 and _DASHES.match(search[1]) else search[1:]
+            search, replace = _dedent_to(line, [search, replace])
             if path is None:
                 problems.append(
-                    f"block {len(blocks) + 1} has no file name on the line before it; "
+                    f"block {read} has no file name on the line before it; "
                     f"write the path (one of: {', '.join(known_files)}) alone on that line"
                 )
             else:
@@ -228,9 +254,12 @@ def parse_reply(text: str, known_files: Sequence[str] = ()) -> ParsedReply:
             consumed.update(range(i, k + 1))
             i = k + 1
             continue
+        if _FENCE.match(line):
+            in_fence = not in_fence
         header = _HEADER.match(line)
-        if header and not blocks:
-            key = _KEYS.get(header.group(1).lower(), header.group(1).lower())
+        key = _KEYS.get(header.group(1).lower(), header.group(1).lower()) if header else ""
+        # Headers come first as asked, or after the edits (some models end with them); never from code.
+        if header and (not blocks or (key not in values and not in_fence)):
             value = header.group(2).strip().strip("*_").strip()
             if key not in values:
                 if not value and key == "description":
@@ -274,29 +303,38 @@ def _other_forms(
     def name_at(i: int) -> str | None:
         return _file_name(lines, i, known)
 
-    found: list[tuple[int, str | None, str, str, str]] = [
-        (at, b.path, b.search, b.replace, "block") for at, b in blocks
-    ]
+    found: list[tuple[int, EditBlock]] = [(at, b) for at, b in blocks]
     if any(line.startswith("@@") for line in lines):
-        found += [(h.line, h.path, h.search, h.replace, "hunk") for h in parse_hunks(lines, consumed, name_at)]
+        found += [
+            (h.line, EditBlock(h.path or "", h.search, h.replace, 0, "hunk", h.start, h.scope))
+            for h in parse_hunks(lines, consumed, name_at)
+        ]
+    if any(("{" in line or "[" in line) for line in lines):
+        json_edits = parse_json_edits(lines, consumed)
+        found += [(e.line, EditBlock(e.path or "", e.search, e.replace, 0, "json")) for e in json_edits]
     if not found and any(line.lstrip().startswith(("```", "~~~")) for line in lines):
         for fenced in find_fenced_files(lines, consumed, name_at):
             origin = "file" if fenced.path else "fence"
             path = fenced.path or (known[0] if len(known) == 1 else None)
             if path is not None:
-                found.append((fenced.line, path, "", fenced.text, origin))
+                found.append((fenced.line, EditBlock(path, "", fenced.text, 0, origin)))
     edits: list[EditBlock] = []
     previous: str | None = None
-    for _, path, search, replace, origin in sorted(found, key=lambda f: f[0]):
-        path = path or previous or (known[0] if len(known) == 1 else None)
+    seen: set[tuple[str, str, str]] = set()
+    for _, edit in sorted(found, key=lambda f: f[0]):
+        path = edit.path or previous or (known[0] if len(known) == 1 else None)
         if path is None:
             problems.append(
-                f"hunk {len(edits) + 1} has no file name (no `+++ b/<path>` line or file line above it); "
-                f"name one of: {', '.join(known)}"
+                f"{edit.origin if edit.origin != 'json' else 'edit'} {len(edits) + 1} has no file name "
+                f"(no `+++ b/<path>` line, `path` key or file line above it); name one of: {', '.join(known)}"
             )
             continue
-        edits.append(EditBlock(path, search, replace, len(edits) + 1, origin))
         previous = path
+        key = (path, edit.search.strip(), edit.replace.strip())
+        if key in seen:
+            continue  # the same edit repeated (a summary restating it) is applied once
+        seen.add(key)
+        edits.append(replace(edit, path=path, index=len(edits) + 1))
     return edits
 
 
@@ -344,7 +382,7 @@ def apply_one(text: str, search: str, replace: str) -> str | None:
 
 def closest_lines(text: str, search: str, context: int = 2) -> str:
     """The lines of `text` most like `search`, with a little context, for 'did you mean' feedback."""
-    hay = _lines(text.replace("\r\n", "\n"))
+    hay = _lines(text.removeprefix(BOM).replace("\r\n", "\n"))
     needle = trim_blank_edges(_lines(search))
     if not needle or not hay or len(needle) > CLOSEST_MAX_LINES or len(search) > CLOSEST_MAX_CHARS:
         return ""
@@ -397,19 +435,26 @@ def apply_blocks(
         current = result.files.get(path, "")
         if block.whole:
             problem = whole_file_problem(current, block.replace, named=block.origin == "file")
+            if problem and block.origin == "fence" and is_snippet(current, block.replace):
+                result.snippets.append(block)
+                continue
             if problem:
                 fail(
                     block, f"the fenced code for {path} was not used: {problem}", f"{block.label} is not all of {path}"
                 )
                 continue
-            new = block.replace.replace("\r\n", "\n")
+            layout = Layout(current)
+            new = block.replace.removeprefix(BOM).replace("\r\n", "\n")
             if current.endswith("\n") and not new.endswith("\n"):
                 new += "\n"
-            result.files[path] = new.replace("\n", "\r\n") if "\r\n" in current else new
+            result.files[path] = layout.restore(new)
             result.applied.append(block)
             continue
         key = (path, block.search.strip(), block.replace.strip())
         outcome = match_edit(current, block.search, block.replace)
+        if outcome.ambiguous and (block.start or block.scope):
+            chosen = choose_place(current, outcome.places, block.start, block.scope)
+            outcome = match_at(current, block.search, block.replace, chosen) if chosen else outcome
         if outcome.text is not None:
             result.files[path] = outcome.text
             result.applied.append(block)

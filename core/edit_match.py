@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from .text_files import BOM, Layout
+
 # A line standing for unchanged lines: `...`, `# ...`, `# ... existing code ...`, `// rest of the code unchanged`.
 _BARE_ELISION = re.compile(r"^\s*(?:#|//)?\s*(?:\.\.\.|…)\s*$")
 _COMMENT_ELISION = re.compile(
@@ -121,7 +123,31 @@ def _reindent(needle: list[str], found: list[str], repl: list[str], file_unit: t
     monotonic = all(_width(a[1]) < _width(b[1]) for a, b in pairwise(ordered))
     if consistent and monotonic and ordered:
         return _reindent_by_map(repl, mapping, ordered, needle, file_unit)
-    return _reindent_by_alignment(needle, found, repl, file_unit)
+    return _reindent_lost_lines(needle, found, repl, file_unit) or _reindent_by_alignment(
+        needle, found, repl, file_unit
+    )
+
+
+def _reindent_lost_lines(
+    needle: list[str], found: list[str], repl: list[str], file_unit: tuple[str, int]
+) -> list[str] | None:
+    """SEARCH lines that lost all their indentation (a first line copied from mid-line) among lines that kept
+    theirs: REPLACE's own structure, measured from the lines that kept it, says where new lines go."""
+    lost = {s.strip(): _indent(f) for s, f in zip(needle, found, strict=True) if s.strip() and not _indent(s)}
+    kept = [(_indent(s), _indent(f)) for s, f in zip(needle, found, strict=True) if s.strip() and _indent(s)]
+    if not kept or not any(lost.values()):
+        return None
+    mapping: dict[str, str] = {}
+    for s_ind, f_ind in kept:
+        mapping.setdefault(s_ind, f_ind)
+    ordered = sorted(mapping.items(), key=lambda kv: _width(kv[0]))
+    if not all(mapping[s] == f for s, f in kept) or not all(_width(a[1]) < _width(b[1]) for a, b in pairwise(ordered)):
+        return None
+    out = _reindent_by_map(repl, mapping, ordered, [s for s in needle if _indent(s)], file_unit)
+    return [
+        lost[line.strip()] + line.strip() if line.strip() in lost and not _indent(line) else new
+        for line, new in zip(repl, out, strict=True)
+    ]
 
 
 def _reindent_by_map(
@@ -270,10 +296,10 @@ def match_edit(text: str, search: str, replace: str) -> MatchResult:
     """`text` with `search` replaced, tolerantly; or why not (matches nothing, or more than one place)."""
     if not search.strip():
         return MatchResult(text=replace) if not text.strip() else MatchResult()
-    crlf = "\r\n" in text
-    body = text.replace("\r\n", "\n") if crlf else text
-    search = search.replace("\r\n", "\n")
-    replace = replace.replace("\r\n", "\n")
+    layout = Layout(text)
+    body = layout.plain(text)
+    search = search.removeprefix(BOM).replace("\r\n", "\n")
+    replace = replace.removeprefix(BOM).replace("\r\n", "\n")
     if _whole_line_starts(body, search.split("\n")[0]) == [] and _NUMBERED.match(search):
         search, replace = _unnumbered(search, replace)
     lazy = [ln for ln in replace.split("\n") if is_lazy_comment(ln)]
@@ -283,8 +309,8 @@ def match_edit(text: str, search: str, replace: str) -> MatchResult:
             "them; write those lines out in full"
         )
     result = _match_lf(body, search, replace)
-    if result.text is not None and crlf:
-        return MatchResult(text=result.text.replace("\n", "\r\n"))
+    if result.text is not None:
+        return MatchResult(text=layout.restore(result.text))
     return result
 
 
@@ -328,7 +354,7 @@ def _match_lf(body: str, search: str, replace: str) -> MatchResult:
 
 def quote_places(text: str, places: Sequence[int], lines: int, context: int = 1) -> str:
     """The candidate places of an ambiguous SEARCH, numbered, for the model to choose from."""
-    hay = text.replace("\r\n", "\n").split("\n")
+    hay = text.removeprefix(BOM).replace("\r\n", "\n").split("\n")
     parts = []
     for n, first in enumerate(places[:MAX_PLACES_QUOTED], 1):
         lo, hi = max(0, first - 1 - context), min(len(hay), first - 1 + lines + context)
@@ -337,3 +363,49 @@ def quote_places(text: str, places: Sequence[int], lines: int, context: int = 1)
     if len(places) > MAX_PLACES_QUOTED:
         parts.append(f"... and {len(places) - MAX_PLACES_QUOTED} more places.")
     return "\n".join(parts)
+
+
+_DEF = re.compile(r"^\s*(?:async\s+def|def|class)\s")
+NEAR_LINES = 3
+"""A hunk's header line number chooses a place only when that place is this close to it."""
+
+
+def _enclosing(hay: Sequence[str], at: int) -> str:
+    """The `def` or `class` line a 0-based line sits in, stripped, or ''."""
+    width = _width(_indent(hay[at])) if at < len(hay) else 0
+    for k in range(at - 1, -1, -1):
+        if _DEF.match(hay[k]) and _width(_indent(hay[k])) < width:
+            return hay[k].strip()
+    return ""
+
+
+def choose_place(text: str, places: Sequence[int], start: int, scope: str) -> int | None:
+    """The one place (1-based line) a hunk's header points at: the only one inside the function its header
+    names, else the only one at its line number; None when the header does not single one out."""
+    hay = Layout(text).plain(text).split("\n")
+    candidates = list(places)
+    wanted = scope.strip()
+    if wanted:
+        inside = [p for p in candidates if (d := _enclosing(hay, p - 1)) and (d.startswith(wanted) or wanted == d)]
+        candidates = inside or candidates
+        if len(inside) == 1:
+            return inside[0]
+    if start:
+        near = sorted(candidates, key=lambda p: abs(p - start))
+        if abs(near[0] - start) <= NEAR_LINES and (len(near) == 1 or abs(near[1] - start) > abs(near[0] - start)):
+            return near[0]
+    return None
+
+
+def match_at(text: str, search: str, replace: str, place: int) -> MatchResult:
+    """`match_edit` at one of the places (1-based line) a SEARCH matches, the others left alone."""
+    layout = Layout(text)
+    hay = layout.plain(text).split("\n")
+    size = len(trim_blank_edges(search.removeprefix(BOM).replace("\r\n", "\n").split("\n")))
+    window = hay[place - 1 : place - 1 + size]
+    result = match_edit("\n".join(window), search, replace)
+    if result.text is None:
+        return result
+    return MatchResult(
+        text=layout.restore("\n".join(hay[: place - 1] + result.text.split("\n") + hay[place - 1 + size :]))
+    )

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from .config import SessionConfig
 from .edit_blocks import apply_blocks, parse_reply
+from .edit_reach import overridden_edits
 from .errors import ProviderError
 from .prompt import CHARS_PER_TOKEN, DEFAULT_BUDGET_TOKENS, Message, build_messages
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, Usage, content_key
-from .provider import RetryPolicy, TransientProviderError, complete, load_litellm, tries
-from .reflection import conversation, failure_feedback, no_edits_feedback, room_chars
+from .provider import Completion, RetryPolicy, TransientProviderError, complete, load_litellm, tries
+from .reflection import conversation, cut_feedback, failure_feedback, no_edits_feedback, room_chars
 from .syntax_check import syntax_problem
 
 _ABANDON = ("abandon", "give up", "no fix", "none")
@@ -69,13 +70,13 @@ class LLMProposer:
     def observe(self, record: ExperimentRecord) -> None:
         """Nothing to keep: every prompt is rebuilt from the full history the loop passes in."""
 
-    def _ask(self, config: SessionConfig, messages: list[Message], usage: Usage) -> tuple[str, Usage]:
+    def _ask(self, config: SessionConfig, messages: list[Message], usage: Usage) -> tuple[Completion, Usage]:
         self.last_messages = list(messages)
         try:
             reply = complete(config, messages, stream=self.stream, on_text=self.on_text, retry=self.retry)
         except TransientProviderError as exc:
             raise ProposalSkipped(str(exc), usage) from None
-        return reply.text, usage + reply.usage
+        return reply, usage + reply.usage
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
         config = ctx.config
@@ -92,7 +93,15 @@ class LLMProposer:
         last_problem = "no reply"
         rounds = 1 + config.max_reflections
         for round_number in range(1, rounds + 1):
-            text, usage = self._ask(config, conversation(base, exchanges, budget_chars), usage)
+            reply, usage = self._ask(config, conversation(base, exchanges, budget_chars), usage)
+            text = reply.text
+            if reply.cut:
+                # A reply the output limit cut may end mid-file or mid-block: none of it is applied.
+                exchanges.append((text, cut_feedback(config.max_output_tokens)))
+                last_problem = "the reply was cut off by the output limit"
+                if round_number < rounds and ctx.on_retry is not None:
+                    ctx.on_retry(round_number, "cut off by the output limit")
+                continue
             parsed = parse_reply(text, editable)
             description = parsed.description or description
             rationale = parsed.rationale or rationale
@@ -116,7 +125,11 @@ class LLMProposer:
                 result = apply_blocks(parsed.blocks, state, self.root, editable, applied_before)
                 state = result.files
                 applied_before += [(b.path, b.search, b.replace) for b in result.applied]
-                if result.failures or parsed.problems:
+                if len(result.snippets) == len(parsed.blocks):
+                    feedback = no_edits_feedback(parsed, snippets=len(result.snippets))
+                    last_problem = "the reply held no edit, only a code snippet"
+                    short = "no edit found in it (only a snippet)"
+                elif result.failures or parsed.problems:
                     feedback = failure_feedback(parsed, result, feedback_limit)
                     first = result.failures[0] if result.failures else None
                     last_problem = f"{first.block.label}: {first.reason}" if first else parsed.problems[0]
@@ -151,6 +164,16 @@ class LLMProposer:
                 "the files as they were shown to you first, written so that every file is valid Python.",
                 broken.short,
                 broken.short,
+            )
+        dead = overridden_edits(ctx.files, state, ctx.config.run_command)
+        if dead:
+            said = "; ".join(d.sentence() for d in dead)
+            return (
+                f"Nothing was run: {said}, which overrides the value in the file, so this edit would not reach "
+                "the training. The run command cannot be edited; change something the training really uses, as "
+                "SEARCH/REPLACE blocks against the files as they were shown to you first.",
+                f"the edit changes {dead[0].name}, which `{dead[0].flag}` in the run command overrides",
+                f"{dead[0].name} is set by `{dead[0].flag}` in the run command",
             )
         number = ctx.tried.get(content_key(state))
         if number is not None:

@@ -66,6 +66,12 @@ class Completion:
     text: str
     usage: Usage
     attempts: int = 1
+    finish_reason: str = ""
+    """The API's word for why the reply ended; `length` means the output limit cut it."""
+
+    @property
+    def cut(self) -> bool:
+        return self.finish_reason == "length"
 
 
 def _status(exc: BaseException) -> int | None:
@@ -254,15 +260,18 @@ def _once(
         kwargs["api_key"] = api_key
     if not stream:
         response = litellm.completion(**kwargs)
-        text = response.choices[0].message.content or ""
-        return Completion(text, _usage(litellm, response, messages, text))
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        return Completion(text, _usage(litellm, response, messages, text), finish_reason=_finish(choice))
     kwargs["stream"] = True
     kwargs["stream_options"] = {"include_usage": True}
     chunks = []
     parts: list[str] = []
+    finish = ""
     for chunk in litellm.completion(**kwargs):
         chunks.append(chunk)
         choices = getattr(chunk, "choices", None) or []
+        finish = (_finish(choices[0]) if choices else "") or finish
         piece = getattr(getattr(choices[0], "delta", None), "content", None) if choices else None
         if piece:
             parts.append(piece)
@@ -275,7 +284,11 @@ def _once(
         response = litellm.stream_chunk_builder(chunks, messages=list(messages))
     except Exception:
         response = None
-    return Completion(text, _usage(litellm, response, messages, text))
+    return Completion(text, _usage(litellm, response, messages, text), finish_reason=finish)
+
+
+def _finish(choice: Any) -> str:
+    return str(getattr(choice, "finish_reason", None) or "")
 
 
 def complete(
@@ -303,7 +316,7 @@ def complete(
         attempt += 1
         try:
             done = _once(litellm, config, messages, api_key, stream, on_text, deadline + config.request_timeout_s)
-            return Completion(done.text, done.usage, attempt)
+            return Completion(done.text, done.usage, attempt, done.finish_reason)
         except Exception as exc:
             fatal = classify(exc, config, litellm)
             if fatal is not None:

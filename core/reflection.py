@@ -71,13 +71,24 @@ def failure_feedback(parsed: ParsedReply, result: ApplyResult, limit: int) -> st
     return cut_middle("\n\n".join(parts), limit)
 
 
-def no_edits_feedback(parsed: ParsedReply) -> str:
+def no_edits_feedback(parsed: ParsedReply, snippets: int = 0) -> str:
     problems = [cut_middle(p, 300) for p in parsed.problems[:MAX_PROBLEMS]]
+    if snippets:
+        problems.append("its fenced code is a snippet, not the whole file, so nothing was applied")
     extra = "".join(f" ({p})" for p in problems)
     return (
         f"Your reply holds no usable SEARCH/REPLACE block{extra}. Reply in the format asked: the Description, "
         "Category and Rationale lines, then the file's path alone on a line followed by a block:\n"
         "<<<<<<< SEARCH\n<exact current lines>\n=======\n<new lines>\n>>>>>>> REPLACE"
+    )
+
+
+def cut_feedback(max_output_tokens: int) -> str:
+    return (
+        f"Your reply was cut off by the output limit ({max_output_tokens:,} tokens) before it ended, so none of it "
+        "was applied. Send the change again as short SEARCH/REPLACE blocks (or a unified diff) holding only the "
+        "lines that change and a line or two around them, never a whole file, after the Description, Category "
+        "and Rationale lines."
     )
 
 

@@ -31,7 +31,7 @@ def _error(path: str, text: str) -> tuple[int, str] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compile(text, path, "exec", dont_inherit=True)
+            compile(text.removeprefix("\ufeff"), path, "exec", dont_inherit=True)
     except SyntaxError as exc:
         return exc.lineno or 0, exc.msg or type(exc).__name__
     except (ValueError, RecursionError, MemoryError, OverflowError) as exc:

@@ -17,6 +17,7 @@ from typing import Literal
 from git.exc import GitCommandError
 
 from .gitops import Repo, describe_git_error
+from .text_files import read_exact, write_exact
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def take_off(repo: Repo, branch: str, commit: str, parent: str, copies: Path) ->
 
 
 def _carry_edits_over(repo: Repo, commit: str, parent: str, blocked: list[str], copies: Path) -> TakeOff:
-    mine = {path: (repo.root / path).read_text(encoding="utf-8", errors="surrogateescape") for path in blocked}
+    mine = {path: read_exact(repo.root / path) for path in blocked}
     theirs = {path: repo.show_file(parent, path) or "" for path in blocked}
     # A file already at the parent's version is what an earlier reset that failed half-way left, not an edit.
     edited = [path for path in blocked if mine[path] != theirs[path]]
@@ -104,7 +105,7 @@ def _drop_leftovers(repo: Repo, commit: str, parent: str) -> None:
         for path in repo.changed_between(parent, commit)
         if path in dirty
         and (repo.root / path).is_file()
-        and (repo.root / path).read_text(encoding="utf-8", errors="surrogateescape") == repo.show_file(commit, path)
+        and read_exact(repo.root / path) == repo.show_file(commit, path)
     ]
     if ours:
         repo.run("checkout", parent, "--", *ours)
@@ -127,7 +128,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
         target = root / path
         tmp = target.with_name(f".{target.name}.autoresearch.tmp")
         try:
-            tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+            write_exact(tmp, text)
             shutil.copymode(target, tmp)
             os.replace(tmp, target)
         finally:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 _HUNK = re.compile(r"^@@(?:\s.*)?$")
+_HEADER_NUMBERS = re.compile(r"^@@\s*-(\d+)(?:,\d+)?\s+\+\d+(?:,\d+)?\s*@@\s?(.*)$")
 _FENCE = re.compile(r"^\s*(```+|~~~+)")
 # OpenAI's apply_patch envelope: `*** Begin Patch`, `*** Update File: train.py`, hunks, `*** End Patch`.
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Update|Add) File:\s*(\S.*?)\s*$")
@@ -22,6 +23,11 @@ class Hunk:
     path: str | None
     search: str
     replace: str
+    start: int = 0
+    """The old file's first line the header gives (`@@ -74,3 ...`), 0 when none: used only to choose among
+    places a hunk matches equally well."""
+    scope: str = ""
+    """The function or class line the header quotes after its second `@@`, for the same purpose."""
 
 
 def _header_path(text: str) -> str | None:
@@ -77,7 +83,9 @@ def parse_hunks(lines: Sequence[str], skip: Container[int], name_at: Callable[[i
             if any(b[:1] in ("+", "-") for b in body):
                 search = [b[1:] if b else "" for b in body if not b or b[0] in " -"]
                 replace = [b[1:] if b else "" for b in body if not b or b[0] in " +"]
-                hunks.append(Hunk(i, header or name_at(i), "\n".join(search), "\n".join(replace)))
+                numbers = _HEADER_NUMBERS.match(line)
+                start, scope = (int(numbers.group(1)), numbers.group(2).strip()) if numbers else (0, "")
+                hunks.append(Hunk(i, header or name_at(i), "\n".join(search), "\n".join(replace), start, scope))
             i = end
             continue
         if _FENCE.match(line):

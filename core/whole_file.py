@@ -17,6 +17,28 @@ _MARKERS = re.compile(r"^\s*(<{5,9}\s*SEARCH|={5,9}\s*$|>{5,9}\s*REPLACE|@@|\+\+
 KEEP_NAMED = 0.5
 KEEP_NAMELESS = 0.8
 _CODE = ("", "python", "py", "python3")
+# Editors put the path in a fence's info string: `python:train.py`, `12:40:train.py`, `python title="x.py"`.
+_INFO_KEY = re.compile(r"""\b(?:title|file(?:name)?|path)\s*=\s*["']?([^"'\s}]+)""", re.IGNORECASE)
+_LOOKS_LIKE_PATH = re.compile(r"[/\\]|\.[A-Za-z0-9]{1,8}$")
+
+
+def fence_language(info: str) -> str:
+    """The language word of a fence's info string (`python` in `python:train.py`), lower-cased."""
+    return re.split(r"[\s:{]", info.strip(), maxsplit=1)[0].lower()
+
+
+def fence_path(info: str) -> str | None:
+    """The file a fence's info string names, or None (`python` alone names none)."""
+    key = _INFO_KEY.search(info)
+    if key:
+        return key.group(1)
+    words = info.split()
+    if not words:
+        return None
+    last = words[-1].split(":")[-1].strip("\"'`")
+    if last and (len(words) > 1 or ":" in words[-1] or "." in last) and _LOOKS_LIKE_PATH.search(last):
+        return last
+    return None
 
 
 @dataclass(frozen=True)
@@ -42,15 +64,24 @@ def find_fenced_files(
         while j < len(lines) and not (lines[j].strip().startswith(ticks) and not lines[j].strip().strip(ticks[0])):
             j += 1
         body = list(lines[i + 1 : j])
-        info = opening.group(2).split()
-        language = info[0].lower() if info else ""
+        language = fence_language(opening.group(2))
         if language not in ("diff", "patch", "udiff") and not any(_MARKERS.match(b) for b in body):
-            named = info[-1] if info and (len(info) > 1 or "." in info[-1]) else None
-            path = named or name_at(i)
+            path = fence_path(opening.group(2)) or name_at(i)
             if path is not None or language in _CODE:
                 found.append(FencedFile(i, path, "\n".join(body)))
         i = j + 1
     return found
+
+
+def is_snippet(current: str, new: str) -> bool:
+    """`new` is a piece of code far from the whole of `current` that leaves nothing out with a comment."""
+    return not any(is_lazy_comment(line) for line in new.split("\n")) and _kept(current, new) < KEEP_NAMED
+
+
+def _kept(current: str, new: str) -> float:
+    old_lines = {ln.strip() for ln in current.split("\n") if ln.strip()}
+    new_lines = {ln.strip() for ln in new.split("\n") if ln.strip()}
+    return len(old_lines & new_lines) / len(old_lines) if old_lines else 1.0
 
 
 def whole_file_problem(current: str, new: str, named: bool) -> str | None:

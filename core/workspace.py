@@ -21,6 +21,7 @@ from .results import (
 )
 from .session_state import SessionState
 from .takeoff import TakeOff, sentence, take_off
+from .text_files import read_exact, write_exact
 from .writable import require_writable
 
 
@@ -130,7 +131,7 @@ class Workspace(SessionState):
         files = {}
         for path in self.config.editable_files:
             try:
-                files[path] = (self.root / path).read_text(encoding="utf-8", errors="surrogateescape")
+                files[path] = read_exact(self.root / path)
             except OSError:
                 continue
         return files
@@ -150,7 +151,7 @@ class Workspace(SessionState):
             target = self.root / path
             tmp = target.with_name(f".{target.name}.autoresearch.tmp")
             try:
-                tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+                write_exact(tmp, text)
                 with contextlib.suppress(OSError):
                     os.chmod(tmp, target.stat().st_mode)
                 os.replace(tmp, target)

@@ -36,6 +36,8 @@ class Reply:
     tokens_in: int = 100
     tokens_out: int = 50
     delay_s: float = 0.0
+    finish_reason: str = "stop"
+    """`length` says the output limit cut the reply."""
     before: Callable[[], object] | None = field(default=None, compare=False)
     """Called in the server's thread before it answers: a test changes the repository while the model 'thinks'."""
 
@@ -190,7 +192,7 @@ class ScriptedLLMServer:
                     {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
                 ]
                 chunks += [{**base, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
-                chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]})
                 if (body.get("stream_options") or {}).get("include_usage"):
                     chunks.append({**base, "choices": [], "usage": usage(reply)})
                 for chunk in chunks:
@@ -216,7 +218,13 @@ def completion(reply: Reply, model: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text},
+                "finish_reason": reply.finish_reason,
+            }
+        ],
         "usage": usage(reply),
     }
 

@@ -101,7 +101,11 @@ def test_whole_file_is_refused_when_it_is_not_clearly_the_whole_file() -> None:
     # Without a name, only something very like the whole file is taken.
     nameless = TRAIN.replace("LR = 0.02", "LR = 0.03")
     assert apply(f"Here it is:\n```python\n{nameless}```\n")[1].files["train.py"] == nameless
-    assert not apply("Try this:\n```python\nLR = 0.03\n```\n")[1].ok
+    # An unnamed snippet far from the whole file is an illustration, not a failed whole-file edit.
+    snippet = apply("Try this:\n```python\nLR = 0.03\n```\n")[1]
+    assert len(snippet.snippets) == 1 and not snippet.applied and snippet.files["train.py"] == TRAIN
+    half = TRAIN.split("class Net")[0] + "# ... rest of the code unchanged ...\n"
+    assert apply(f"Like so:\n```python\n{half}```\n")[1].failures
 
 
 def test_fences_without_markers_are_ignored_when_the_reply_has_blocks() -> None:

@@ -1,0 +1,84 @@
+"""Edits written as JSON: edit objects in a fence (`{"file": ..., "search": ..., "replace": ...}`, a list of
+them, or `{"path": ..., "edits": [...]}`) and tool-call envelopes (`<tool_call>{"name": "str_replace_editor",
+"arguments": {"command": "str_replace", "path": ..., "old_str": ..., "new_str": ...}}</tool_call>`). Each one
+becomes a SEARCH/REPLACE pair, applied like a block."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_OPEN = re.compile(
+    r"^\s*(?:(`{3,}|~{3,})\s*(json[c5]?|javascript|js)?\s*$|<(tool_call|function_call|invoke)\b[^>]*>\s*$)"
+)
+_CLOSE_TAG = re.compile(r"^\s*</(tool_call|function_call|invoke)>\s*$")
+_PATH_KEYS = ("path", "file", "file_path", "filepath", "filename", "target_file")
+_SEARCH_KEYS = ("old_str", "search", "old_string", "old", "find", "original", "old_text")
+_REPLACE_KEYS = ("new_str", "replace", "new_string", "new", "replacement", "updated", "new_text")
+
+
+@dataclass(frozen=True)
+class JsonEdit:
+    line: int
+    """0-based line of the reply the JSON starts on, to order it among other edits."""
+    path: str | None
+    search: str
+    replace: str
+
+
+def _first(obj: dict[str, Any], keys: Sequence[str]) -> Any:
+    return next((obj[k] for k in keys if k in obj), None)
+
+
+def _edits(obj: Any, path: str | None) -> Iterator[tuple[str | None, str, str]]:
+    if isinstance(obj, list):
+        for item in obj:
+            yield from _edits(item, path)
+        return
+    if not isinstance(obj, dict):
+        return
+    arguments = obj.get("arguments", obj.get("input", obj.get("parameters")))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            arguments = None
+    if isinstance(arguments, dict | list):
+        yield from _edits(arguments, path)
+        return
+    named = _first(obj, _PATH_KEYS)
+    path = named if isinstance(named, str) else path
+    search, replace = _first(obj, _SEARCH_KEYS), _first(obj, _REPLACE_KEYS)
+    if isinstance(search, str) and isinstance(replace, str):
+        yield path, search, replace
+    for key in ("edits", "changes", "replacements"):
+        if isinstance(obj.get(key), list):
+            yield from _edits(obj[key], path)
+
+
+def parse_json_edits(lines: Sequence[str], skip: Container[int]) -> list[JsonEdit]:
+    """Every edit held by a JSON fence or a tool-call envelope outside the lines in `skip`."""
+    found: list[JsonEdit] = []
+    i = 0
+    while i < len(lines):
+        opening = _OPEN.match(lines[i]) if i not in skip else None
+        if not opening:
+            i += 1
+            continue
+        ticks = opening.group(1)
+        j = i + 1
+        while j < len(lines) and not (
+            (ticks and lines[j].strip().startswith(ticks) and not lines[j].strip().strip(ticks[0]))
+            or (not ticks and _CLOSE_TAG.match(lines[j]))
+        ):
+            j += 1
+        try:
+            data = json.loads("\n".join(lines[i + 1 : j]))
+        except ValueError:
+            data = None
+        found += [JsonEdit(i, p, s, r) for p, s, r in _edits(data, None)]
+        i = j + 1
+    return found
