@@ -14,6 +14,7 @@ from typing import Any
 _OPEN = re.compile(
     r"^\s*(?:(`{3,}|~{3,})\s*(json[c5]?|javascript|js)?\s*$|<(tool_call|function_call|invoke)\b[^>]*>\s*$)"
 )
+_ONE_LINE = re.compile(r"^\s*<(tool_call|function_call)>\s*(\{.*\})\s*</\1>\s*$")
 _CLOSE_TAG = re.compile(r"^\s*</(tool_call|function_call|invoke)>\s*$")
 _PATH_KEYS = ("path", "file", "file_path", "filepath", "filename", "target_file")
 _SEARCH_KEYS = ("old_str", "search", "old_string", "old", "find", "original", "old_text")
@@ -42,10 +43,7 @@ def _edits(obj: Any, path: str | None) -> Iterator[tuple[str | None, str, str]]:
         return
     arguments = obj.get("arguments", obj.get("input", obj.get("parameters")))
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            arguments = None
+        arguments = _load(arguments)
     if isinstance(arguments, dict | list):
         yield from _edits(arguments, path)
         return
@@ -59,11 +57,23 @@ def _edits(obj: Any, path: str | None) -> Iterator[tuple[str | None, str, str]]:
             yield from _edits(obj[key], path)
 
 
+def _load(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def parse_json_edits(lines: Sequence[str], skip: Container[int]) -> list[JsonEdit]:
     """Every edit held by a JSON fence or a tool-call envelope outside the lines in `skip`."""
     found: list[JsonEdit] = []
     i = 0
     while i < len(lines):
+        one_line = _ONE_LINE.match(lines[i]) if i not in skip else None
+        if one_line:
+            found += [JsonEdit(i, p, s, r) for p, s, r in _edits(_load(one_line.group(2)), None)]
+            i += 1
+            continue
         opening = _OPEN.match(lines[i]) if i not in skip else None
         if not opening:
             i += 1
@@ -75,10 +85,6 @@ def parse_json_edits(lines: Sequence[str], skip: Container[int]) -> list[JsonEdi
             or (not ticks and _CLOSE_TAG.match(lines[j]))
         ):
             j += 1
-        try:
-            data = json.loads("\n".join(lines[i + 1 : j]))
-        except ValueError:
-            data = None
-        found += [JsonEdit(i, p, s, r) for p, s, r in _edits(data, None)]
+        found += [JsonEdit(i, p, s, r) for p, s, r in _edits(_load("\n".join(lines[i + 1 : j])), None)]
         i = j + 1
     return found

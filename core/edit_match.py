@@ -370,13 +370,16 @@ NEAR_LINES = 3
 """A hunk's header line number chooses a place only when that place is this close to it."""
 
 
-def _enclosing(hay: Sequence[str], at: int) -> str:
-    """The `def` or `class` line a 0-based line sits in, stripped, or ''."""
+def _enclosing(hay: Sequence[str], at: int) -> list[str]:
+    """The `def` and `class` lines a 0-based line sits in, innermost first, stripped."""
     width = _width(_indent(hay[at])) if at < len(hay) else 0
+    found = []
     for k in range(at - 1, -1, -1):
-        if _DEF.match(hay[k]) and _width(_indent(hay[k])) < width:
-            return hay[k].strip()
-    return ""
+        if hay[k].strip() and _width(_indent(hay[k])) < width:
+            width = _width(_indent(hay[k]))
+            if _DEF.match(hay[k]):
+                found.append(hay[k].strip())
+    return found
 
 
 def choose_place(text: str, places: Sequence[int], start: int, scope: str) -> int | None:
@@ -386,7 +389,7 @@ def choose_place(text: str, places: Sequence[int], start: int, scope: str) -> in
     candidates = list(places)
     wanted = scope.strip()
     if wanted:
-        inside = [p for p in candidates if (d := _enclosing(hay, p - 1)) and (d.startswith(wanted) or wanted == d)]
+        inside = [p for p in candidates if any(d.startswith(wanted) for d in _enclosing(hay, p - 1))]
         candidates = inside or candidates
         if len(inside) == 1:
             return inside[0]

@@ -21,8 +21,9 @@ from autoresearch.core.llm_agent import LLMProposer
 from autoresearch.core.proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped
 from autoresearch.core.provider import RetryPolicy
 from autoresearch.core.syntax_check import syntax_problem
+from autoresearch.core.text_files import Layout, read_exact, write_exact
 
-from tests.llm_server import ScriptedLLMServer
+from tests.llm_server import Reply, ScriptedLLMServer
 
 CORPUS = Path(__file__).parent / "fixtures" / "replies"
 DOC = Path(__file__).parent.parent / "docs" / "EDIT-FORMATS.md"
@@ -38,6 +39,9 @@ class Case:
     files: tuple[str, ...]
     replies: tuple[str, ...]
     expect: dict[str, str]
+    cut: frozenset[int] = frozenset()
+    """Replies (0-based) the output limit cut: served with finish_reason `length`."""
+    run_command: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,18 +58,20 @@ class Outcome:
 
 
 def fixture(path: str) -> str:
-    return (CORPUS / Path(path).name).read_text()
+    """A fixture byte for byte: its line endings and BOM are part of what a case checks."""
+    return read_exact(CORPUS / Path(path).name)
 
 
 def _apply_expected(base: str, body: str, where: str) -> str:
     pairs = re.split(r"^----- (old|new)\n", body, flags=re.MULTILINE)[1:]
-    text = base
+    layout = Layout(base)
+    text = layout.plain(base)
     for k in range(0, len(pairs), 4):
         old, new = pairs[k + 1], pairs[k + 3]
         assert pairs[k] == "old" and pairs[k + 2] == "new", where
         assert text.count(old) == 1, f"{where}: the expected old text must occur once: {old!r}"
         text = text.replace(old, new)
-    return text
+    return layout.restore(text)
 
 
 def load_case(path: Path) -> Case:
@@ -76,16 +82,20 @@ def load_case(path: Path) -> Case:
     marks = list(_SECTION.finditer(raw))
     replies: list[str] = []
     expect: dict[str, str] = {}
+    cut: set[int] = set()
     for n, mark in enumerate(marks):
         end = marks[n + 1].start() if n + 1 < len(marks) else len(raw)
         body = raw[mark.end() + 1 : end]
         if mark.group(1) == "reply":
+            if mark.group(2).strip() == "cut":
+                cut.add(len(replies))
             replies.append(body.replace("\\r\\n", "\r\n").replace("\\x00", "\x00"))
         else:
             target = mark.group(2).strip()
             expect[target] = _apply_expected(fixture(target), body, f"{path.name} {target}")
     assert replies and expect, path.name
-    return Case(path.stem, meta.get("form", "").strip(), files, tuple(replies), expect)
+    form = meta.get("form", "").strip()
+    return Case(path.stem, form, files, tuple(replies), expect, frozenset(cut), meta.get("run", "").strip())
 
 
 def load_corpus() -> list[Case]:
@@ -108,12 +118,17 @@ def _context(config: SessionConfig, files: dict[str, str]) -> ProposalContext:
 
 def run_case(case: Case, server: ScriptedLLMServer, workdir: Path) -> Outcome:
     server.reset()
-    server.script(*case.replies)
     root = workdir / case.name
+    server.script(
+        *(
+            Reply(text.replace("{ROOT}", str(root.resolve())), finish_reason="length" if n in case.cut else "stop")
+            for n, text in enumerate(case.replies)
+        )
+    )
     files = {path: fixture(path) for path in case.files}
     for path, text in {**files, "data.py": fixture("data.py")}.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+        write_exact(root / path, text)
     config = SessionConfig(
         tag="corpus",
         script_path=case.files[0],
@@ -126,6 +141,7 @@ def run_case(case: Case, server: ScriptedLLMServer, workdir: Path) -> Outcome:
         api_key_env=KEY_ENV,
         request_timeout_s=10,
         max_reflections=REFLECTIONS,
+        run_command=case.run_command,
     )
     proposer = LLMProposer(config, root, retry=RetryPolicy(attempts=1))
     try:
