@@ -121,11 +121,12 @@ def _reindent(needle: list[str], found: list[str], repl: list[str], file_unit: t
     consistent = all(mapping[s] == f for s, f in pairs)
     ordered = sorted(mapping.items(), key=lambda kv: _width(kv[0]))
     monotonic = all(_width(a[1]) < _width(b[1]) for a, b in pairwise(ordered))
+    lost = _reindent_lost_lines(needle, found, repl, file_unit)
+    if lost is not None:
+        return lost
     if consistent and monotonic and ordered:
-        return _reindent_by_map(repl, mapping, ordered, needle, file_unit)
-    return _reindent_lost_lines(needle, found, repl, file_unit) or _reindent_by_alignment(
-        needle, found, repl, file_unit
-    )
+        return _reindent_by_map(repl, mapping, ordered, needle + repl, file_unit)
+    return _reindent_by_alignment(needle, found, repl, file_unit)
 
 
 def _reindent_lost_lines(
@@ -143,7 +144,8 @@ def _reindent_lost_lines(
     ordered = sorted(mapping.items(), key=lambda kv: _width(kv[0]))
     if not all(mapping[s] == f for s, f in kept) or not all(_width(a[1]) < _width(b[1]) for a, b in pairwise(ordered)):
         return None
-    out = _reindent_by_map(repl, mapping, ordered, [s for s in needle if _indent(s)], file_unit)
+    structured = [s for s in needle if _indent(s)] + [r for r in repl if r.strip() not in lost or _indent(r)]
+    out = _reindent_by_map(repl, mapping, ordered, structured, file_unit)
     return [
         lost[line.strip()] + line.strip() if line.strip() in lost and not _indent(line) else new
         for line, new in zip(repl, out, strict=True)
@@ -154,10 +156,11 @@ def _reindent_by_map(
     repl: list[str],
     mapping: dict[str, str],
     ordered: list[tuple[str, str]],
-    needle: list[str],
+    structured: list[str],
     file_unit: tuple[str, int],
 ) -> list[str]:
-    own_unit = _unit(needle + repl)
+    """`structured`: the lines whose indentation tells the edit's own indent step."""
+    own_unit = _unit(structured)
     out = []
     for line in repl:
         if not line.strip():
