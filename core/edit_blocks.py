@@ -18,6 +18,7 @@ from pathlib import Path
 from .config import CATEGORIES
 from .edit_json import parse_json_edits
 from .edit_match import choose_place, match_at, match_edit, quote_places, trim_blank_edges
+from .edit_sketch import apply_sketch
 from .text_files import BOM, Layout
 from .udiff import parse_hunks
 from .whole_file import fence_path, find_fenced_files, is_snippet, whole_file_problem
@@ -437,6 +438,11 @@ def apply_blocks(
             problem = whole_file_problem(current, block.replace, named=block.origin == "file")
             if problem and block.origin == "fence" and is_snippet(current, block.replace):
                 result.snippets.append(block)
+                continue
+            sketched = apply_sketch(current, block.replace) if problem and block.origin == "file" else None
+            if sketched is not None:
+                result.files[path] = sketched
+                result.applied.append(block)
                 continue
             if problem:
                 fail(
