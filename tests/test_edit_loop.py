@@ -33,7 +33,7 @@ def server() -> Iterator[ScriptedLLMServer]:
         yield srv
 
 
-def _run(repo: Path, server: ScriptedLLMServer, experiments: int, reflections: int = 1) -> str:
+def _run(repo: Path, server: ScriptedLLMServer, experiments: int, reflections: int = 1, flags: str = "") -> str:
     done = cli(
         repo,
         "setup",
@@ -46,7 +46,7 @@ def _run(repo: Path, server: ScriptedLLMServer, experiments: int, reflections: i
         "--api-base",
         server.url,
         "--run-command",
-        f"{PY} train.py",
+        f"{PY} train.py {flags}".strip(),
         "--budget",
         "0.05",
         "--timeout",
@@ -109,3 +109,18 @@ def test_a_reply_cut_by_the_output_limit_is_never_run(repo: Path, server: Script
     assert len(experiments) == 2, "the baseline and the block's experiment ran, nothing from a cut reply"
     assert "cut off by the output limit" in server.requests[1]["messages"][-1]["content"]
     assert "never a whole file" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_an_edit_of_a_value_a_flag_overrides_is_refused_before_any_run(repo: Path, server: ScriptedLLMServer) -> None:
+    server.script(
+        head("widen the model to 16") + edit("WIDTH = 4", "WIDTH = 16"),
+        head("learning rate 0.04") + edit("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.04"),
+    )
+    out = _run(repo, server, experiments=2, reflections=1, flags="--width=8")
+
+    assert "#2 reply 1 not usable: WIDTH is set by `--width=8` in the run command; asking again" in out.splitlines()
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.description.split(" (")[0] for r in rows] == ["baseline", "learning rate 0.04"]
+    told = server.requests[1]["messages"][-1]["content"]
+    assert "WIDTH in train.py is set by `--width=8` in the run command" in told and "Nothing was run" in told
+    assert len(list((repo / ".autoresearch" / "experiments").iterdir())) == 2
