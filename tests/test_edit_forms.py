@@ -93,8 +93,11 @@ def test_whole_file_after_its_name_replaces_the_file() -> None:
 def test_whole_file_is_refused_when_it_is_not_clearly_the_whole_file() -> None:
     _, result = apply("train.py\n```python\nLR = 0.04\n```\n")
     assert not result.ok and "does not look like the whole file" in result.failures[0].reason
-    lazy = TRAIN.split("class Net")[0] + "# ... rest of the code unchanged ...\n"
-    _, result = apply(f"train.py\n```python\n{lazy}```\n")
+    # A file that leaves the rest out is a sketch: applied only where its part is anchored for certain.
+    lazy = TRAIN.split("class Net")[0].replace("LR = 0.02", "LR = 0.03") + "# ... rest of the code unchanged ...\n"
+    assert apply(f"train.py\n```python\n{lazy}```\n")[1].files["train.py"] == TRAIN.replace("0.02", "0.03")
+    unanchored = "import os\n" + lazy.replace("import math\n", "")
+    _, result = apply(f"train.py\n```python\n{unanchored}```\n")
     assert not result.ok and "leaves lines out (line 6: `# ... rest of the code unchanged ...`)" in (
         result.failures[0].reason
     )
