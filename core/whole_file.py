@@ -19,7 +19,7 @@ KEEP_NAMELESS = 0.8
 _CODE = ("", "python", "py", "python3")
 # Editors put the path in a fence's info string: `python:train.py`, `12:40:train.py`, `python title="x.py"`.
 _INFO_KEY = re.compile(r"""\b(?:title|file(?:name)?|path)\s*=\s*["']?([^"'\s}]+)""", re.IGNORECASE)
-_LOOKS_LIKE_PATH = re.compile(r"[/\\]|\.[A-Za-z0-9]{1,8}$")
+_LOOKS_LIKE_PATH = re.compile(r"[/\\]|\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 
 def fence_language(info: str) -> str:
@@ -36,7 +36,7 @@ def fence_path(info: str) -> str | None:
     if not words:
         return None
     last = words[-1].split(":")[-1].strip("\"'`")
-    if last and (len(words) > 1 or ":" in words[-1] or "." in last) and _LOOKS_LIKE_PATH.search(last):
+    if last and _LOOKS_LIKE_PATH.search(last):
         return last
     return None
 

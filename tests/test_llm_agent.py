@@ -332,6 +332,20 @@ def test_streaming_reply_is_parsed(server: ScriptedLLMServer, repo: Path) -> Non
     assert (proposal.usage.tokens_in, proposal.usage.tokens_out) == (700, 90)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_cut_by_the_output_limit_is_asked_again(server: ScriptedLLMServer, repo: Path, stream: bool) -> None:
+    # A complete, valid block, but the reply was cut after it: what followed is unknown, so none of it is used.
+    server.script(Reply(LR_UP + "\ntrain.py\n<<<<<<< SEARCH\nBATCH", finish_reason="length"), LR_UP)
+    retries: list[tuple[int, str]] = []
+    config = make_config(server)
+    ctx = make_ctx(config, on_retry=lambda n, why: retries.append((n, why)))
+    proposal = LLMProposer(config, repo, retry=FAST, stream=stream).propose(ctx)
+    assert proposal is not None and proposal.files["train.py"] == TRAIN.replace("0.02", "0.04")
+    assert retries == [(1, "cut off by the output limit")]
+    told = last_user(server.requests[1])
+    assert "cut off by the output limit" in told and "never a whole file" in told
+
+
 def test_duplicate_of_a_tried_version_is_reflected(server: ScriptedLLMServer, repo: Path) -> None:
     tried = {content_key({"train.py": TRAIN.replace("0.02", "0.04")}): 4}
     history = (
