@@ -112,20 +112,25 @@ def _make(levels: int, unit: tuple[str, int]) -> str:
     return "\t" * levels if unit[0] == "\t" else " " * (unit[1] * levels)
 
 
-def _reindent(needle: list[str], found: list[str], repl: list[str], file_unit: tuple[str, int]) -> list[str]:
-    """REPLACE re-indented to where SEARCH matched (lines equal once leading whitespace is ignored)."""
-    pairs = [(_indent(s), _indent(f)) for s, f in zip(needle, found, strict=True) if s.strip()]
+def _indent_map(pairs: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """SEARCH indentation -> file indentation, narrowest first, when each maps to one and the order holds."""
     mapping: dict[str, str] = {}
     for s_ind, f_ind in pairs:
         mapping.setdefault(s_ind, f_ind)
-    consistent = all(mapping[s] == f for s, f in pairs)
     ordered = sorted(mapping.items(), key=lambda kv: _width(kv[0]))
+    consistent = all(mapping[s] == f for s, f in pairs)
     monotonic = all(_width(a[1]) < _width(b[1]) for a, b in pairwise(ordered))
+    return ordered if consistent and monotonic and ordered else None
+
+
+def _reindent(needle: list[str], found: list[str], repl: list[str], file_unit: tuple[str, int]) -> list[str]:
+    """REPLACE re-indented to where SEARCH matched (lines equal once leading whitespace is ignored)."""
     lost = _reindent_lost_lines(needle, found, repl, file_unit)
     if lost is not None:
         return lost
-    if consistent and monotonic and ordered:
-        return _reindent_by_map(repl, mapping, ordered, needle + repl, file_unit)
+    ordered = _indent_map([(_indent(s), _indent(f)) for s, f in zip(needle, found, strict=True) if s.strip()])
+    if ordered is not None:
+        return _reindent_by_map(repl, ordered, needle + repl, file_unit)
     return _reindent_by_alignment(needle, found, repl, file_unit)
 
 
@@ -136,16 +141,11 @@ def _reindent_lost_lines(
     theirs: REPLACE's own structure, measured from the lines that kept it, says where new lines go."""
     lost = {s.strip(): _indent(f) for s, f in zip(needle, found, strict=True) if s.strip() and not _indent(s)}
     kept = [(_indent(s), _indent(f)) for s, f in zip(needle, found, strict=True) if s.strip() and _indent(s)]
-    if not kept or not any(lost.values()):
-        return None
-    mapping: dict[str, str] = {}
-    for s_ind, f_ind in kept:
-        mapping.setdefault(s_ind, f_ind)
-    ordered = sorted(mapping.items(), key=lambda kv: _width(kv[0]))
-    if not all(mapping[s] == f for s, f in kept) or not all(_width(a[1]) < _width(b[1]) for a, b in pairwise(ordered)):
+    ordered = _indent_map(kept) if kept and any(lost.values()) else None
+    if ordered is None:
         return None
     structured = [s for s in needle if _indent(s)] + [r for r in repl if r.strip() not in lost or _indent(r)]
-    out = _reindent_by_map(repl, mapping, ordered, structured, file_unit)
+    out = _reindent_by_map(repl, ordered, structured, file_unit)
     return [
         lost[line.strip()] + line.strip() if line.strip() in lost and not _indent(line) else new
         for line, new in zip(repl, out, strict=True)
@@ -153,13 +153,10 @@ def _reindent_lost_lines(
 
 
 def _reindent_by_map(
-    repl: list[str],
-    mapping: dict[str, str],
-    ordered: list[tuple[str, str]],
-    structured: list[str],
-    file_unit: tuple[str, int],
+    repl: list[str], ordered: list[tuple[str, str]], structured: list[str], file_unit: tuple[str, int]
 ) -> list[str]:
     """`structured`: the lines whose indentation tells the edit's own indent step."""
+    mapping = dict(ordered)
     own_unit = _unit(structured)
     out = []
     for line in repl:
