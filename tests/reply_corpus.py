@@ -2,9 +2,12 @@
 the model meant them: first time, and within 3 reflections. `python -m tests.reply_corpus` prints the table
 docs/EDIT-FORMATS.md holds; tests/test_reply_corpus.py checks the goal and that the document is current.
 
-A case file: `form:` and `files:` lines, then one `===== reply` section per reply of the model (the later
-ones are what a model answers to the feedback it was sent), then one `===== expect <path>` section per file
-the change touches, made of `----- old` / `----- new` pairs applied exactly to that file's fixture.
+A case file: `form:` and `files:` lines (and `run:`, the run command, when a flag matters), then one
+`===== reply` section per reply of the model (the later ones are what a model answers to the feedback it was
+sent; `===== reply cut` is served with finish_reason `length`, as when the output limit cut it; `{ROOT}` stands
+for the repository's absolute path), then one `===== expect <path>` section per file the change touches, made
+of `----- old` / `----- new` pairs applied exactly to that file's fixture. Fixtures are compared byte for byte:
+a CRLF or BOM fixture's expected text keeps its line endings and BOM.
 """
 
 from __future__ import annotations
