@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .categories import CATEGORIES, categorize
 from .config import RESULTS_FILE, SessionConfig, load_config
+from .crash_log import crash_reason, one_line
 from .history import ExperimentMeta, History
 from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
 from .results import ResultRow, ResultsTable, is_better, read_results
@@ -180,11 +181,6 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _short(text: str, width: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 # Descriptions of the offline agent's kind: `NAME old -> new`.
 
 _CHANGE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s+(\S+)\s*->\s*(\S+)")
@@ -238,37 +234,6 @@ def direction_of(description: str) -> tuple[str, int] | None:
         return None
     subject = " ".join(w for w in words if w not in _UP | _DOWN | _FILLER)
     return (subject, 1 if ups else -1) if subject else None
-
-
-# The last meaningful line of a crashed run's log.
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_ERROR = re.compile(
-    r"(\w*(Error|Exception|Interrupt)\b|error:|fatal|killed|out of memory|\boom\b|segmentation fault|"
-    r"core dumped|aborted|timed out|timeout|nan\b|inf\b)",
-    re.IGNORECASE,
-)
-_NOISE = re.compile(r"^(Traceback \(most recent call last\)|File \"|\^+$|~+$|During handling|The above exception)")
-
-
-def crash_reason(path: Path, tail_bytes: int = 65536) -> str | None:
-    """The last line of a log that says what went wrong, else its last non-empty line; None if no log."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - tail_bytes))
-            data = fh.read()
-    except OSError:
-        return None
-    lines = [_ANSI.sub("", ln).strip() for ln in data.decode("utf-8", errors="replace").splitlines()]
-    lines = [ln for ln in lines if ln and not _NOISE.match(ln)]
-    if not lines:
-        return None
-    for line in reversed(lines):
-        if _ERROR.search(line):
-            return _short(line)
-    return _short(lines[-1])
 
 
 def _crash_line(session: Session, exp: Experiment) -> str:
@@ -399,7 +364,7 @@ def what_worked(session: Session) -> str:
             delta = _vs(e.metric or 0.0, e.best_before)
             out.append(f"- {_label(e)}: {before} -> {fmt_metric(e.metric)}" + (f", {delta}" if delta else ""))
             if e.rationale:
-                out.append(f"  - Why: {_short(e.rationale)}")
+                out.append(f"  - Why: {one_line(e.rationale)}")
         out.append("")
     return "\n".join(out).rstrip()
 
@@ -448,7 +413,7 @@ def patterns(session: Session) -> list[str]:
         if n > 1:
             nums = [f"#{e.number}" for e in changes if " ".join(e.description.lower().split()) == text]
             shown = ", ".join(nums if n <= 8 else [*nums[:8], "..."])
-            found.append(f"The same change was tried {n} times ({shown}): {_short(text, 80)}.")
+            found.append(f"The same change was tried {n} times ({shown}): {one_line(text, 80)}.")
 
     near = _near_misses(session)
     if near:
@@ -654,7 +619,7 @@ def recommendations(session: Session) -> list[str]:
         else:
             text = f"Low risk: {_label(e)} helped by {gain}; try variations on the same theme."
         if e.rationale:
-            text += f' Its rationale: "{_short(e.rationale, 240)}"'
+            text += f' Its rationale: "{one_line(e.rationale, 240)}"'
         low.append(text)
 
     for e in _near_misses(session)[:3]:
@@ -693,7 +658,7 @@ def recommendations(session: Session) -> list[str]:
     for e in crashed[-3:]:
         reason = _crash_line(session, e)
         what = "timed out" if _timed_out(e) else "crashed"
-        text = f"Higher risk: revisit {_label(e)}, which {what} ({_short(reason, 120)}), with a smaller change"
+        text = f"Higher risk: revisit {_label(e)}, which {what} ({one_line(reason, 120)}), with a smaller change"
         if _is_oom(reason) or _is_oom(e.description):
             text += ", e.g. half the size or a smaller batch to fit in memory"
         high.append(text + ".")

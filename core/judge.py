@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .config import SessionConfig
+from .crash_log import crash_reason
 from .history import ExperimentMeta, History
 from .results import ResultsTable, is_better
 
@@ -259,8 +260,6 @@ def measured_elsewhere(table: ResultsTable, metas: dict[int, ExperimentMeta], ho
 
 def failed_line(history: History, meta: ExperimentMeta | None, number: int) -> str | None:
     """The last line of a failed run's log that says what went wrong; None for a timeout or a user kill."""
-    from .analysis import crash_reason
-
     if meta is not None and (meta.timed_out or meta.extra.get("killed")):
         return None
     return crash_reason(history.log_path(number))

@@ -44,7 +44,7 @@ def _provider(model: str) -> str:
     if slash:
         return prefix.lower()
     try:  # a bare name (gpt-4o): litellm knows whose it is; the llm agent has it loaded already
-        from .provider import load_litellm
+        from .litellm_import import load_litellm
 
         return str(load_litellm().get_llm_provider(model)[1]).lower()
     except Exception:

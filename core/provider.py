@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
-import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -20,30 +18,11 @@ from typing import Any
 
 from .config import SessionConfig
 from .errors import ProviderError
+from .litellm_import import load_litellm
 from .model_keys import scrub_messages, secret_values
 from .proposer import Usage
 
 Message = dict[str, str]
-
-_lock = threading.Lock()
-_litellm: ModuleType | None = None
-
-
-def load_litellm() -> ModuleType:
-    """Import litellm once, offline and quiet (it takes seconds; never call this on a UI thread)."""
-    global _litellm
-    with _lock:
-        if _litellm is None:
-            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-            warnings.filterwarnings("ignore", message=".*ReadOnly.*qualifier")
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"litellm(\..*)?$")
-            import litellm
-
-            litellm.suppress_debug_info = True
-            litellm.drop_params = True
-            litellm.telemetry = False
-            _litellm = litellm
-    return _litellm
 
 
 class TransientProviderError(Exception):

@@ -17,6 +17,7 @@ from typing import Any
 from .config import RESULTS_FILE, SessionConfig, load_config
 from .errors import UserError
 from .history import History
+from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
 from .results import STATUSES, ResultRow, ResultsTable, is_better, read_results
 from .sanitize import safe_text
 
@@ -165,7 +166,6 @@ def _row_dict(number: int, row: ResultRow) -> dict[str, Any]:
 
 def judging_from(config: SessionConfig, table: ResultsTable, noise: dict[str, Any]) -> dict[str, Any]:
     """How results are judged, and how many rows each judgement produced (read from their descriptions)."""
-    from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
 
     def count(test: Any) -> int:
         return sum(1 for r in table.rows if test(r.description))
