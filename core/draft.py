@@ -2,7 +2,7 @@
 
 A draft is asked for on a helper thread against the version the running experiment was built on (its base).
 When the loop takes it up, the branch may have moved on (the running experiment was kept): the draft's edits
-are then re-applied on the new best by a three-way merge of each file it changes; when they no longer apply,
+are then re-applied on the new best one by one (core/edits.py); when one no longer applies,
 the draft is dropped and the model is asked again, so a change is never judged against a parent it was not
 built on. A draft lives only in memory until it is taken up: stop, stop_now or kill -9 never leave it in the
 tree.
@@ -10,13 +10,11 @@ tree.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from .edits import Edit, file_edits, reapply
 from .proposer import Proposal
 
 
@@ -72,43 +70,20 @@ class Draft:
 
 
 def rebase_files(
-    base: Mapping[str, str], draft: Mapping[str, str], new: Mapping[str, str], *, draft_wins: bool = False
+    base: Mapping[str, str],
+    draft: Mapping[str, str],
+    new: Mapping[str, str],
+    *,
+    draft_wins: bool = False,
+    edits: Sequence[Edit] = (),
 ) -> dict[str, str] | None:
-    """The draft's edits (from `base` to `draft`) applied on `new`; None when one of them no longer applies.
+    """The draft's edits (made on `base`; worked out from `draft`'s files when not given) re-applied on `new`
+    edit by edit (core/edits.py); None when one of them no longer applies.
 
-    With `draft_wins`, where both changed the same lines the draft's lines replace `new`'s.
+    With `draft_wins`, an edit whose own lines `new` changed replaces them, as long as `new` changed no other line
+    next to them.
     """
-    merged: dict[str, str] = {}
-    for path, text in draft.items():
-        old = base.get(path, "")
-        ours = new.get(path, "")
-        if text == old:
-            continue
-        if ours in (old, text):
-            merged[path] = text
-            continue
-        result = merge3(ours, old, text, theirs_wins=draft_wins)
-        if result is None:
-            return None
-        merged[path] = result
-    return merged
-
-
-def merge3(ours: str, base: str, theirs: str, *, theirs_wins: bool = False) -> str | None:
-    """git merge-file's three-way merge of one text; None when the two sides' changes overlap (unless
-    `theirs_wins`: then their lines are taken where both changed the same ones)."""
-    with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as tmp:
-        paths = []
-        for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
-            path = Path(tmp) / name
-            path.write_bytes(text.encode("utf-8", "surrogateescape"))
-            paths.append(str(path))
-        done = subprocess.run(
-            ["git", "merge-file", "-p", "-q", *(["--theirs"] if theirs_wins else []), *paths],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    if done.returncode != 0:
-        return None
-    return done.stdout.decode("utf-8", "surrogateescape")
+    already = {p: t for p, t in draft.items() if t != base.get(p, "") and new.get(p, "") == t}
+    todo = [e for e in (edits or file_edits(base, draft)) if e.path not in already]
+    merged = reapply(base, todo, new, own_lines_win=draft_wins)
+    return None if merged is None else {**already, **merged}

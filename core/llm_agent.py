@@ -10,10 +10,12 @@ from pathlib import Path
 from .config import SessionConfig
 from .edit_blocks import apply_blocks, parse_reply
 from .edit_reach import overridden_edits
+from .edits import file_edits
 from .errors import ProviderError
+from .litellm_import import load_litellm
 from .prompt import CHARS_PER_TOKEN, DEFAULT_BUDGET_TOKENS, Message, build_messages
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, Usage, content_key
-from .provider import Completion, RetryPolicy, TransientProviderError, complete, load_litellm, tries
+from .provider import Completion, RetryPolicy, TransientProviderError, complete, tries
 from .reflection import conversation, cut_feedback, failure_feedback, no_edits_feedback, room_chars
 from .syntax_check import syntax_problem
 
@@ -208,6 +210,7 @@ class LLMProposer:
         return Proposal(
             description=description,
             files=changed,
+            edits=file_edits(ctx.files, changed),
             category=category or "other",
             rationale=rationale,
             usage=usage,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from .config import SessionConfig
+from .edits import text_edits
 from .knobs import format_number, module_assignments
 from .proposer import ExperimentRecord, Proposal, ProposalContext, content_key
 
@@ -186,6 +187,7 @@ class MutateProposer:
             description=f"{const.name} {old_text} -> {new_text}",
             files={const.path: text},
             category="hyperparams",
+            edits=tuple(text_edits(const.path, ctx.files[const.path], text)),
             rationale=f"{direction} {const.name}; earlier results in this direction: "
             f"{', '.join(self.outcomes.get((const.name, new_value > const.value), [])) or 'none yet'}",
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .config import SessionConfig
+from .edits import Edit
 from .loss_curve import LossCurve
 
 
@@ -96,6 +97,9 @@ class Proposal:
     category: str = "other"
     rationale: str = ""
     usage: Usage = field(default_factory=Usage)
+    edits: tuple[Edit, ...] = ()
+    """The change's own edits on the files it was proposed against (the knob assignments, or the lines the
+    model's blocks replaced): how it is re-applied on a newer best (core/edits.py). Empty: worked out from `files`."""
 
 
 class ProposalSkipped(Exception):

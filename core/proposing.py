@@ -13,6 +13,7 @@ from git.exc import GitCommandError
 from . import events as ev
 from . import judge
 from .draft import Draft, Pending, rebase_files
+from .edits import file_edits
 from .errors import UserError
 from .history import ExperimentMeta
 from .loss_curve import LossCurve, loss_curve
@@ -249,14 +250,14 @@ class Proposing(Measuring):
             return None
         if self._expected_head == draft.base:
             return proposal
-        rebased = rebase_files(draft.base_files, proposal.files, files)
+        rebased = rebase_files(draft.base_files, proposal.files, files, edits=proposal.edits)
         kept = f"the proposal drafted while #{draft.during} ran"
         if rebased is None:
             self._emit(ev.Info(f"#{number}: {kept} does not apply on #{draft.during}, which was kept; asking again"))
             self._drop_draft(number, proposal, f"drafted before #{draft.during} was kept; it did not apply on it")
             return None
         self._emit(ev.Info(f"#{number}: {kept} was re-applied on #{draft.during}, which was kept"))
-        return replace(proposal, files=rebased)
+        return replace(proposal, files=rebased, edits=file_edits(files, rebased))
 
     def _drop_draft(self, number: int, proposal: Proposal, note: str) -> None:
         """A draft that will not run: its tokens count toward the experiment that runs as `number`."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SessionConfig
+from .edits import Edit, file_edits
 from .knobs import Knob, KnobChange, KnobReport, apply_changes, config_files_in, discover, format_number
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, content_key
 
@@ -130,7 +131,7 @@ class SearchProposer:
                 files = apply_changes(ctx.files, [change])
                 if content_key({**ctx.files, **files}) in ctx.tried:
                     continue
-                return self._proposal(change, files, space[knob.name], len(points))
+                return self._proposal(change, files, file_edits(ctx.files, files), space[knob.name], len(points))
         names = ", ".join(k.name for k in knobs[:6])
         self.stop_reason = f"the search has tried every value it would propose for {names}"
         return None
@@ -221,7 +222,9 @@ class SearchProposer:
             order = [k for k in order if k.name == last_kept] + [k for k in order if k.name != last_kept]
         return order
 
-    def _proposal(self, change: KnobChange, files: dict[str, str], dist: Any, known: int) -> Proposal:
+    def _proposal(
+        self, change: KnobChange, files: dict[str, str], edits: tuple[Edit, ...], dist: Any, known: int
+    ) -> Proposal:
         from .categories import categorize
 
         knob = change.knob
@@ -230,6 +233,7 @@ class SearchProposer:
         return Proposal(
             description=change.description,
             files=files,
+            edits=edits,
             category=categorize(change.description),
             rationale=f"TPE (Optuna) picked {knob.name} = {format_number(change.new_value, knob.is_int)} from "
             f"[{low}, {high}] ({scale}) after {known} measured point{'s' if known != 1 else ''}; "
@@ -253,9 +257,11 @@ class SearchProposer:
             change = KnobChange(knob, float(match.group(2)))
             if format_number(change.new_value, knob.is_int) == knob.text():
                 continue
+            files = apply_changes(ctx.files, [change])
             return Proposal(
                 description=change.description,
-                files=apply_changes(ctx.files, [change]),
+                files=files,
+                edits=file_edits(ctx.files, files),
                 category="hyperparams",
                 rationale=f"the user's idea: {' '.join(idea.split())}",
             )

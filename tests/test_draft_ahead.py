@@ -61,12 +61,14 @@ def server() -> Iterator[ScriptedLLMServer]:
         yield srv
 
 
-def start(tmp_path: Path, server: ScriptedLLMServer, replies: list[str], experiments: int) -> tuple[Path, Path]:
+def start(
+    tmp_path: Path, server: ScriptedLLMServer, replies: list[str], experiments: int, train: str = TRAIN
+) -> tuple[Path, Path]:
     """A session whose model answers `replies` in order and marks each experiment it is asked for."""
     repo, markers = tmp_path / "project", tmp_path / "markers"
     repo.mkdir()
     markers.mkdir()
-    (repo / "train.py").write_text(TRAIN.format(last=experiments, markers=str(markers)))
+    (repo / "train.py").write_text(train.format(last=experiments, markers=str(markers)))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "train.py")
     git(repo, "commit", "-q", "-m", "initial")
@@ -132,6 +134,31 @@ def test_a_draft_made_before_a_keep_is_re_applied_on_the_kept_version(
     notes = [e.message for e in seen if isinstance(e, ev.Info)]
     assert "#3: the proposal drafted while #2 ran was re-applied on #2, which was kept" in notes
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_draft_is_re_applied_on_a_best_that_changed_the_neighbouring_line(
+    tmp_path: Path, server: ScriptedLLMServer
+) -> None:
+    """A and B on neighbouring lines: a three-way merge saw one conflict there; the draft's own edit (B) does not
+    touch the kept edit's line (A), so it goes on the kept version and A's gain stays."""
+    repo, _ = start(
+        tmp_path,
+        server,
+        [edit("A = 1", "A = 3", "raise A"), edit("B = 1", "B = 3", "raise B")],
+        experiments=3,
+        train=TRAIN.replace("A = 1\n\nB = 1\n", "A = 1\nB = 1\n"),
+    )
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, seen.append).run()
+    assert stopped.ok, stopped.reason
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline", "keep", "keep"]
+    assert asked_for(server) == ["2", "3"]  # the draft was used, not asked again
+    third = git(repo, "rev-parse", "refs/autoresearch/nov26/3")
+    assert "A = 3\nB = 3\n" in train_at(repo, third)
+    lines = git(repo, "diff", "-U0", f"{third}^", third).splitlines()
+    assert [ln for ln in lines if ln[:1] in "+-" and ln[:3] not in ("---", "+++")] == ["-B = 1", "+B = 3"]
+    notes = [e.message for e in seen if isinstance(e, ev.Info)]
+    assert "#3: the proposal drafted while #2 ran was re-applied on #2, which was kept" in notes
 
 
 def test_a_draft_that_no_longer_applies_is_asked_for_again(tmp_path: Path, server: ScriptedLLMServer) -> None:
@@ -264,6 +291,22 @@ def test_rebase_files_applies_edits_that_do_not_overlap() -> None:
     assert rebase_files(base, {"train.py": "A = 2\n\nB = 1\n"}, kept) is None
     assert rebase_files(base, {"model.py": "W = 8\n", "train.py": base["train.py"]}, kept) == {"model.py": "W = 8\n"}
     assert rebase_files(base, {"train.py": "A = 3\n\nB = 1\n"}, kept) == {"train.py": "A = 3\n\nB = 1\n"}
+
+
+def test_rebase_files_combines_edits_on_neighbouring_lines_and_refuses_only_an_edit_of_a_changed_line() -> None:
+    base = {"train.py": "A = 1\nB = 1\nC = 1\n"}
+    kept = {"train.py": "A = 1\nB = 5\nC = 1\n"}
+    assert rebase_files(base, {"train.py": "A = 2\nB = 1\nC = 1\n"}, kept) == {"train.py": "A = 2\nB = 5\nC = 1\n"}
+    assert rebase_files(base, {"train.py": "A = 1\nB = 1\nC = 2\n"}, kept) == {"train.py": "A = 1\nB = 5\nC = 2\n"}
+    inserted = {"train.py": "A = 1\nX = 0\nB = 1\nC = 1\n"}
+    assert rebase_files(base, inserted, kept) == {"train.py": "A = 1\nX = 0\nB = 5\nC = 1\n"}
+    assert rebase_files(base, {"train.py": "A = 1\nB = 2\nC = 1\n"}, kept) is None
+    # Its own line wins only where the best changed nothing beside it.
+    assert rebase_files(base, {"train.py": "A = 1\nB = 2\nC = 1\n"}, kept, draft_wins=True) == {
+        "train.py": "A = 1\nB = 2\nC = 1\n"
+    }
+    wider = {"train.py": "A = 9\nB = 5\nC = 1\n"}
+    assert rebase_files(base, {"train.py": "A = 1\nB = 2\nC = 1\n"}, wider, draft_wins=True) is None
 
 
 def test_kill_9_while_a_draft_is_in_flight_leaves_a_session_the_next_start_goes_on_from(

@@ -127,6 +127,8 @@ def test_the_search_warm_starts_from_the_history_and_goes_on_with_what_was_kept(
     assert proposal is not None
     assert proposal.description.startswith("LR 0.05 -> ")  # the knob just kept goes first
     assert "after 4 measured points" in proposal.rationale and "log scale" in proposal.rationale
+    (only,) = proposal.edits  # the knob's assignment alone
+    assert only.old == ("LR = 0.05\n",) and only.new[0].startswith("LR = ") and len(only.new) == 1
     again = SearchProposer(ctx(files).config).propose(ctx(files, history))
     assert again is not None and again.description == proposal.description  # deterministic for a history
 

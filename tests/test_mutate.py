@@ -89,6 +89,9 @@ def test_description_and_exactly_one_change() -> None:
     new = proposal.files["train.py"]
     assert new == SCRIPT.replace("LEARNING_RATE = 0.02\n", "LEARNING_RATE = 0.04\n")
     assert set(proposal.files) == {"train.py"}
+    # It carries its edit, the knob's assignment alone, for a re-apply on a newer best.
+    (only,) = proposal.edits
+    assert (only.path, only.old, only.new) == ("train.py", ("LEARNING_RATE = 0.02\n",), ("LEARNING_RATE = 0.04\n",))
 
 
 def _apply(files: dict[str, str], proposal: Proposal) -> dict[str, str]:

@@ -98,11 +98,13 @@ sys.exit(0 if stopped.ok else 1)
 """
 
 
-def make_session(tmp_path: Path, workers: int, experiments: int, devices: list[str] | None = None) -> tuple[Path, Path]:
+def make_session(
+    tmp_path: Path, workers: int, experiments: int, devices: list[str] | None = None, train: str = TRAIN
+) -> tuple[Path, Path]:
     repo, markers = tmp_path / "project", tmp_path / "markers"
     repo.mkdir()
     markers.mkdir()
-    (repo / "train.py").write_text(TRAIN.format(markers=str(markers)))
+    (repo / "train.py").write_text(train.format(markers=str(markers)))
     (repo / ".gitignore").write_text("out/\n")
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "train.py", ".gitignore")
@@ -186,6 +188,30 @@ def test_a_win_on_the_same_line_as_the_new_best_replaces_its_value_and_is_judged
         assert rows[2].metric == pytest.approx(10 / 5) and "(worse" in rows[2].description
     final = git(repo, "show", "autoresearch/w:train.py")
     assert "A = 5" in final and "A = 3" not in final
+
+
+def test_three_workers_with_knobs_on_neighbouring_lines_never_undo_a_kept_knob(tmp_path: Path) -> None:
+    neighbours = TRAIN.replace("A = 1\n\nB = 1\n\nC = 1\n", "A = 1\nB = 1\nC = 1\n")
+    repo, _ = make_session(tmp_path, workers=3, experiments=7, train=neighbours)
+    run_loop(repo, Edits([(k, v) for v in (2, 3) for k in "ABC"]))
+    rows = read_results(repo / "results.tsv").rows
+    assert len(rows) == 7
+    values: dict[str, int] = {"A": 1, "B": 1, "C": 1}
+    for row in rows[1:]:
+        if row.status != "keep":
+            continue
+        # A kept commit changes only the knob its description names, and leaves every other kept value as it was.
+        name = row.description[0]
+        lines = git(repo, "diff", "-U0", f"{row.commit}^", row.commit).splitlines()
+        changed = [ln for ln in lines if ln[:1] in "+-" and ln[:3] not in ("---", "+++")]
+        assert [ln[1:].split(" = ")[0] for ln in changed] == [name, name], (row.description, changed)
+        text = git(repo, "show", f"{row.commit}:train.py")
+        now = {k: int(re.search(rf"^{k} = (\d+)$", text, re.M).group(1)) for k in "ABC"}  # type: ignore[union-attr]
+        assert all(now[k] == values[k] for k in "ABC" if k != name), (row.description, values, now)
+        values = now
+    final = git(repo, "show", "autoresearch/w:train.py")
+    assert "A = 3\nB = 3\nC = 3\n" in final, final
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
 
 
 def test_with_one_worker_the_session_is_as_before(tmp_path: Path) -> None:
