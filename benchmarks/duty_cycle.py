@@ -1,6 +1,8 @@
 """Duty cycle: the share of a session's wall time spent training, with 10 s runs and a model that
 answers in 2 s, drafting the next proposal while a run goes on (draft_ahead, the default) beside the
-old way (each proposal asked for after the last result), both measured in the same run.
+old way (each proposal asked for after the last result), both measured in the same run; and drafting
+again with the five settings on neighbouring lines (the usual shape of a hyperparameter block), where a draft
+made before a keep must still be re-applied on it edit by edit (core/edits.py) instead of being asked again.
 
 The model is the real LLM agent (litellm over HTTP) talking to tests/llm_server.py, a scripted
 OpenAI-compatible server on 127.0.0.1 that waits 2 s before each reply; each reply is a valid
@@ -34,12 +36,17 @@ from tests.llm_server import Reply, ScriptedLLMServer
 from .common import PY, Row, make_repo, print_table, use_git_identity
 
 KNOBS = "ABCDE"
-TRAIN = (
-    "import os\nimport time\n\n"
-    + "\n".join(f"{k} = 7\n" for k in KNOBS)
-    + '\ntime.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET_S"]))\n'
-    + 'print(f"val_loss: {0.1 + ((A * 7919 + B * 104729 + C * 1299709 + D * 15485863 + E * 3) % 1000) / 1000:.6f}")\n'
-)
+
+
+def train_script(neighbours: bool) -> str:
+    """The settings one blank line apart, or on neighbouring lines."""
+    return (
+        "import os\nimport time\n\n"
+        + ("" if neighbours else "\n").join(f"{k} = 7\n" for k in KNOBS)
+        + '\ntime.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET_S"]))\n'
+        + 'print(f"val_loss: {0.1 + ((A * 7919 + B * 104729 + C * 1299709 + D * 15485863 + E * 3) % 1000) '
+        + '/ 1000:.6f}")\n'
+    )
 
 
 def responder(delay_s: float) -> Any:
@@ -60,8 +67,10 @@ def responder(delay_s: float) -> Any:
     return answer
 
 
-def session(workdir: Path, run_s: float, model_s: float, experiments: int, draft_ahead: bool) -> dict[str, Any]:
-    root = make_repo(workdir / "repo", 10, TRAIN, files=5)
+def session(
+    workdir: Path, run_s: float, model_s: float, experiments: int, draft_ahead: bool, neighbours: bool = False
+) -> dict[str, Any]:
+    root = make_repo(workdir / "repo", 10, train_script(neighbours), files=5)
     with ScriptedLLMServer(model="bench") as server:
         server.default = responder(model_s)
         setup_session(
@@ -124,6 +133,7 @@ def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> li
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     old = session(workdir / "sequential", run_s, model_s, experiments, draft_ahead=False)
     new = session(workdir / "drafted", run_s, model_s, experiments, draft_ahead=True)
+    near = session(workdir / "neighbours", run_s, model_s, experiments, draft_ahead=True, neighbours=True)
     ideal = run_s / (run_s + model_s)
     setting = f"{run_s:g} s runs, model answers in {model_s:g} s, {new['experiments']} experiments"
     return [
@@ -147,7 +157,23 @@ def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> li
                 "training time is every run's duration (the judging's re-runs included)"
             ),
             data={"drafted": new, "sequential": old, "runs": new["experiments"], "skipped": new["skipped"]},
-        )
+        ),
+        Row(
+            what=f"duty cycle ({setting}, drafted, the five settings on neighbouring lines)",
+            measured=(
+                f"{near['steady_state'] * 100:.1f}% of wall time training from the second experiment on; "
+                f"{near['duty'] * 100:.1f}% over the session"
+            ),
+            goal=">= 95% from the second experiment on",
+            met=near["steady_state"] >= 0.95,
+            ratio=f"settings apart, in the same run: {new['steady_state'] * 100:.1f}%",
+            note=(
+                f"session {near['wall_s']:.1f} s, training {near['training_s']:.1f} s in {near['runs']} runs, "
+                f"{near['requests']} model requests for {near['experiments'] - 1} experiments, "
+                f"{len(near['skipped'])} proposals skipped; drafts: " + ("; ".join(near["drafts"]) or "none")
+            ),
+            data={"drafted": near, "runs": near["experiments"], "skipped": near["skipped"]},
+        ),
     ]
 
 

@@ -70,13 +70,17 @@ def test_engine_benchmarks_print_their_rows(tmp_path: Path) -> None:
 
 def test_duty_cycle_prints_its_row(tmp_path: Path) -> None:
     stdout, rows = bench(tmp_path, "duty")
-    assert_rows(stdout, rows, ["duty cycle"])
+    assert_rows(stdout, rows, ["duty cycle", "duty cycle"])
     assert rows[0]["verdict"] in ("met", "NOT MET")
     assert rows[0]["data"]["runs"] == 3 and rows[0]["data"]["skipped"] == []
     drafted, sequential = rows[0]["data"]["drafted"], rows[0]["data"]["sequential"]
     assert drafted["runs"] == sequential["runs"] and drafted["requests"] == sequential["requests"] == 2
     assert "the old way in the same run" in rows[0]["ratio"]
     assert re.search(r"\d+\.\d% of wall time training", rows[0]["measured"])
+    # The settings on neighbouring lines: a draft made before a keep still applies, nothing is asked twice.
+    near = rows[1]["data"]["drafted"]
+    assert "neighbouring lines" in rows[1]["what"] and near["runs"] == drafted["runs"] and near["requests"] == 2
+    assert rows[1]["data"]["skipped"] == [] and "settings apart, in the same run" in rows[1]["ratio"]
 
 
 @pytest.mark.slow
