@@ -45,9 +45,21 @@ class Repo:
         self.root = Path(repo.working_tree_dir).resolve()
         self._git = git.Git(str(self.root))
         self._identity: tuple[str, ...] | None = None
+        self._pin: tuple[str, ...] = ()
+
+    @classmethod
+    def pinned(cls, tree: Path, git_dir: Path) -> Repo:
+        """A work tree whose every git command names its git directory and work tree, so git never searches for
+        a repository: a tree whose `.git` file is gone or wrong cannot lead a command to the one around it."""
+        repo = cls.__new__(cls)
+        repo.root = tree.resolve()
+        repo._git = git.Git(str(repo.root))
+        repo._identity = None
+        repo._pin = ("--git-dir", str(git_dir), "--work-tree", str(repo.root))
+        return repo
 
     def run(self, *args: str, strip: bool = True) -> str:
-        out: str = self._git.execute(["git", *args], strip_newline_in_stdout=strip)
+        out: str = self._git.execute(["git", *self._pin, *args], strip_newline_in_stdout=strip)
         return out
 
     def try_run(self, *args: str) -> str | None:

@@ -374,6 +374,7 @@ class ParallelSession:
             job.logs.append(log)
             env = run_env(loop.config, job.planned, log.name)
             env.update(AUTORESEARCH_WORKER=str(job.worker.index), AUTORESEARCH_OUTPUT_DIR=str(output))
+            env["GIT_CEILING_DIRECTORIES"] = str(job.worker.home)  # the run's own git never finds the user's
             if slot.device:
                 env["CUDA_VISIBLE_DEVICES"] = env["HIP_VISIBLE_DEVICES"] = slot.device
 

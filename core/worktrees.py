@@ -6,6 +6,11 @@ user's checkout is never touched. What the training reads that git does not trac
 unchanged; the output folders named in `worker_outputs` are not linked but made fresh per worktree, so one
 worker's checkpoint never lands on another's. Every run is also told `AUTORESEARCH_OUTPUT_DIR`, a folder of
 its worker's own.
+
+A worktree lives inside the user's checkout, so git's search for a repository from a tree whose `.git` file a
+training deleted or rewrote would end at the user's: every git command on a tree therefore names the tree's own
+git directory (as the checkout's repository registered it) and work tree, and the tree's `.git` file is written
+again before each use.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ class WorkerDir:
     @property
     def pid_file(self) -> Path:
         return self.home / "run.pids"
+
+    @property
+    def checkout(self) -> Path:
+        """The user's checkout the worker belongs to (`<checkout>/.autoresearch/workers/<i>`)."""
+        return self.home.parents[2]
 
     def log(self, name: str = "run.log") -> Path:
         return self.home / "logs" / name
@@ -80,12 +90,43 @@ def untracked_inputs(repo: Repo, outputs: list[str]) -> list[str]:
     return sorted(found)
 
 
+def registered_git_dir(repo: Repo, tree: Path) -> Path | None:
+    """The tree's own git directory, found from what the checkout's repository recorded for it (never from the
+    tree's `.git` file, which a training may have deleted or rewritten); None when it is not registered."""
+    common = Path(repo.run("rev-parse", "--git-common-dir"))
+    home = (common if common.is_absolute() else repo.root / common) / "worktrees"
+    target = (tree / ".git").resolve()
+    for entry in sorted(home.iterdir()) if home.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if Path((entry / "gitdir").read_text(encoding="utf-8").strip()).resolve() == target:
+                return entry
+    return None
+
+
+def tree_repo(repo: Repo, worker: WorkerDir) -> Repo | None:
+    """The worker's tree with every git command pinned to it, its `.git` file written again; None when the
+    tree or its registration is gone (then it is built anew)."""
+    tree = worker.tree
+    git_dir = registered_git_dir(repo, tree) if tree.is_dir() else None
+    if git_dir is None:
+        return None
+    dot_git = tree / ".git"
+    pointer = f"gitdir: {git_dir}\n"
+    if dot_git.is_symlink():  # written through, it would change what it points to
+        dot_git.unlink()
+    elif dot_git.is_dir():
+        shutil.rmtree(dot_git)
+    if not dot_git.exists() or dot_git.read_text(encoding="utf-8", errors="replace") != pointer:
+        dot_git.write_text(pointer, encoding="utf-8")
+    return Repo.pinned(tree, git_dir)
+
+
 def prepare(repo: Repo, worker: WorkerDir, commit: str, outputs: list[str]) -> None:
     """Make the worker's tree a clean checkout of `commit` with the untracked inputs linked in."""
     tree = worker.tree
     try:
-        if (tree / ".git").exists():
-            reset_tree(worker, commit)
+        if tree_repo(repo, worker) is not None:
+            reset_tree(worker, commit, repo)
         else:
             if tree.exists():
                 shutil.rmtree(tree)
@@ -117,9 +158,15 @@ def fresh_output(worker: WorkerDir) -> Path:
     return out
 
 
-def reset_tree(worker: WorkerDir, commit: str) -> Repo:
-    """Put the worker's tree back at `commit`, dropping what the last experiment wrote to tracked files."""
-    worktree = Repo(worker.tree)
+def reset_tree(worker: WorkerDir, commit: str, repo: Repo | None = None) -> Repo:
+    """Put the worker's tree back at `commit`, dropping what the last experiment wrote to tracked files (and
+    writing its `.git` file again); a tree whose registration is gone stops the session with one sentence."""
+    worktree = tree_repo(repo or Repo(worker.checkout), worker)
+    if worktree is None:
+        raise UserError(
+            f"Worker {worker.index}'s worktree {worker.tree} is gone (a run removed it or its git registration); "
+            "run again to rebuild it."
+        )
     worktree.run("checkout", "-q", "--detach", "--force", commit)
     return worktree
 

@@ -214,6 +214,26 @@ def test_three_workers_with_knobs_on_neighbouring_lines_never_undo_a_kept_knob(t
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+def test_a_training_that_deletes_its_worktrees_git_file_never_reaches_the_users_checkout(tmp_path: Path) -> None:
+    deleting = TRAIN.replace('print("data:"', 'if worker:\n    pathlib.Path(".git").unlink()\nprint("data:"', 1)
+    repo, _ = make_session(tmp_path, workers=2, experiments=5, train=deleting)
+    (repo / "NOTES.md").write_text("notes\n")
+    git(repo, "add", "NOTES.md")
+    git(repo, "commit", "-q", "-m", "notes")
+
+    def edit_during_the_run(event: ev.Event) -> None:  # the user edits a file once the workers have started
+        if isinstance(event, ev.WorkerChanged) and event.state == "running" and not git(repo, "diff", "--stat"):
+            (repo / "NOTES.md").write_text("notes\nthe user's uncommitted line\n")
+
+    run_loop(repo, Edits([("A", 2), ("B", 2), ("C", 2), ("A", 3)]), edit_during_the_run)
+    rows = read_results(repo / "results.tsv").rows
+    assert len(rows) == 5 and all(r.status != "crash" for r in rows), [r.description for r in rows]
+    # Each worker's tree was written again before its next use; the user's checkout was never touched.
+    assert (repo / "NOTES.md").read_text() == "notes\nthe user's uncommitted line\n"
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "autoresearch/w"
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == "M NOTES.md"
+
+
 def test_with_one_worker_the_session_is_as_before(tmp_path: Path) -> None:
     repo, markers = make_session(tmp_path, workers=1, experiments=2)
     run_loop(repo, Edits([("A", 3)]))
