@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 from pathlib import Path
 
 from git.exc import GitCommandError
 
-from .config import SessionConfig
-from .errors import GitStateError
+from .config import DEFAULT_RAY_ADDRESS, STATE_DIR, SessionConfig
+from .errors import GitStateError, UserError
 from .gitops import Repo
 from .history import History
 from .results import read_results, repair_torn_tail
 from .runner import kill_recorded
 from .takeoff import sentence, take_off
+from .worktrees import left_workers, remove_worker
+
+RAY_NOTE = "ray-address"
 
 
 def recover(repo: Repo, config: SessionConfig, history: History, results_path: Path) -> list[str]:
@@ -24,6 +29,8 @@ def recover(repo: Repo, config: SessionConfig, history: History, results_path: P
         repaired.append(
             f"ended {len(killed)} training process(es) left by the last run ({', '.join(map(str, killed))})"
         )
+    repaired += recover_workers(repo, config.workers if config.workers > 1 else 0)
+    repaired += stop_ray_jobs(config, repo.root)
     if results_path.exists() and repair_torn_tail(results_path):
         repaired.append(f"removed a half-written last row of {results_path.name}")
     repaired += _remove_partial_writes(repo.root, config)
@@ -73,6 +80,55 @@ def recover(repo: Repo, config: SessionConfig, history: History, results_path: P
         repaired.append(f"experiment #{number} was interrupted before it was recorded; it will be run anew")
     history.clear_journal()
     return repaired
+
+
+def recover_workers(repo: Repo, keep: int) -> list[str]:
+    """End what any worker's last run left (whatever session or `workers` setting started it) and remove the
+    worker directories beyond the first `keep` (every one when the session runs without workers)."""
+    repaired: list[str] = []
+    for worker in left_workers(repo.root):
+        killed = kill_recorded(worker.pid_file)
+        if killed:
+            repaired.append(f"ended {len(killed)} process(es) left by worker {worker.index}'s last run")
+        if worker.index > keep:
+            remove_worker(repo, worker)
+            repaired.append(f"removed worker {worker.index}'s worktree (the session now runs {_workers(keep)})")
+    return repaired
+
+
+def stop_ray_jobs(config: SessionConfig, root: Path) -> list[str]:
+    """Stop this repository's Ray jobs that a tool which died left running, whatever the current executor (after
+    kill -9 with the Ray executor and `config executor local`, they would hold the cluster's GPUs).
+
+    A start with the Ray executor notes the cluster's address in `.autoresearch/ray-address` (that executor stops
+    its jobs itself, core/execution.py); a start with another executor looks there while that note exists, and
+    drops it once the cluster answered. Nothing when Ray is not installed.
+    """
+    note = root / STATE_DIR / RAY_NOTE
+    if config.executor == "ray":
+        address = config.ray_address or os.environ.get("RAY_ADDRESS") or DEFAULT_RAY_ADDRESS
+        with contextlib.suppress(OSError):
+            note.write_text(address + "\n", encoding="utf-8")
+        return []
+    if not note.exists() or importlib.util.find_spec("ray") is None:
+        return []
+    from .ray_executor import executor_for
+
+    address = ""
+    with contextlib.suppress(OSError):
+        address = note.read_text(encoding="utf-8").strip()
+    try:
+        stopped = executor_for(config.model_copy(update={"ray_address": address}), root).recover()
+    except UserError:  # the cluster does not answer now: look again at the next start
+        return []
+    note.unlink(missing_ok=True)
+    if not stopped:
+        return []
+    return [f"stopped {len(stopped)} cluster job(s) left running by the last run on Ray ({', '.join(stopped)})"]
+
+
+def _workers(count: int) -> str:
+    return "without workers" if count == 0 else f"{count} worker{'s' if count != 1 else ''}"
 
 
 def _take_off(

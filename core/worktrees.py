@@ -171,6 +171,27 @@ def reset_tree(worker: WorkerDir, commit: str, repo: Repo | None = None) -> Repo
     return worktree
 
 
+def left_workers(root: Path) -> list[WorkerDir]:
+    """Every worker directory on disk, whatever session or setting made it (numbered ones, in order)."""
+    home = workers_root(root)
+    if not home.is_dir():
+        return []
+    found = [WorkerDir(int(d.name), d) for d in home.iterdir() if d.is_dir() and d.name.isdigit()]
+    return sorted(found, key=lambda w: w.index)
+
+
+def remove_worker(repo: Repo, worker: WorkerDir) -> None:
+    """Remove one worker's directory and its worktree registration (and the workers' folder, left empty)."""
+    if registered_git_dir(repo, worker.tree) is not None:
+        with contextlib.suppress(GitCommandError):
+            repo.run("worktree", "remove", "--force", str(worker.tree))
+    shutil.rmtree(worker.home, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        worker.home.parent.rmdir()
+    with contextlib.suppress(GitCommandError):
+        repo.run("worktree", "prune")
+
+
 def remove_all(repo: Repo, root: Path) -> None:
     """Remove every worker directory and its worktree registration (the session ended)."""
     home = workers_root(root)

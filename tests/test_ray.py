@@ -312,9 +312,8 @@ def test_a_job_stopped_from_outside_is_a_crash_not_lost(tmp_path: Path, head: Ra
     assert _running(_session_jobs(head, root)) == []
 
 
-def test_kill_9_of_the_tool_then_restart_stops_its_job_and_loses_no_row(tmp_path: Path, head: RayHead) -> None:
-    root = _project(tmp_path, {"slow_at": [2]})
-    _setup(root, head, "--max-experiments", "3")
+def _kill_9_during_a_job(root: Path) -> re.Match[str]:
+    """Start the tool, kill it with SIGKILL while experiment 2 runs as a Ray job; that job's training child."""
     tool = subprocess.Popen(
         [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
         cwd=root,
@@ -331,6 +330,13 @@ def test_kill_9_of_the_tool_then_restart_stops_its_job_and_loses_no_row(tmp_path
     finally:
         tool.send_signal(signal.SIGKILL)
         tool.communicate()
+    return child
+
+
+def test_kill_9_of_the_tool_then_restart_stops_its_job_and_loses_no_row(tmp_path: Path, head: RayHead) -> None:
+    root = _project(tmp_path, {"slow_at": [2]})
+    _setup(root, head, "--max-experiments", "3")
+    child = _kill_9_during_a_job(root)
     assert len(_running(_session_jobs(head, root))) == 1, "the dead tool's job goes on until the next start"
     (root / "ray_control.json").write_text("{}")
     done = cli(root, "run", "--headless", timeout=300)
@@ -342,6 +348,23 @@ def test_kill_9_of_the_tool_then_restart_stops_its_job_and_loses_no_row(tmp_path
     assert len(rows) == 3 and len({r.commit for r in rows[1:]}) == 2
     numbers = sorted(int(p.name) for p in (root / ".autoresearch" / "experiments").iterdir() if p.name.isdigit())
     assert numbers[:3] == [1, 2, 3]
+
+
+def test_kill_9_on_ray_then_the_local_executor_still_stops_the_job_at_the_next_start(
+    tmp_path: Path, head: RayHead
+) -> None:
+    root = _project(tmp_path, {"slow_at": [2]})
+    _setup(root, head, "--max-experiments", "3")
+    child = _kill_9_during_a_job(root)
+    assert len(_running(_session_jobs(head, root))) == 1
+    (root / "ray_control.json").write_text("{}")
+    assert cli(root, "config", "executor", "local").returncode == 0
+    done = cli(root, "run", "--headless", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stopped 1 cluster job(s) left running by the last run on Ray" in done.stdout
+    _wait_for(lambda: _gone(int(child.group(1))), "the dead tool's training child to end", 60)
+    assert _running(_session_jobs(head, root)) == []
+    assert len(read_results(root / "results.tsv").rows) == 3
 
 
 # Jobs Ray loses.

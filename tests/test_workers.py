@@ -254,8 +254,9 @@ def test_a_devices_list_shorter_than_the_workers_is_one_sentence(repo: Path) -> 
     assert config["workers"] == 2 and config["devices"] == ["0", "1"]
 
 
-def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(tmp_path: Path) -> None:
-    repo, markers = make_session(tmp_path, workers=3, experiments=6)
+def kill_9_with_three_runs_in_flight(tmp_path: Path, train: str = TRAIN) -> tuple[Path, Path, dict[str, str]]:
+    """A session with 3 workers whose tool is killed with SIGKILL while its three trainings hold."""
+    repo, markers = make_session(tmp_path, workers=3, experiments=6, train=train)
     (markers / "hold").touch()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     proc = subprocess.Popen(
@@ -283,6 +284,12 @@ def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(t
     assert json.loads(cli(repo, "status", "--json").stdout)["workers"]["now"] == []  # nothing runs now
     trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
     assert len(trainings) == 3
+    return repo, markers, env
+
+
+def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(tmp_path: Path) -> None:
+    repo, markers, env = kill_9_with_three_runs_in_flight(tmp_path)
+    trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
     rows_before = len(read_results(repo / "results.tsv").rows)
     assert all(_alive(pid) for pid in trainings)  # left running by the tool's death, holding
     done = subprocess.run(
@@ -303,6 +310,40 @@ def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(t
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     assert not (repo / ".autoresearch" / "workers").exists()
     assert git(repo, "log", "--format=%s", "main") == "initial"
+
+
+def test_kill_9_with_three_workers_then_workers_1_ends_their_trainings_and_unregisters_their_worktrees(
+    tmp_path: Path,
+) -> None:
+    with_child = TRAIN.replace(
+        "    me = markers",
+        "    import subprocess, sys\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "    (markers / f'child-{{child.pid}}').touch()\n"
+        "    me = markers",
+        1,
+    )
+    repo, markers, env = kill_9_with_three_runs_in_flight(tmp_path, with_child)
+    trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
+    children = [int(p.name.split("-")[1]) for p in markers.glob("child-*")]
+    assert len(children) == 3 and all(_alive(pid) for pid in trainings + children)
+    assert len(git(repo, "worktree", "list").splitlines()) == 4
+    assert cli(repo, "config", "workers", "1").returncode == 0
+    done = subprocess.run(
+        [PY, "-c", LOOP_WITH_EDITS, str(repo)],
+        env={**env, "NO_HOLD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("process(es) left by worker") == 3, done.stdout
+    for pid in trainings + children:
+        assert not _alive(pid), f"process {pid} outlived the tool"
+    assert git(repo, "worktree", "list").count("\n") == 0, git(repo, "worktree", "list")
+    assert not (repo / ".autoresearch" / "workers").exists()
+    assert len(read_results(repo / "results.tsv").rows) == 6
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
 
 
 def _alive(pid: int) -> bool:
