@@ -47,9 +47,11 @@ from .session_state import _exit_text, _InfraLost, _now
 from .worktrees import (
     WorkerDir,
     fresh_output,
+    own_run_log,
     prepare,
     remove_all,
     reset_tree,
+    worker_command,
     worker_dirs,
     workers_state_path,
 )
@@ -392,7 +394,7 @@ class ParallelSession:
                 )
 
             job.outcome = outcome = run(
-                loop.config.run_command,
+                worker_command(loop.config.run_command, loop.root),
                 log,
                 on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
             )
@@ -401,8 +403,10 @@ class ParallelSession:
             if ok and loop.config.verify_command:  # as in a sequential session: its output gives the metric
                 source = log.with_name(log.name.replace("run", "verify", 1))
                 job.logs.append(source)
-                run(loop.config.verify_command, source)
+                run(worker_command(loop.config.verify_command, loop.root), source)
             job.metric = read_metric(source, loop.config.metric_grep) if ok else None
+            if ok and job.metric is None and (own := own_run_log(job.worker)) is not None:
+                job.metric = read_metric(own, loop.config.metric_grep)
             job.memory_gb = run_memory_gb(log, loop.config, outcome)
         except BaseException as exc:  # handed to the scheduler, which stops the session with it
             job.error = exc

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +170,34 @@ def reset_tree(worker: WorkerDir, commit: str, repo: Repo | None = None) -> Repo
             "run again to rebuild it."
         )
     worktree.run("checkout", "-q", "--detach", "--force", commit)
+    with contextlib.suppress(OSError):
+        (worker.tree / RUN_LOG).unlink()  # a script's own ./run.log is read only from the run that wrote it
     return worktree
+
+
+def own_run_log(worker: WorkerDir) -> Path | None:
+    """The `./run.log` a script wrote itself in its worker's tree (in the checkout that is where the tool's log
+    is, so a metric written there is read there); None when it wrote none."""
+    path = worker.tree / RUN_LOG
+    return path if path.is_file() and not path.is_symlink() else None
+
+
+_RELATIVE_OUT = re.compile(r"""(?<![^\s=:'"])\.\.(?:/[^\s;|&<>()'"`$]*)?""")
+
+
+def worker_command(command: str, checkout: Path) -> str:
+    """`command` as a worker's tree runs it: a relative path that leads out of the checkout (a
+    `../venv/bin/python`) is made absolute, since from the tree, deeper inside the checkout, it would lead
+    elsewhere. Paths inside the checkout need nothing: the tree has the same files, or links to them."""
+    root = checkout.resolve()
+
+    def absolute(match: re.Match[str]) -> str:
+        target = (root / match.group(0)).resolve()
+        if target == root or root in target.parents or not os.path.lexists(target):
+            return match.group(0)
+        return shlex.quote(str(target))
+
+    return _RELATIVE_OUT.sub(absolute, command)
 
 
 def left_workers(root: Path) -> list[WorkerDir]:

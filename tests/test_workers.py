@@ -99,7 +99,12 @@ sys.exit(0 if stopped.ok else 1)
 
 
 def make_session(
-    tmp_path: Path, workers: int, experiments: int, devices: list[str] | None = None, train: str = TRAIN
+    tmp_path: Path,
+    workers: int,
+    experiments: int,
+    devices: list[str] | None = None,
+    train: str = TRAIN,
+    run_command: str = f"{PY} train.py",
 ) -> tuple[Path, Path]:
     repo, markers = tmp_path / "project", tmp_path / "markers"
     repo.mkdir()
@@ -115,7 +120,7 @@ def make_session(
         repo,
         "train.py",
         metric_name="val_loss",
-        run_command=f"{PY} train.py",
+        run_command=run_command,
         time_budget_minutes=0.05,
         timeout_minutes=2,
         max_experiments=experiments,
@@ -232,6 +237,38 @@ def test_a_training_that_deletes_its_worktrees_git_file_never_reaches_the_users_
     assert (repo / "NOTES.md").read_text() == "notes\nthe user's uncommitted line\n"
     assert git(repo, "symbolic-ref", "--short", "HEAD") == "autoresearch/w"
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == "M NOTES.md"
+
+
+OWN_LOG = """import pathlib
+
+A = 1
+
+B = 1
+
+C = 1
+
+pathlib.Path("run.log").write_text(f"val_loss: {{10.0 / (A + B + C):.6f}}\\n")
+"""
+
+
+def test_a_script_that_writes_its_own_run_log_has_its_metric_read_in_every_worker(tmp_path: Path) -> None:
+    repo, _ = make_session(tmp_path, workers=2, experiments=3, train=OWN_LOG)
+    run_loop(repo, Edits([("A", 3), ("B", 7)]))
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"], [r.description for r in rows]
+    assert rows[2].metric == pytest.approx(10 / 11)
+
+
+def test_a_run_command_with_a_relative_interpreter_works_in_every_worker_as_in_the_checkout(tmp_path: Path) -> None:
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    interpreter = tmp_path / "venv" / "bin" / "python"
+    interpreter.write_text(f'#!/bin/sh\nexec {PY} "$@"\n')
+    interpreter.chmod(0o755)
+    repo, markers = make_session(tmp_path, workers=2, experiments=3, run_command="../venv/bin/python train.py")
+    run_loop(repo, Edits([("A", 3), ("B", 7)]))
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"], [r.description for r in rows]
+    assert len(list(markers.glob("start-*"))) >= 2  # they ran in the workers' trees
 
 
 def test_with_one_worker_the_session_is_as_before(tmp_path: Path) -> None:
