@@ -135,6 +135,7 @@ def prepare(repo: Repo, worker: WorkerDir, commit: str, outputs: list[str]) -> N
             repo.run("worktree", "prune")
             worker.home.mkdir(parents=True, exist_ok=True)
             repo.run("worktree", "add", "-q", "--detach", "--force", str(tree), commit)
+            reset_tree(worker, commit, repo)
     except (GitCommandError, OSError) as exc:
         why = describe_git_error(exc) if isinstance(exc, GitCommandError) else str(exc)
         raise UserError(
@@ -170,9 +171,33 @@ def reset_tree(worker: WorkerDir, commit: str, repo: Repo | None = None) -> Repo
             "run again to rebuild it."
         )
     worktree.run("checkout", "-q", "--detach", "--force", commit)
+    if (worker.tree / ".gitmodules").is_file():
+        check_out_submodules(worktree, worker)
     with contextlib.suppress(OSError):
         (worker.tree / RUN_LOG).unlink()  # a script's own ./run.log is read only from the run that wrote it
     return worktree
+
+
+def check_out_submodules(worktree: Repo, worker: WorkerDir) -> None:
+    """The tree's submodules at the commits it records, cloned from those checked out in the user's checkout
+    (offline, and the commits are there) or else from their URLs, what a run changed in them dropped."""
+    listed = worktree.try_run("config", "-f", ".gitmodules", "--get-regexp", r"^submodule\..*\.path$") or ""
+    urls: list[str] = []
+    for line in listed.splitlines():
+        key, _, path = line.partition(" ")
+        source = worker.checkout / path
+        if (source / ".git").exists():
+            urls += ["-c", f"{key.removesuffix('.path')}.url={source}"]
+    try:
+        worktree.run(
+            "-c", "protocol.file.allow=always", *urls, "submodule", "update", "--init", "--recursive", "--force"
+        )
+    except GitCommandError as exc:
+        raise UserError(
+            f"Worker {worker.index} could not check out the submodules in its worktree ({describe_git_error(exc)}); "
+            "run `git submodule update --init` in your checkout, or run without workers (autoresearch config "
+            "workers 1)."
+        ) from None
 
 
 def own_run_log(worker: WorkerDir) -> Path | None:

@@ -105,6 +105,7 @@ def make_session(
     devices: list[str] | None = None,
     train: str = TRAIN,
     run_command: str = f"{PY} train.py",
+    before_setup: Callable[[Path], None] | None = None,
 ) -> tuple[Path, Path]:
     repo, markers = tmp_path / "project", tmp_path / "markers"
     repo.mkdir()
@@ -116,6 +117,8 @@ def make_session(
     git(repo, "commit", "-q", "-m", "initial")
     (repo / "data.txt").write_text("untracked input\n")
     (repo / "out").mkdir()
+    if before_setup is not None:
+        before_setup(repo)
     setup_session(
         repo,
         "train.py",
@@ -268,6 +271,28 @@ def test_a_run_command_with_a_relative_interpreter_works_in_every_worker_as_in_t
     run_loop(repo, Edits([("A", 3), ("B", 7)]))
     rows = read_results(repo / "results.tsv").rows
     assert [r.status for r in rows] == ["baseline", "keep", "keep"], [r.description for r in rows]
+    assert len(list(markers.glob("start-*"))) >= 2  # they ran in the workers' trees
+
+
+def test_a_repository_with_a_submodule_gets_it_in_every_worker(tmp_path: Path) -> None:
+    uses_lib = TRAIN.replace("import time\n", "import time\n\nfrom lib.values import D\n", 1)
+
+    def add_submodule(repo: Path) -> None:
+        lib = tmp_path / "lib"
+        lib.mkdir()
+        (lib / "values.py").write_text("D = 1\n")
+        git(lib, "init", "-q", "-b", "main")
+        git(lib, "add", "values.py")
+        git(lib, "commit", "-q", "-m", "values")
+        git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+        git(repo, "commit", "-q", "-m", "the lib submodule")
+
+    train = uses_lib.replace("(A + B + C)", "(A + B + C + D)")
+    repo, markers = make_session(tmp_path, workers=2, experiments=3, train=train, before_setup=add_submodule)
+    run_loop(repo, Edits([("A", 3), ("B", 7)]))
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"], [r.description for r in rows]
+    assert rows[2].metric == pytest.approx(10 / 12)
     assert len(list(markers.glob("start-*"))) >= 2  # they ran in the workers' trees
 
 
