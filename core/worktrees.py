@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from git.exc import GitCommandError
@@ -28,6 +29,7 @@ from git.exc import GitCommandError
 from .config import CONFIG_FILE, RESULTS_FILE, RUN_LOG, STATE_DIR
 from .errors import UserError
 from .gitops import Repo, describe_git_error
+from .history import History
 
 _NEVER_LINKED = {".git", STATE_DIR, RESULTS_FILE, RUN_LOG, CONFIG_FILE}
 
@@ -123,6 +125,34 @@ def tree_repo(repo: Repo, worker: WorkerDir) -> Repo | None:
     return Repo.pinned(tree, git_dir)
 
 
+def session_began(root: Path) -> float | None:
+    """When the session's first run (its baseline) started; None before there is one."""
+    meta = History(root).load_meta(1)
+    try:
+        return datetime.fromisoformat(meta.started_at).timestamp() - 1.0 if meta and meta.started_at else None
+    except ValueError:
+        return None
+
+
+def written_since(path: Path, since: float, limit: int = 20000) -> bool:
+    """Whether a file at or under `path` was written at `since` or later (looking at `limit` entries at most)."""
+    stack, seen = [path], 0
+    while stack and seen < limit:
+        current = stack.pop()
+        try:
+            if current.is_symlink():
+                continue
+            if current.is_dir():
+                children = list(os.scandir(current))
+                seen += len(children)
+                stack += [Path(c.path) for c in children]
+            elif current.stat().st_mtime >= since:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def prepare(repo: Repo, worker: WorkerDir, commit: str, outputs: list[str]) -> None:
     """Make the worker's tree a clean checkout of `commit` with the untracked inputs linked in."""
     tree = worker.tree
@@ -141,8 +171,18 @@ def prepare(repo: Repo, worker: WorkerDir, commit: str, outputs: list[str]) -> N
         raise UserError(
             f"Could not prepare worker {worker.index}'s directory {tree} ({why}); remove it and run again."
         ) from None
+    since = session_began(repo.root)
     for path in untracked_inputs(repo, outputs):
         link = tree / path
+        if since is not None and written_since(repo.root / path, since):
+            # The session's own runs write there (nanoGPT's out-shakespeare-char/ckpt.pt): a folder of the
+            # worker's own, never a link through which a run would write into the user's checkout.
+            with contextlib.suppress(OSError):
+                if link.is_symlink():
+                    link.unlink()
+                if (repo.root / path).is_dir() and link.parent.is_dir():
+                    link.mkdir(exist_ok=True)
+            continue
         if link.is_symlink() or link.exists() or not link.parent.is_dir():
             continue
         with contextlib.suppress(OSError):

@@ -116,6 +116,7 @@ def make_session(
     git(repo, "add", "train.py", ".gitignore")
     git(repo, "commit", "-q", "-m", "initial")
     (repo / "data.txt").write_text("untracked input\n")
+    os.utime(repo / "data.txt", (time.time() - 60, time.time() - 60))  # prepared before the session, as data is
     (repo / "out").mkdir()
     if before_setup is not None:
         before_setup(repo)
@@ -294,6 +295,23 @@ def test_a_repository_with_a_submodule_gets_it_in_every_worker(tmp_path: Path) -
     assert [r.status for r in rows] == ["baseline", "keep", "keep"], [r.description for r in rows]
     assert rows[2].metric == pytest.approx(10 / 12)
     assert len(list(markers.glob("start-*"))) >= 2  # they ran in the workers' trees
+
+
+def test_a_folder_the_runs_write_into_is_each_workers_own_though_not_in_worker_outputs(tmp_path: Path) -> None:
+    checkpoint = (
+        'ckpt = pathlib.Path("out-shakespeare-char")\n'
+        "ckpt.mkdir(exist_ok=True)\n"
+        '(ckpt / "ckpt.pt").write_text(worker or "checkout")\n'
+        'print("data:"'
+    )
+    repo, markers = make_session(
+        tmp_path, workers=2, experiments=3, train=TRAIN.replace('print("data:"', checkpoint, 1)
+    )
+    run_loop(repo, Edits([("A", 3), ("B", 7)]))
+    assert [r.status for r in read_results(repo / "results.tsv").rows] == ["baseline", "keep", "keep"]
+    assert len(list(markers.glob("start-*"))) >= 2  # the workers' runs wrote their checkpoints...
+    assert (repo / "out-shakespeare-char" / "ckpt.pt").read_text() == "checkout"  # ...none into the checkout's
+    assert not (repo / "out-shakespeare-char").is_symlink()
 
 
 def test_with_one_worker_the_session_is_as_before(tmp_path: Path) -> None:
