@@ -128,6 +128,13 @@ def session(
     }
 
 
+def _duty(result: dict[str, Any]) -> str:
+    return (
+        f"{result['steady_state'] * 100:.1f}% of wall time training from the second experiment on; "
+        f"{result['duty'] * 100:.1f}% over the session"
+    )
+
+
 def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> list[Row]:
     use_git_identity()
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -139,10 +146,7 @@ def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> li
     return [
         Row(
             what=f"duty cycle ({setting}, next proposal drafted during the run)",
-            measured=(
-                f"{new['steady_state'] * 100:.1f}% of wall time training from the second experiment on; "
-                f"{new['duty'] * 100:.1f}% over the session"
-            ),
+            measured=_duty(new),
             goal=">= 98% from the second experiment on",
             met=new["steady_state"] >= 0.98,
             ratio=(
@@ -160,10 +164,7 @@ def measure(workdir: Path, run_s: float, model_s: float, experiments: int) -> li
         ),
         Row(
             what=f"duty cycle ({setting}, drafted, the five settings on neighbouring lines)",
-            measured=(
-                f"{near['steady_state'] * 100:.1f}% of wall time training from the second experiment on; "
-                f"{near['duty'] * 100:.1f}% over the session"
-            ),
+            measured=_duty(near),
             goal=">= 95% from the second experiment on",
             met=near["steady_state"] >= 0.95,
             ratio=f"settings apart, in the same run: {new['steady_state'] * 100:.1f}%",

@@ -367,11 +367,8 @@ def kill_9_with_three_runs_in_flight(tmp_path: Path, train: str = TRAIN) -> tupl
     return repo, markers, env
 
 
-def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(tmp_path: Path) -> None:
-    repo, markers, env = kill_9_with_three_runs_in_flight(tmp_path)
-    trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
-    rows_before = len(read_results(repo / "results.tsv").rows)
-    assert all(_alive(pid) for pid in trainings)  # left running by the tool's death, holding
+def restart_ending_three_workers_runs(repo: Path, env: dict[str, str]) -> None:
+    """Start the tool again, runs no longer holding; its start says it ended the three runs left running."""
     done = subprocess.run(
         [PY, "-c", LOOP_WITH_EDITS, str(repo)],
         env={**env, "NO_HOLD": "1"},
@@ -381,6 +378,14 @@ def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(t
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("process(es) left by worker") == 3, done.stdout
+
+
+def test_kill_9_with_three_runs_in_flight_then_a_restart_leaves_nothing_behind(tmp_path: Path) -> None:
+    repo, markers, env = kill_9_with_three_runs_in_flight(tmp_path)
+    trainings = [int(p.name.split("-")[2]) for p in markers.glob("start-*")]
+    rows_before = len(read_results(repo / "results.tsv").rows)
+    assert all(_alive(pid) for pid in trainings)  # left running by the tool's death, holding
+    restart_ending_three_workers_runs(repo, env)
     for pid in trainings:
         assert not _alive(pid), f"training {pid} outlived the tool"
     rows = read_results(repo / "results.tsv").rows
@@ -409,15 +414,7 @@ def test_kill_9_with_three_workers_then_workers_1_ends_their_trainings_and_unreg
     assert len(children) == 3 and all(_alive(pid) for pid in trainings + children)
     assert len(git(repo, "worktree", "list").splitlines()) == 4
     assert cli(repo, "config", "workers", "1").returncode == 0
-    done = subprocess.run(
-        [PY, "-c", LOOP_WITH_EDITS, str(repo)],
-        env={**env, "NO_HOLD": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("process(es) left by worker") == 3, done.stdout
+    restart_ending_three_workers_runs(repo, env)
     for pid in trainings + children:
         assert not _alive(pid), f"process {pid} outlived the tool"
     assert git(repo, "worktree", "list").count("\n") == 0, git(repo, "worktree", "list")
