@@ -307,6 +307,11 @@ def test_rebase_files_combines_edits_on_neighbouring_lines_and_refuses_only_an_e
     }
     wider = {"train.py": "A = 9\nB = 5\nC = 1\n"}
     assert rebase_files(base, {"train.py": "A = 1\nB = 2\nC = 1\n"}, wider, draft_wins=True) is None
+    crlf = {"train.py": "\ufeffA = 1\r\nB = 1\r\n"}  # line endings and a BOM stay byte for byte
+    kept_crlf = {"train.py": "\ufeffA = 1\r\nB = 5\r\n"}
+    assert rebase_files(crlf, {"train.py": "\ufeffA = 2\r\nB = 1\r\n"}, kept_crlf) == {
+        "train.py": "\ufeffA = 2\r\nB = 5\r\n"
+    }
 
 
 def test_kill_9_while_a_draft_is_in_flight_leaves_a_session_the_next_start_goes_on_from(
