@@ -49,6 +49,9 @@ _SETUP_FLAGS: dict[str, str] = {
     "ray_address": "ray_address",
     "workers": "workers",
     "devices": "devices",
+    "sandbox": "sandbox",
+    "sandbox_allow_net": "sandbox_allow_net",
+    "referee": "referee_files",
 }
 
 
@@ -141,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--devices", type=_device_list, metavar="IDS", help="one accelerator per worker, e.g. 0,1,2,3 (none)"
     )
+
+    setup.add_argument(
+        "--sandbox", action="store_true", default=None, help="run training and guard under bubblewrap (off)"
+    )
+    setup.add_argument("--sandbox-allow-net", nargs="+", metavar="ADDR", help="PORT or HOST:PORT the sandbox may reach")
+    setup.add_argument("--referee", nargs="+", metavar="FILE", help="files only the verify command reads (none)")
 
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")

@@ -132,6 +132,13 @@ class SessionConfig(BaseModel):
     """Where every node mounts this repository (a shared filesystem): jobs run there, nothing is shipped."""
     ray_excludes: list[str] | None = None
     ray_pending_limit_minutes: float | None = Field(default=None, gt=0)
+    # The sandbox and the referee (core/sandbox.py, docs/RELIABILITY.md).
+    sandbox: bool = False
+    """Run the training and the guard under bubblewrap: no network, read-only outside the run's tree."""
+    sandbox_allow_net: list[str] = Field(default_factory=list)
+    """Addresses ("PORT" or "HOST:PORT") the sandboxed run may reach, each at 127.0.0.1:PORT inside."""
+    referee_files: list[str] = Field(default_factory=list)
+    """Files the model never sees and the sandboxed training cannot read; the verify command scores with them."""
 
     @field_validator("tag")
     @classmethod
@@ -146,6 +153,15 @@ class SessionConfig(BaseModel):
         # pydantic would read true as 1; in this file it is always a mistake.
         if isinstance(value, bool):
             raise ValueError("bool")
+        return value
+
+    @field_validator("sandbox_allow_net")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        from .sandbox_net import parse_address
+
+        for entry in value:
+            parse_address(entry)
         return value
 
     @field_validator("devices", mode="before")
@@ -218,6 +234,8 @@ class SessionConfig(BaseModel):
             data["editable_files"] = [self.script_path]
         if self.timeout_minutes < self.time_budget_minutes:
             raise ValueError("timeout_below_budget")
+        if set(self.referee_files) & {*self.editable_files, *self.readonly_files, self.script_path}:
+            raise ValueError("referee_overlap")
         if self.devices and len(self.devices) < self.workers:
             raise ValueError("devices_per_worker")
         return self
@@ -291,6 +309,9 @@ _MESSAGES: dict[str, str] = {
     "ray_shared_dir": "ray_shared_dir must be the path where every Ray node mounts this repository",
     "ray_excludes": 'ray_excludes must be a list of paths or patterns not shipped to the cluster, e.g. ["data/raw"]',
     "ray_pending_limit_minutes": "ray_pending_limit_minutes must be the minutes above 0 a job may wait to start",
+    "sandbox": "sandbox must be true (run the training under bubblewrap, docs/RELIABILITY.md) or false",
+    "sandbox_allow_net": 'sandbox_allow_net must be a list of "PORT" or "HOST:PORT" entries, e.g. ["8080"]',
+    "referee_files": 'referee_files must be a list of file paths inside the repository, e.g. ["data/holdout.csv"]',
 }
 
 
@@ -314,6 +335,12 @@ def explain(exc: ValidationError, source: str = CONFIG_FILE) -> str:
         return (
             f"{where}devices lists {len(got.get('devices') or [])} device(s) for {got.get('workers')} workers; "
             "give one device per worker (e.g. --devices 0,1,2,3) or leave devices empty."
+        )
+    if not key and "referee_overlap" in str(err.get("msg", "")) and isinstance(got, dict):
+        where = f"In {source}, " if source else ""
+        return (
+            f"{where}a referee file is also the script, editable or readonly; the model must never see a referee "
+            "file, so list it only in referee_files."
         )
     rule = _MESSAGES.get(key, f"{key} has an invalid value")
     shown = json.dumps(got) if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__

@@ -346,7 +346,7 @@ class PathRefused(Exception):
     pass
 
 
-def resolve_editable(name: str, root: Path, editable: Sequence[str]) -> str:
+def resolve_editable(name: str, root: Path, editable: Sequence[str], refereed: Sequence[str] = ()) -> str:
     """The editable path `name` denotes, or PathRefused saying why it may not be edited."""
     allowed = ", ".join(editable)
     if _CONTROL.search(name):
@@ -366,6 +366,8 @@ def resolve_editable(name: str, root: Path, editable: Sequence[str]) -> str:
             if target != root_real and root_real not in target.parents:
                 raise PathRefused(f"{name} leads outside the repository (a symlink); it may not be edited")
             return path
+    if any(Path(os.path.realpath(root / path)) == real for path in refereed):
+        raise PathRefused(f"{name} is a referee file, which scores the results and is never edited: edit {allowed}")
     raise PathRefused(f"{name} is not an editable file; only these files may be edited: {allowed}")
 
 
@@ -410,6 +412,7 @@ def apply_blocks(
     root: Path,
     editable: Sequence[str],
     applied_before: Iterable[tuple[str, str, str]] = (),
+    refereed: Sequence[str] = (),
 ) -> ApplyResult:
     """Apply every block in order to in-memory copies of `files`; failures are collected, not raised.
 
@@ -426,7 +429,7 @@ def apply_blocks(
     for block in blocks:
         if block.path not in resolved:
             try:
-                resolved[block.path] = resolve_editable(block.path, root, editable)
+                resolved[block.path] = resolve_editable(block.path, root, editable, refereed)
             except PathRefused as exc:
                 resolved[block.path] = exc
         path = resolved[block.path]

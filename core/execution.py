@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import events as ev
 from .config import SessionConfig
-from .executor import Recovering, make_executor
+from .executor import Recovering, make_executor, referee
 from .history import ExperimentMeta
 from .metric import read_memory_gb
 from .model_keys import hidden_from_training
@@ -125,8 +125,9 @@ class Execution(Workspace):
     def _memory_gb(self, outcome: RunOutcome) -> float:
         return run_memory_gb(self.log_path, self.config, outcome)
 
-    def _run_aux(self, command: str, log: Path, number: int) -> RunOutcome:
-        outcome = self.executor.run(
+    def _run_aux(self, command: str, log: Path, number: int, outside: bool = False) -> RunOutcome:
+        """Run the guard (in the sandbox, if any) or, `outside` it, the verify command."""
+        outcome = (referee(self.executor) if outside else self.executor).run(
             command,
             self.root,
             log,

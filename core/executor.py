@@ -17,6 +17,7 @@ from .runner import RunOutcome, run_command
 
 if TYPE_CHECKING:
     from .config import SessionConfig
+    from .sandbox import Sandbox
 
 
 @runtime_checkable
@@ -45,7 +46,11 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs each command as a local process tree, killed whole at timeout, cancel or exit (core/runner.py)."""
+    """Runs each command as a local process tree, killed whole at timeout, cancel or exit (core/runner.py);
+    inside `sandbox` when one is given (core/sandbox.py)."""
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
 
     def run(
         self,
@@ -72,7 +77,15 @@ class LocalExecutor:
             pid_file=pid_file,
             on_start=on_start,
             on_lines=on_lines,
+            wrap=self.sandbox.wrap if self.sandbox is not None else None,
         )
+
+
+def referee(executor: Executor) -> Executor:
+    """Where the verify command runs: outside the sandbox, where it can read the referee files."""
+    if isinstance(executor, LocalExecutor) and executor.sandbox is not None:
+        return LocalExecutor()
+    return executor
 
 
 @runtime_checkable
@@ -89,9 +102,14 @@ class Recovering(Protocol):
 
 
 def make_executor(config: SessionConfig, root: Path) -> Executor:
-    """The executor the session's config asks for (`executor`: "local" or "ray")."""
+    """The executor the session's config asks for (`executor`: "local" or "ray"; `sandbox`), once the model's
+    key is out of this process's environment (core/model_keys.py)."""
+    from .model_keys import keep_keys_from_children
+    from .sandbox import sandbox_for
+
+    keep_keys_from_children(config)
     if config.executor == "ray":
         from .ray_executor import executor_for
 
         return executor_for(config, root)
-    return LocalExecutor()
+    return LocalExecutor(sandbox_for(config, root))

@@ -124,7 +124,7 @@ class LLMProposer:
                 last_problem = "the reply held no SEARCH/REPLACE block"
                 short = "no edit found in it"
             else:
-                result = apply_blocks(parsed.blocks, state, self.root, editable, applied_before)
+                result = apply_blocks(parsed.blocks, state, self.root, editable, applied_before, config.referee_files)
                 state = result.files
                 applied_before += [(b.path, b.search, b.replace) for b in result.applied]
                 if len(result.snippets) == len(parsed.blocks):

@@ -28,7 +28,7 @@ class Measuring(Execution):
         if self.config.verify_command:
             suffix = "" if repeat == 1 else f"-{repeat}"
             source = self.history.experiment_dir(number) / f"verify{suffix}.log"
-            self._run_aux(self.config.verify_command, source, number)
+            self._run_aux(self.config.verify_command, source, number, outside=True)
         return read_metric(source, self.config.metric_grep)
 
     def _run_again(self, number: int, meta: ExperimentMeta, repeat: int) -> tuple[RunOutcome, float | None]:

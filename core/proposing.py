@@ -283,6 +283,13 @@ class Proposing(Measuring):
                 self._drop_draft(number, proposal, "drafted while the last run went on; the session ended")
 
     def _check_proposal(self, proposal: Proposal, current: Mapping[str, str]) -> None:
+        refereed = [p for p in proposal.files if p in self.config.referee_files]
+        if refereed:
+            raise ProposalSkipped(
+                f"the proposal edits {refereed[0]}, a referee file: the metric is scored with it outside the "
+                "training, so it can be neither read nor changed",
+                proposal.usage,
+            )
         editable = set(self.config.editable_files)
         outside = [p for p in proposal.files if p not in editable]
         if outside:

@@ -429,9 +429,11 @@ def run_command(
     on_start: Callable[[int], None] | None = None,
     on_lines: Callable[[list[str], int], None] | None = None,
     poll_s: float = 0.25,
+    wrap: Callable[[list[str], Path, Mapping[str, str]], list[str]] | None = None,
 ) -> RunOutcome:
     """Run `command` through bash in `cwd`, output to a fresh `log_path`; kill its whole tree at the end.
-    It gets our environment without the variables in `unset_env`, plus `env`.
+    It gets our environment without the variables in `unset_env`, plus `env`. `wrap` turns the command line,
+    its directory and environment into the one that runs (a sandbox's, core/sandbox.py).
 
     A `cancel` already set when called starts nothing and returns a cancelled outcome.
     """
@@ -453,6 +455,9 @@ def run_command(
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     child_env[TOKEN_ENV] = token
     shell = shutil.which("bash") or "/bin/sh"
+    argv = [shell, "-c", command]
+    if wrap is not None:
+        argv = wrap(argv, cwd, child_env)
     subreaper = become_subreaper()
     if pid_file is not None:
         _write_pid_file(pid_file, token, [])
@@ -463,7 +468,7 @@ def run_command(
     try:
         with _active_lock:
             proc = subprocess.Popen(
-                [shell, "-c", command],
+                argv,
                 cwd=cwd,
                 env=child_env,
                 stdin=subprocess.DEVNULL,

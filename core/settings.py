@@ -40,7 +40,7 @@ ALIASES = {
     "exclude": "knob_exclude",
 }
 FIXED = ("tag", "branch", "script_path", "metric_name", "metric_direction", "created_at")
-LISTS = ("editable_files", "readonly_files", "knob_exclude", "ray_excludes")
+LISTS = ("editable_files", "readonly_files", "knob_exclude", "ray_excludes", "referee_files", "sandbox_allow_net")
 OPTIONAL = (
     "model",
     "api_base",

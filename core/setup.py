@@ -25,6 +25,7 @@ from .first_run import check_interpreter, related_files
 from .gitops import Repo, describe_git_error
 from .history import History
 from .results import write_header
+from .sandbox import check_sandbox
 from .session_lock import refuse_if_held
 
 _RUN_GOING = (
@@ -141,6 +142,7 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
         raise GitStateError(
             f"The working tree has uncommitted changes ({shown}); commit or stash them first (git stash)."
         )
+    check_sandbox(config)
     problem = check_interpreter(root, config) if config.executor == "local" else None  # else: the cluster's python
     if problem:
         raise ConfigError(problem)

@@ -35,6 +35,7 @@ from . import judge
 from .draft import Pending, rebase_files
 from .errors import GitStateError, UserError
 from .execution import run_env, run_memory_gb
+from .executor import referee
 from .gitops import describe_git_error
 from .history import ExperimentMeta, write_json_atomic
 from .metric import read_metric
@@ -380,8 +381,8 @@ class ParallelSession:
             if slot.device:
                 env["CUDA_VISIBLE_DEVICES"] = env["HIP_VISIBLE_DEVICES"] = slot.device
 
-            def run(command: str, into: Path, **watch: Any) -> RunOutcome:
-                return loop.executor.run(
+            def run(command: str, into: Path, outside: bool = False, **watch: Any) -> RunOutcome:
+                return (referee(loop.executor) if outside else loop.executor).run(
                     command,
                     job.worker.tree,
                     into,
@@ -403,7 +404,7 @@ class ParallelSession:
             if ok and loop.config.verify_command:  # as in a sequential session: its output gives the metric
                 source = log.with_name(log.name.replace("run", "verify", 1))
                 job.logs.append(source)
-                run(worker_command(loop.config.verify_command, loop.root), source)
+                run(worker_command(loop.config.verify_command, loop.root), source, outside=True)
             job.metric = read_metric(source, loop.config.metric_grep) if ok else None
             if ok and job.metric is None and (own := own_run_log(job.worker)) is not None:
                 job.metric = read_metric(own, loop.config.metric_grep)

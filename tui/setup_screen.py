@@ -72,6 +72,7 @@ FORM_KEYS = (
     "agent",
     "model",
     "api_base",
+    "sandbox",
 )
 
 KEY_VARIABLES = {
@@ -270,6 +271,7 @@ class SetupScreen(Screen["SetupResult | None"]):
                 for key, label, hint in MODEL_FIELDS:
                     yield from self._text_row(key, label, hint)
                 yield Label("", id="model-hint", classes="field-hint")
+                yield Tick("Sandbox: no network, read-only outside the run's tree (bubblewrap)", id="field-sandbox")
                 yield Tick(f"Write {PROGRAM_FILE}: instructions for the agent", id="write-program")
                 with Vertical(id="program-fields"):
                     for key, label, hint in PROGRAM_FIELDS:
@@ -386,6 +388,7 @@ class SetupScreen(Screen["SetupResult | None"]):
         }
         for key, value in values.items():
             self.query_one(f"#field-{key}", Input).value = value
+        self.query_one("#field-sandbox", Checkbox).value = bool(opts.get("sandbox"))
         self.query_one("#field-metric_grep", Input).placeholder = "^<metric>:  (derived from the metric)"
         if opts.get("metric_direction") == "higher":
             self.query_one("#direction-higher", RadioButton).value = True
@@ -443,6 +446,7 @@ class SetupScreen(Screen["SetupResult | None"]):
             "editable_files": list(self.query_one("#field-editable_files", SelectionList).selected),
             "readonly_files": list(self.query_one("#field-readonly_files", SelectionList).selected),
             "agent": "llm" if self.query_one("#agent-llm", RadioButton).value else "mutate",
+            "sandbox": self.query_one("#field-sandbox", Checkbox).value,
         }
         if text("metric_grep"):
             values["metric_grep"] = text("metric_grep")
