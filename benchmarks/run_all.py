@@ -11,10 +11,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cli_startup, duty_cycle, harness_overhead, judging, knob_discovery, timeout_kill, workers_throughput
+from . import (
+    cli_startup,
+    duty_cycle,
+    harness_overhead,
+    judging,
+    knob_discovery,
+    sandbox_overhead,
+    timeout_kill,
+    workers_throughput,
+)
 from .common import Row, machine, make_repo, measure_references, print_table, rows_json, use_git_identity
 
-NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "workers", "ray")
+NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "workers", "ray", "sandbox")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "judging": lambda: judging.run(args.quick),
         "workers": lambda: workers_throughput.run(args.quick),
         "ray": ray_rows,
+        "sandbox": lambda: sandbox_overhead.run(args.quick),
     }
     rows: list[Row] = []
     failed = False

@@ -218,8 +218,18 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         editable = f"editable: {', '.join(config.editable_files)}" if extra else ""
         readonly = f"read-only context: {', '.join(config.readonly_files)}" if config.readonly_files else ""
         print("Files: " + "; ".join(p for p in (editable, readonly) if p) + " (change: autoresearch config files ...).")
+    print(_isolation_line(config))
     print("Start it with: autoresearch run")
     return 0
+
+
+def _isolation_line(config: Any) -> str:
+    """Which mode the training runs in (docs/RELIABILITY.md, threat model), and the referee files if any."""
+    referee = f"; referee files, seen only by the verify command: {', '.join(config.referee_files)}"
+    referee = referee if config.referee_files else ""
+    if config.sandbox and config.executor == "local":
+        return f"Sandbox: on (bubblewrap: no network, read-only outside the run's tree){referee}."
+    return f"Sandbox: off (the training runs with your rights; --sandbox confines it){referee}."
 
 
 def _cmd_config(root: Path, args: argparse.Namespace) -> int:

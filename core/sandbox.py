@@ -168,14 +168,13 @@ def check_sandbox(config: SessionConfig) -> None:
 
 
 def sandbox_for(config: SessionConfig, root: Path) -> Sandbox | None:
-    """The session's sandbox, or None when `sandbox` is off (or the runs go to a cluster, docs/RAY.md)."""
+    """The session's sandbox, or None when `sandbox` is off (or the runs go to a cluster, docs/RAY.md);
+    a ConfigError (one sentence) when it cannot run here."""
     if not config.sandbox or config.executor != "local":
         return None
-    bwrap = bwrap_path()
-    if bwrap is None:
-        raise ConfigError(unavailable_reason() or "bubblewrap is missing; install it, or set sandbox off.")
+    check_sandbox(config)
     return Sandbox(
-        bwrap,
+        bwrap_path() or "bwrap",
         Path(root),
         referee_files=tuple(config.referee_files),
         allow_net=tuple(config.sandbox_allow_net),
