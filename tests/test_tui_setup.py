@@ -193,3 +193,15 @@ async def test_a_refusal_of_the_engine_is_shown_as_one_sentence(repo: Path) -> N
         assert app.screen is screen
     assert not (repo / ".autoresearch.json").exists()
     assert git(repo, "branch", "--show-current").strip() == "main"
+
+
+async def test_the_sandbox_tick_sets_sandbox_and_setup_sandbox_ticks_it(repo: Path) -> None:
+    app = AutoresearchApp(repo, "setup", script="train.py", options={**OPTIONS, "sandbox": True})
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_wizard(pilot)
+        tick = screen.query_one("#field-sandbox", Checkbox)
+        assert tick.value
+        assert json.loads(str(screen.query_one("#preview").render()))["sandbox"] is True
+        tick.value = False
+        await pilot.pause()
+        assert json.loads(str(screen.query_one("#preview").render()))["sandbox"] is False
