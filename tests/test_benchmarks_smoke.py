@@ -116,3 +116,16 @@ def test_ray_benchmark_prints_its_rows_beside_the_local_executor(tmp_path: Path)
     )
     assert [row["data"]["at_once"] for row in rows] == [1, 1, 2, 2]
     assert all(row["data"]["ray_s"] > 0 and row["data"]["local_s"] > 0 for row in rows)
+
+
+def test_sandbox_benchmark_prints_its_rows_beside_unsandboxed_runs(tmp_path: Path) -> None:
+    from autoresearch.core.sandbox import unavailable_reason
+
+    why = unavailable_reason()
+    if why:
+        pytest.skip(f"the sandbox cannot run here: {why}")
+    stdout, rows = bench(tmp_path, "sandbox")
+    assert_rows(stdout, rows, ["sandbox start-up per run", "sandboxed run overhead on a 1-minute run"])
+    data = rows[0]["data"]
+    assert len(data["start_plain_s"]) == len(data["start_sandboxed_s"]) == 3
+    assert len(data["work_plain_s"]) == len(data["work_sandboxed_s"]) == 2

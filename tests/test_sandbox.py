@@ -23,7 +23,7 @@ from autoresearch.core.model_keys import REDACTED, scrub
 from autoresearch.core.runner import RunOutcome
 from autoresearch.core.sandbox import Sandbox, sandbox_for, unavailable_reason
 
-from tests.conftest import cli, git, make_repo, setup_args
+from tests.conftest import FIXTURES, cli, git, make_repo, setup_args
 from tests.test_runner import killed_afterwards, marked_processes, sleep_marker
 
 WHY_NOT = unavailable_reason()
@@ -298,3 +298,38 @@ def test_setup_says_in_one_sentence_when_bubblewrap_is_missing(tmp_path: Path) -
     said = (done.stdout + done.stderr).strip()
     assert "The sandbox needs bubblewrap, which is not installed; install bubblewrap" in said, said
     assert "Traceback" not in said
+
+
+SNOOP = """
+import pathlib
+for path in ("holdout.csv", "../../../../holdout.csv"):
+    try:
+        print("holdout:", pathlib.Path(path).read_text().strip())
+    except OSError:
+        pass
+try:
+    with open("../../../../results.tsv", "a") as f:
+        f.write("0000000\\t0.0\\t0.0\\t0.0\\tkeep\\tforged\\n")
+except OSError:
+    pass
+"""
+
+
+@needs_bwrap
+def test_sandboxed_workers_run_in_their_trees_and_reach_neither_the_referee_nor_the_session(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "project")
+    (root / "train.py").write_text(SNOOP + (FIXTURES / "train_tiny.py").read_text())
+    (root / "holdout.csv").write_text(HOLDOUT + "\n")
+    git(root, "add", "train.py", "holdout.csv")
+    git(root, "commit", "-q", "-m", "snoop")
+    done = cli(root, *setup_args("--sandbox", "--referee", "holdout.csv", "--workers", "2", "--max-experiments", "4"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Sandbox: on" in done.stdout
+    done = cli(root, "run", "--headless", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = (root / "results.tsv").read_text()
+    rows = results.splitlines()[1:]
+    assert len(rows) == 4 and all(float(row.split("\t")[1]) > 0 for row in rows if "crash" not in row), results
+    assert "forged" not in results
+    logs = "".join(p.read_text(errors="replace") for p in (root / ".autoresearch").rglob("*.log"))
+    assert "val_loss:" in logs and HOLDOUT not in logs
