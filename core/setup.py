@@ -155,7 +155,8 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
 
 def _offer_related_files(repo: Repo, config: SessionConfig, given: dict[str, Any]) -> None:
     """Config files the run command names become editable, files the script reads readonly, unless listed."""
-    editable, readonly = related_files(repo.root, config.script_path, config.run_command, repo.tracked_files())
+    tracked = [p for p in repo.tracked_files() if p not in config.referee_files]  # never offered to the model
+    editable, readonly = related_files(repo.root, config.script_path, config.run_command, tracked)
     if "editable_files" not in given and editable:
         config.editable_files = [*config.editable_files, *(p for p in editable if p not in config.editable_files)]
     if "readonly_files" not in given:

@@ -6,6 +6,7 @@ without the sandbox; and the referee's verify command scoring outside the sandbo
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -333,3 +334,21 @@ def test_sandboxed_workers_run_in_their_trees_and_reach_neither_the_referee_nor_
     assert "forged" not in results
     logs = "".join(p.read_text(errors="replace") for p in (root / ".autoresearch").rglob("*.log"))
     assert "val_loss:" in logs and HOLDOUT not in logs
+
+
+def test_setup_never_offers_a_referee_file_as_context(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "project")
+    (root / "scoring.py").write_text("def score(p):\n    return 0.0\n")
+    (root / "train.py").write_text("import scoring\n" + (root / "train.py").read_text())
+    git(root, "add", "scoring.py", "train.py")
+    git(root, "commit", "-q", "-m", "scoring")
+    assert cli(root, *setup_args("--tag", "offered")).returncode == 0  # imported: offered as context
+    assert "scoring.py" in parse_config(json.loads((root / ".autoresearch.json").read_text())).readonly_files
+    git(root, "checkout", "-q", "main")
+    (root / ".autoresearch.json").unlink()
+    (root / "results.tsv").unlink()
+    done = cli(root, *setup_args("--referee", "scoring.py"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = parse_config(json.loads((root / ".autoresearch.json").read_text()))
+    assert config.referee_files == ["scoring.py"] and "scoring.py" not in config.readonly_files
+    assert "referee files, seen only by the verify command: scoring.py" in done.stdout
