@@ -38,8 +38,9 @@ HOME_SECRETS = (
     ".password-store",
 )
 _SESSION_FILES = (".git", CONFIG_FILE, RESULTS_FILE, RUN_LOG, STATE_DIR)
-# Device nodes CUDA and ROCm open; each is passed through only where it exists.
-_GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")
+# Device nodes CUDA and ROCm open (/dev/nvidia* includes nvidia-caps and nvidia-uvm); each is passed through
+# only where it exists.
+GPU_DEVICES = ("/dev/nvidia*", "/dev/dri", "/dev/kfd")
 # /run holds the user's sockets (keyring, ssh-agent, D-Bus, Docker); only the GPU daemons' are kept.
 _RUN_KEPT = ("/run/nvidia-persistenced", "/run/nvidia-fabricmanager")
 NET_DIR = "/run/autoresearch-net"
@@ -106,6 +107,7 @@ class Sandbox:
     referee_files: tuple[str, ...] = ()
     allow_net: tuple[str, ...] = ()
     home: Path | None = None
+    devices: tuple[str, ...] = GPU_DEVICES
 
     def wrap(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> list[str]:
         """`argv`, run in `cwd` with `env`, inside the sandbox."""
@@ -113,12 +115,11 @@ class Sandbox:
         root = self.root.resolve()
         args = [self.bwrap, *_NAMESPACES, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         args += ["--tmpfs", "/dev/shm"]
-        for pattern in _GPU_DEVICES:
-            for device in sorted(glob.glob(pattern)):
-                args += ["--dev-bind", device, device]
         args += ["--tmpfs", "/tmp", "--tmpfs", "/run"]
         for kept in _RUN_KEPT:
             args += ["--ro-bind-try", kept, kept]
+        for device in sorted({found for pattern in self.devices for found in glob.glob(pattern)}):
+            args += ["--dev-bind", device, device]
         args += self._home_hidden(env)
         # The repository read-only again (it may lie under /tmp or /run), then the run's own tree and output
         # folder writable, then the session's files out of reach. A worker's tree lies under .autoresearch/:

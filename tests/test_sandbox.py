@@ -352,3 +352,20 @@ def test_setup_never_offers_a_referee_file_as_context(tmp_path: Path) -> None:
     config = parse_config(json.loads((root / ".autoresearch.json").read_text()))
     assert config.referee_files == ["scoring.py"] and "scoring.py" not in config.readonly_files
     assert "referee files, seen only by the verify command: scoring.py" in done.stdout
+
+
+@needs_bwrap
+def test_device_nodes_are_passed_through_where_they_exist(tmp_path: Path) -> None:
+    # Stand-ins for /dev/nvidia0 and /dev/nvidiactl, in a folder the sandbox otherwise hides (/tmp is private).
+    gpus = tmp_path / "dev"
+    gpus.mkdir()
+    for name in ("nvidia0", "nvidiactl"):
+        (gpus / name).write_text(f"device {name}\n")
+    root = make_repo(tmp_path / "project")
+    box = Sandbox(shutil.which("bwrap") or "bwrap", root, devices=(str(gpus / "nvidia*"), str(gpus / "kfd")))
+    log = tmp_path / "devices.log"
+    outcome = LocalExecutor(box).run(
+        f"cat {gpus}/nvidia0 {gpus}/nvidiactl; ls {gpus}", root, log, timeout_s=60, env={}, cancel=threading.Event()
+    )
+    assert outcome.exit_code == 0, log.read_text()
+    assert log.read_text().split() == ["device", "nvidia0", "device", "nvidiactl", "nvidia0", "nvidiactl"]
