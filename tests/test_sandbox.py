@@ -369,3 +369,21 @@ def test_device_nodes_are_passed_through_where_they_exist(tmp_path: Path) -> Non
     )
     assert outcome.exit_code == 0, log.read_text()
     assert log.read_text().split() == ["device", "nvidia0", "device", "nvidiactl", "nvidia0", "nvidiactl"]
+
+
+@needs_bwrap
+def test_a_sandboxed_run_that_hangs_is_ended_at_its_timeout_with_all_it_started(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "project")
+    marker = sleep_marker()
+    box = sandbox_for(_config(sandbox=True), root)
+    with killed_afterwards(marker):
+        outcome = LocalExecutor(box).run(
+            f"(setsid sleep {marker} &); trap '' TERM; sleep {marker}",
+            root,
+            tmp_path / "hang.log",
+            timeout_s=1,
+            env={},
+            cancel=threading.Event(),
+        )
+        assert outcome.timed_out and outcome.exit_code is None
+        assert marked_processes(marker) == []
