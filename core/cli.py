@@ -227,7 +227,9 @@ def _isolation_line(config: Any) -> str:
     """Which mode the training runs in (docs/RELIABILITY.md, threat model), and the referee files if any."""
     referee = f"; referee files, seen only by the verify command: {', '.join(config.referee_files)}"
     referee = referee if config.referee_files else ""
-    if config.sandbox and config.executor == "local":
+    if config.sandbox and config.executor == "ray":
+        return f"Sandbox: not used on Ray (the cluster's own isolation applies, docs/RAY.md){referee}."
+    if config.sandbox:
         return f"Sandbox: on (bubblewrap: no network, read-only outside the run's tree){referee}."
     return f"Sandbox: off (the training runs with your rights; --sandbox confines it){referee}."
 
