@@ -46,6 +46,20 @@ _RUN_KEPT = ("/run/nvidia-persistenced", "/run/nvidia-fabricmanager")
 NET_DIR = "/run/autoresearch-net"
 _INSTALL = "install bubblewrap (apt-get install bubblewrap, dnf install bubblewrap, pacman -S bubblewrap)"
 
+# Its own user (no capabilities, even as root: no undoing the mounts), PID, IPC, network and UTS namespaces.
+_NAMESPACES = (
+    "--unshare-user",
+    "--unshare-ipc",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+    "--cap-drop",
+    "ALL",
+    "--die-with-parent",
+    "--new-session",
+)
+
 
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
@@ -73,20 +87,6 @@ def unavailable_reason() -> str | None:
             "(sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces above 0), or set sandbox off."
         )
     return None
-
-
-_NAMESPACES = (
-    "--unshare-user",
-    "--unshare-ipc",
-    "--unshare-pid",
-    "--unshare-net",
-    "--unshare-uts",
-    "--unshare-cgroup-try",
-    "--cap-drop",
-    "ALL",
-    "--die-with-parent",
-    "--new-session",
-)
 
 
 def _hide(path: Path) -> list[str]:
