@@ -285,8 +285,7 @@ def test_a_training_that_reads_the_holdout_scores_perfectly_only_without_the_san
     assert (metric == 0.0) is not sandboxed, rows
 
 
-def test_setup_says_in_one_sentence_when_bubblewrap_is_missing(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "project")
+def _bin_without_bwrap(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("git", "bash", "sh", "env"):
@@ -294,11 +293,30 @@ def test_setup_says_in_one_sentence_when_bubblewrap_is_missing(tmp_path: Path) -
         if found:
             (bin_dir / tool).symlink_to(found)
     (bin_dir / "python").symlink_to(sys.executable)
-    done = cli(root, *setup_args("--sandbox"), env={"PATH": str(bin_dir)})
+    return bin_dir
+
+
+def test_setup_says_in_one_sentence_when_bubblewrap_is_missing(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "project")
+    done = cli(root, *setup_args("--sandbox"), env={"PATH": str(_bin_without_bwrap(tmp_path))})
     assert done.returncode != 0
     said = (done.stdout + done.stderr).strip()
     assert "The sandbox needs bubblewrap, which is not installed; install bubblewrap" in said, said
-    assert "Traceback" not in said
+    assert "Traceback" not in said and len(said.splitlines()) == 1
+    assert not (root / ".autoresearch.json").exists()
+
+
+def test_setup_says_in_one_sentence_when_user_namespaces_are_off(tmp_path: Path) -> None:
+    # A bwrap that fails as bubblewrap does where unprivileged user namespaces are disabled.
+    root = make_repo(tmp_path / "project")
+    bin_dir = _bin_without_bwrap(tmp_path)
+    (bin_dir / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (bin_dir / "bwrap").chmod(0o755)
+    done = cli(root, *setup_args("--sandbox"), env={"PATH": str(bin_dir)})
+    assert done.returncode != 0
+    said = (done.stdout + done.stderr).strip()
+    assert said.startswith("autoresearch: bubblewrap cannot create namespaces here (bwrap: No permissions"), said
+    assert "enable unprivileged user namespaces" in said and len(said.splitlines()) == 1
 
 
 SNOOP = """
