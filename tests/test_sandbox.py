@@ -19,7 +19,7 @@ import pytest
 from autoresearch.core.config import SessionConfig, parse_config
 from autoresearch.core.edit_blocks import PathRefused, resolve_editable
 from autoresearch.core.errors import ConfigError
-from autoresearch.core.executor import LocalExecutor, referee
+from autoresearch.core.executor import LocalExecutor
 from autoresearch.core.model_keys import REDACTED, scrub
 from autoresearch.core.runner import RunOutcome
 from autoresearch.core.sandbox import Sandbox, sandbox_for, unavailable_reason
@@ -228,12 +228,6 @@ def test_an_allowed_port_is_reachable_inside_and_no_other(tmp_path: Path) -> Non
         assert allowed.accept()[0].recv(100) == b"exfiltrated"
         _, log = _run(root, True, "connect", f"127.0.0.1:{other.getsockname()[1]}", sandbox_allow_net=[str(port)])
         assert "connect: blocked" in log, log
-
-
-def test_the_verify_command_runs_outside_the_sandbox(tmp_path: Path) -> None:
-    box = Sandbox("bwrap", tmp_path)
-    assert isinstance(referee(LocalExecutor(box)), LocalExecutor)
-    assert referee(LocalExecutor(box)).sandbox is None  # type: ignore[attr-defined]
 
 
 def test_an_edit_of_a_referee_file_is_refused_with_its_reason(tmp_path: Path) -> None:
