@@ -254,6 +254,7 @@ def _cmd_config(root: Path, args: argparse.Namespace) -> int:
 def run_headless(root: Path) -> int:
     from .events import Event, LoopStopped
     from .loop import ExperimentLoop
+    from .publishing import Publisher
     from .sanitize import safe_text
 
     def sink(event: Event) -> None:
@@ -263,7 +264,9 @@ def run_headless(root: Path) -> int:
         stream = sys.stderr if isinstance(event, LoopStopped) and not event.ok else sys.stdout
         print(safe_text(line), file=stream, flush=True)
 
-    loop = ExperimentLoop(root, sink, when_stuck="stop")
+    publisher = Publisher(root, sink)
+    loop = ExperimentLoop(root, publisher, when_stuck="stop")
+    publisher.listen(loop)
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -272,7 +275,10 @@ def run_headless(root: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
-    stopped = loop.run()
+    try:
+        stopped = loop.run()
+    finally:
+        publisher.close()
     if received:
         return 128 + received[0]
     return 0 if stopped.ok else 1

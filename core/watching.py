@@ -1,0 +1,119 @@
+"""A viewer's stand-in for the loop: it follows the event journal of a run in another process and sends the
+viewer's controls through the channel. The app shows it exactly as it shows a loop of its own (docs/WATCH.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from . import control
+from . import events as ev
+from .history import History
+from .journal import JournalReader
+
+POLL_S = 0.1
+ALIVE_CHECK_S = 1.0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def repair_note(root: Path) -> str:
+    """What the next `autoresearch run` will repair after a run died, from the in-flight record it left."""
+    record = History(root).read_journal()
+    number = record.get("number") if record else None
+    if not isinstance(number, int):
+        return "the next `autoresearch run` ends any training it left and goes on"
+    return (
+        f"the next `autoresearch run` ends the training it left and takes experiment #{number} off the branch "
+        f"unrecorded (it was {record.get('stage') if record else 'running'})"
+    )
+
+
+class SessionFollower:
+    """Follows the session at `root`: `run()` sends the journal's events to `sink` until the session ends, the run
+    dies, or `stop_now()` (which only ends this viewer, never the run). The controls become channel messages."""
+
+    remote = True
+
+    def __init__(self, root: Path, sink: ev.EventSink, by: str = "a watcher", poll_s: float = POLL_S) -> None:
+        self.root = root
+        self.sink = sink
+        self.by = by
+        self.poll_s = poll_s
+        self._detach = threading.Event()
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def run(self) -> ev.LoopStopped:
+        reader = JournalReader(self.root, from_start=True)
+        pid, ended = reader.last_opening()
+        if pid is None or ended or not alive(pid):
+            if pid is not None and not ended:
+                return self._died(pid)
+            reader = JournalReader(self.root, from_start=False)
+            self.sink(ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)"))
+        since_check = 0.0
+        while not self._detach.is_set():
+            for event in reader.read():
+                if isinstance(event, ev.Paused | ev.Resumed):
+                    self._paused = isinstance(event, ev.Paused)
+                self.sink(event)
+                if isinstance(event, ev.LoopStopped):
+                    return event
+            since_check += self.poll_s
+            if since_check >= ALIVE_CHECK_S:
+                since_check = 0.0
+                if reader.writer_pid is not None and not alive(reader.writer_pid):
+                    return self._died(reader.writer_pid)
+            self._detach.wait(self.poll_s)
+        return ev.LoopStopped("stopped watching; the run goes on", ok=True)
+
+    def _died(self, pid: int) -> ev.LoopStopped:
+        stopped = ev.LoopStopped(
+            f"the run (pid {pid}) ended without stopping (killed?); {repair_note(self.root)}", False
+        )
+        self.sink(stopped)
+        return stopped
+
+    # The app's controls, sent to the run.
+
+    def _send(self, action: str, **arguments: object) -> None:
+        try:
+            control.send(self.root, action, self.by, **arguments)
+        except OSError as exc:
+            self.sink(ev.Info(f"could not ask the run to {action.replace('_', ' ')}: {exc.strerror or exc}"))
+
+    def pause(self) -> None:
+        self._send("pause")
+
+    def resume(self) -> None:
+        self._send("resume")
+
+    def stop(self) -> None:
+        self._send("stop")
+
+    def skip(self, worker: int | None = None) -> None:
+        self._send("skip", worker=worker)
+
+    def hold_worker(self, worker: int, held: bool) -> None:
+        self._send("hold_worker", worker=worker, held=held)
+
+    def queue_idea(self, text: str) -> None:
+        self._send("queue_idea", text=text)
+
+    def stop_now(self) -> None:
+        """The app calls this when it exits: this viewer stops following; the run is not touched."""
+        self._detach.set()

@@ -1,0 +1,262 @@
+"""Watching a run from another process: the event journal, the control channel and the follower, against real
+headless runs in subprocesses (docs/WATCH.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from autoresearch.core import events as ev
+from autoresearch.core.control import ControlListener, control_dir, send
+from autoresearch.core.journal import JournalReader, JournalWriter, journal_path
+from autoresearch.core.loop import ExperimentLoop
+from autoresearch.core.results import ResultRow
+from autoresearch.core.watching import SessionFollower
+
+from tests.conftest import cli, make_repo, setup_args
+
+PY = sys.executable
+
+
+def wait_until(test: Callable[[], object], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if test():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+def held_session(tmp_path: Path, *extra: str) -> Path:
+    root = make_repo(tmp_path / "held", script="train_watch.py")
+    done = cli(root, *setup_args("--run-command", f"{PY} train.py", "--timeout", "3", "--baseline-runs", "1", *extra))
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+class HeadlessRun:
+    """`autoresearch run --headless` in a subprocess; its stdout is collected on a thread."""
+
+    def __init__(self, root: Path, hold_at: str) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "HOLD_AT": hold_at},
+            stdin=subprocess.DEVNULL,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def printed(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def finish(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+def running(root: Path, number: int) -> bool:
+    log = root / "run.log"
+    return log.exists() and f"experiment {number} pid" in log.read_text() and "step 3 " in log.read_text()
+
+
+def row(n: int) -> ResultRow:
+    return ResultRow(f"abc{n:04d}", 1.0 / n, 0.1, 2.5, "keep", f"idea {n}")
+
+
+# The journal.
+
+
+def test_journal_round_trip_from_the_start_or_from_now(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    writer = JournalWriter(tmp_path, warnings.append)
+    first = [
+        ev.SessionStarted("t", "autoresearch/t", "val_loss", "lower", 0, 5),
+        ev.LogAppended(1, ("step 0 loss: 1.0", "step 1 loss: 0.5"), dropped=3),
+        ev.ResultRecorded(1, row(1), best=1.0, baseline=1.0),
+    ]
+    for event in first:
+        writer(event)
+    from_start = JournalReader(tmp_path, from_start=True)
+    from_now = JournalReader(tmp_path, from_start=False)
+    assert from_start.read() == first
+    assert from_now.read() == []
+    later = ev.WorkerChanged(2, "running", "wider", "1", 12.5, 30.0)
+    writer(later)
+    assert from_start.read() == [later]
+    assert from_now.read() == [later]
+    assert from_start.writer_pid == os.getpid()
+    assert warnings == []
+    lines = journal_path(tmp_path).read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "Opened"
+    assert json.loads(lines[-1]) == {
+        "type": "WorkerChanged",
+        "t": json.loads(lines[-1])["t"],
+        "data": {
+            "worker": 2,
+            "state": "running",
+            "description": "wider",
+            "device": "1",
+            "started_at": 12.5,
+            "budget_s": 30.0,
+        },
+    }
+
+
+def test_journal_stays_bounded_and_a_follower_reads_across_the_rotation(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, lambda _m: None, max_bytes=4096)
+    reader = JournalReader(tmp_path)
+    seen: list[ev.Event] = []
+    sent = [ev.LogAppended(1, (f"step {i} loss: {i / 7:.4f}",) * 5) for i in range(400)]
+    for i, event in enumerate(sent):
+        writer(event)
+        if i % 10 == 0:  # a follower reads far more often than the journal fills up
+            seen += reader.read()
+    seen += reader.read()
+    assert seen == sent
+    folder = journal_path(tmp_path).parent
+    assert {p.name for p in folder.iterdir()} == {"events.jsonl", "events.1.jsonl"}
+    assert all(p.stat().st_size <= 4096 for p in folder.iterdir())
+
+
+def test_a_journal_cut_mid_line_is_skipped_and_the_next_run_goes_on(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, lambda _m: None)
+    writer(ev.Info("before the crash"))
+    writer.close()
+    with journal_path(tmp_path).open("ab") as fh:
+        fh.write(b'{"type":"Info","t":1.0,"data":{"mess')  # the crash cut this line
+    reader = JournalReader(tmp_path)
+    assert reader.read() == [ev.Info("before the crash")]
+    assert reader.read() == []  # the torn line waits for an end that never comes
+    again = JournalWriter(tmp_path, lambda _m: None)
+    again(ev.Info("after the restart"))
+    assert reader.read() == [ev.Info("after the restart")]
+    assert reader.skipped == 1
+    assert JournalReader(tmp_path).read() == [ev.Info("after the restart")]
+
+
+def test_a_full_disk_drops_events_says_so_once_and_publishing_resumes(tmp_path: Path) -> None:
+    path = journal_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.symlink_to("/dev/full")  # every write: ENOSPC
+    warnings: list[str] = []
+    writer = JournalWriter(tmp_path, warnings.append)
+    for i in range(5):
+        writer(ev.Info(f"lost {i}"))
+    assert len(warnings) == 1 and "the disk is full" in warnings[0]
+    path.unlink()
+    writer(ev.Info("room again"))
+    assert len(warnings) == 2 and "written again" in warnings[1]
+    assert JournalReader(tmp_path).read() == [ev.Info("room again")]
+
+
+# The control channel, acting on a real loop object (not started: its controls only set what it will do).
+
+
+def test_two_watchers_pressing_p_and_s_at_once_both_act_in_order(tmp_path: Path) -> None:
+    root = held_session(tmp_path)
+    said: list[ev.Event] = []
+    loop = ExperimentLoop(root, said.append)
+    listener = ControlListener(root, loop, said.append)
+    listener.start()
+    listener.close()  # poll by hand below: the test decides when
+    code = (
+        "import sys; from pathlib import Path; from autoresearch.core.control import send; "
+        "send(Path(sys.argv[1]), sys.argv[2])"
+    )
+    watchers = [subprocess.Popen([PY, "-c", code, str(root), key]) for key in ("pause", "stop")]
+    assert [w.wait(30) for w in watchers] == [0, 0]
+    assert listener.poll() == 2
+    assert loop.paused and loop._stop_requested
+    lines = sorted(e.describe() or "" for e in said)
+    assert lines == ["paused from a watcher", "stop asked from a watcher"]
+    assert os.listdir(control_dir(root)) == []
+    assert oct(control_dir(root).stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a file of another user needs root")
+def test_a_control_message_from_another_user_is_refused(tmp_path: Path) -> None:
+    root = held_session(tmp_path)
+    said: list[ev.Event] = []
+    loop = ExperimentLoop(root, said.append)
+    listener = ControlListener(root, loop, said.append)
+    listener.start()
+    listener.close()
+    send(root, "pause", by="an intruder")
+    (message,) = control_dir(root).iterdir()
+    os.chown(message, 65534, 65534)
+    assert listener.poll() == 0
+    assert not loop.paused
+    assert [e.describe() for e in said] == [
+        "refused a control message from uid 65534: only the repository's owner (the user running this loop) "
+        "can steer it"
+    ]
+    assert list(control_dir(root).iterdir()) == []
+
+
+# A real headless run and a follower in this process.
+
+
+def test_a_watcher_started_before_the_session_follows_it_and_steers_it(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "3")
+    seen: list[ev.Event] = []
+    follower = SessionFollower(root, seen.append)
+    result: list[ev.LoopStopped] = []
+    thread = threading.Thread(target=lambda: result.append(follower.run()), daemon=True)
+    thread.start()
+    wait_until(lambda: seen, "the watcher says it waits")
+    assert seen[0] == ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)")
+    run = HeadlessRun(root, hold_at="2")
+    try:
+        wait_until(lambda: running(root, 2), "experiment 2 runs")
+        wait_until(lambda: any(isinstance(e, ev.RunStarted) and e.number == 2 for e in seen), "the watcher sees #2")
+        follower.pause()
+        wait_until(lambda: run.printed("paused from a watcher"), "the run says who paused it")
+        follower.skip()
+        wait_until(lambda: run.printed("run killed from a watcher"), "the run says who killed the run")
+        wait_until(lambda: any(isinstance(e, ev.Paused) for e in seen), "the loop pauses after the killed run")
+        assert follower.paused
+        follower.stop()
+        wait_until(lambda: run.printed("stop asked from a watcher"), "the stop arrives")
+        follower.resume()
+        assert run.finish() == 0
+    finally:
+        run.proc.kill()
+    thread.join(30)
+    assert result and result[0].ok and result[0].reason == "stopped by the user"
+    numbers = [e.number for e in seen if isinstance(e, ev.ResultRecorded)]
+    assert numbers == [1, 2]
+    assert any(isinstance(e, ev.LogAppended) and any("step 3 " in line for line in e.lines) for e in seen)
+
+
+def test_a_watcher_after_a_kill_9_shows_the_run_stopped_and_what_the_next_start_repairs(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "3")
+    run = HeadlessRun(root, hold_at="2")
+    wait_until(lambda: running(root, 2), "experiment 2 runs")
+    run.proc.send_signal(signal.SIGKILL)
+    run.finish()
+    seen: list[ev.Event] = []
+    stopped = SessionFollower(root, seen.append).run()
+    assert not stopped.ok
+    assert stopped.reason.startswith(f"the run (pid {run.proc.pid}) ended without stopping (killed?); ")
+    assert "takes experiment #2 off the branch unrecorded" in stopped.reason
+    restart = cli(root, "run", "--headless", env={"HOLD_AT": ""})
+    assert "repaired:" in restart.stdout, restart.stdout
