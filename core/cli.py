@@ -154,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")
 
+    watch = sub.add_parser("watch", help="the live screen of the run another process runs here; its keys act on it")
+    watch.add_argument("--headless", action="store_true", help="print its events as plain lines instead")
+    watch.add_argument("--by", default="a watcher", help=argparse.SUPPRESS)
+
+    serve = sub.add_parser("serve", help="the live screen in a browser (textual-serve), on 127.0.0.1 by default")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1; others need a token)")
+
     status = sub.add_parser("status", help="print the progress dashboard")
     status.add_argument("--json", action="store_true", help="the same data as JSON")
 
@@ -285,6 +293,16 @@ def run_headless(root: Path) -> int:
 
 
 def _cmd_run(root: Path, args: argparse.Namespace) -> int:
+    from .publishing import running_pid
+
+    pid = running_pid(root)
+    if pid is not None:
+        busy = f"Another autoresearch run (pid {pid}) is using this session"
+        if args.headless or not _interactive():
+            return _fail(f"{busy}; watch it with `autoresearch watch` (or stop it first).")
+        if input(f"{busy}. Watch it? [Y/n] ").strip().lower() not in ("", "y", "yes"):
+            return 1
+        return _cmd_watch(root, argparse.Namespace(headless=False, by="a watcher"))
     if args.headless or not _interactive():
         return run_headless(root)
     from .config import load_config
@@ -293,6 +311,37 @@ def _cmd_run(root: Path, args: argparse.Namespace) -> int:
     from autoresearch.tui import launch
 
     return launch(root, "run")
+
+
+def _cmd_watch(root: Path, args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    load_config(root)
+    if not args.headless and _interactive():
+        from autoresearch.tui import launch
+
+        return launch(root, "watch", options={"by": args.by})
+    from .events import Event
+    from .sanitize import safe_text
+    from .watching import SessionFollower
+
+    def show(event: Event) -> None:
+        line = event.describe()
+        if line is not None:
+            print(safe_text(line), flush=True)
+
+    follower = SessionFollower(root, show, by=args.by)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: follower.stop_now())
+    return 0 if follower.run().ok else 1
+
+
+def _cmd_serve(root: Path, args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .serving import serve
+
+    load_config(root)
+    return serve(root, args.host, args.port)
 
 
 def _cmd_status(root: Path, args: argparse.Namespace) -> int:
@@ -363,11 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.repo).resolve()
     if not root.is_dir():
         return _fail(f"{args.repo} is not a directory; pass -C with the path of your repository.")
-    if args.command in ("run", "status", "analyze"):
+    if args.command in ("run", "status", "analyze", "watch", "serve"):
         root = session_root(root)
     commands = {
         "setup": _cmd_setup,
         "run": _cmd_run,
+        "watch": _cmd_watch,
+        "serve": _cmd_serve,
         "status": _cmd_status,
         "analyze": _cmd_analyze,
         "demo": _cmd_demo,

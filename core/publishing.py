@@ -45,6 +45,8 @@ class Publisher:
                 return
             self._ours = isinstance(event, ev.SessionStarted)
         self.journal(event)
+        if isinstance(event, ev.LoopStopped):
+            self.close()
 
     def listen(self, loop: Controllable) -> None:
         """Take controls from watchers for `loop` (unless another run holds the session: they are its own)."""
@@ -52,6 +54,7 @@ class Publisher:
             self._listener = ControlListener(self.root, loop, self).start()
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         self.journal.close()

@@ -4,6 +4,7 @@ viewer's controls through the channel. The app shows it exactly as it shows a lo
 
 from __future__ import annotations
 
+import hmac
 import os
 import threading
 from pathlib import Path
@@ -13,6 +14,8 @@ from . import events as ev
 from .history import History
 from .journal import JournalReader
 
+TOKEN_ENV = "AUTORESEARCH_WATCH_TOKEN"
+"""Set (by `autoresearch serve` bound beyond this machine), a watcher only views until the token is entered."""
 POLL_S = 0.1
 ALIVE_CHECK_S = 1.0
 
@@ -52,6 +55,7 @@ class SessionFollower:
         self.poll_s = poll_s
         self._detach = threading.Event()
         self._paused = False
+        self._token = os.environ.get(TOKEN_ENV) or None
 
     @property
     def paused(self) -> bool:
@@ -91,6 +95,9 @@ class SessionFollower:
     # The app's controls, sent to the run.
 
     def _send(self, action: str, **arguments: object) -> None:
+        if self._token is not None:
+            self.sink(ev.Info("this view is read-only: press i and enter the token `autoresearch serve` printed"))
+            return
         try:
             control.send(self.root, action, self.by, **arguments)
         except OSError as exc:
@@ -112,6 +119,10 @@ class SessionFollower:
         self._send("hold_worker", worker=worker, held=held)
 
     def queue_idea(self, text: str) -> None:
+        if self._token is not None and hmac.compare_digest(text.strip().encode(), self._token.encode()):
+            self._token = None
+            self.sink(ev.Info("token accepted: this view steers the run"))
+            return
         self._send("queue_idea", text=text)
 
     def stop_now(self) -> None:

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-MODES = ("run", "setup", "config", "analyze", "demo")
+MODES = ("run", "setup", "config", "analyze", "demo", "watch")
 
 
 def launch(root: Path, mode: str, script: str | None = None, options: dict[str, Any] | None = None) -> int:
-    """Open the app in `mode` ("run", "setup", "config", "analyze" or "demo") on the repository at `root`.
+    """Open the app in `mode` ("run", "setup", "config", "analyze", "demo" or "watch": the run of another process)
+    on the repository at `root`.
 
     Returns the process exit status: 0 when the user quit normally (or created the session), 1 when
     the loop stopped on a problem or the wizard was cancelled.
@@ -22,6 +23,11 @@ def launch(root: Path, mode: str, script: str | None = None, options: dict[str, 
     os.environ.setdefault("ESCDELAY", "25")
     from .app import AutoresearchApp
 
+    if mode == "watch":
+        from .run_screen import watch_factory
+
+        by = str((options or {}).get("by") or "a watcher")
+        return AutoresearchApp(root, "run", loop_factory=watch_factory(by)).run_until_done()
     app = AutoresearchApp(root, mode, script=script, options=options)
     return app.run_until_done()
 

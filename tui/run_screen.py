@@ -69,8 +69,23 @@ LoopFactory = Callable[[Path, EventSink], LoopControl]
 
 def default_loop_factory(root: Path, sink: EventSink) -> LoopControl:
     from autoresearch.core.loop import ExperimentLoop
+    from autoresearch.core.publishing import Publisher
 
-    return ExperimentLoop(root, sink, when_stuck="pause")
+    publisher = Publisher(root, sink)
+    loop = ExperimentLoop(root, publisher, when_stuck="pause")
+    publisher.listen(loop)
+    return loop
+
+
+def watch_factory(by: str = "a watcher") -> LoopFactory:
+    """The loop of a run in another process, followed through its journal (`autoresearch watch`)."""
+
+    def follow(root: Path, sink: EventSink) -> LoopControl:
+        from autoresearch.core.watching import SessionFollower
+
+        return SessionFollower(root, sink, by=by)
+
+    return follow
 
 
 class RunScreen(Screen[None]):
@@ -217,6 +232,8 @@ class RunScreen(Screen[None]):
         activity = self.query_one("#activity", Log)
         notes: list[str] = []
         for event in self.buffer.drain():
+            if isinstance(event, ResultRecorded) and any(n == event.number for n, _ in self.state.rows):
+                continue  # a watcher replays the journal over the rows read from disk
             changed |= self.state.apply(event)
             if isinstance(event, LogAppended):
                 logtail.write_lines(event.lines, event.dropped)
@@ -440,7 +457,8 @@ class RunScreen(Screen[None]):
     def action_quit_app(self) -> None:
         if self.quitting:
             return
-        if self.loop_worker is not None and self.loop_worker.is_running and self.state.run_active:
+        watching = getattr(self.loop, "remote", False)
+        if self.loop_worker is not None and self.loop_worker.is_running and self.state.run_active and not watching:
             self.app.push_screen(
                 ConfirmDialog(
                     f"Experiment #{self.state.number} is {self.state.phase}. Quit anyway?",

@@ -1,0 +1,43 @@
+"""A headless run and a watcher in real tmux panes: the watcher's screen follows the run and its keys act on it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_tui_terminal import Pane
+from tests.test_watch import held_session
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+CLI = f"{sys.executable} -m autoresearch.core.cli"
+
+
+def test_a_second_run_offers_to_watch_and_the_watchers_keys_steer_the_headless_run(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "3")
+    run = Pane(tmp_path / "run.sock")
+    watcher = Pane(tmp_path / "watch.sock")
+    run.start(f"cd {root} && HOLD_AT=2 {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
+    try:
+        run.wait_for(lambda s: "#2 running" in s)
+        watcher.start(f"cd {root} && ESCDELAY=25 {CLI} run; echo WATCH-EXITED $?; sleep 600")
+        watcher.wait_for(lambda s: "is using this session. Watch it? [Y/n]" in s)
+        watcher.keys("Enter")
+        watcher.wait_for(lambda s: "baseline" in s and "step " in s and "Quit" in s)  # its rows and the live log
+        watcher.keys("p")
+        run.wait_for(lambda s: "paused from a watcher" in s)
+        watcher.keys("k")
+        run.wait_for(lambda s: "run killed from a watcher" in s)
+        watcher.wait_for(lambda s: "crash" in s)  # the killed run's row reached the watcher
+        watcher.keys("s")
+        run.wait_for(lambda s: "stop asked from a watcher" in s)
+        watcher.keys("p")
+        run.wait_for(lambda s: "RUN-EXITED 0" in s)
+        watcher.wait_for(lambda s: "Stopped: stopped by the user" in s)
+        watcher.keys("q")
+        watcher.wait_for(lambda s: "WATCH-EXITED 0" in s)
+    finally:
+        run.kill()
+        watcher.kill()
