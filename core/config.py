@@ -114,6 +114,8 @@ class SessionConfig(BaseModel):
         default_factory=lambda: ["out", "outputs", "checkpoints", "runs", "wandb", "lightning_logs"]
     )
     """Folders the training writes to: made fresh in every worker's tree instead of shared with the checkout."""
+    notify: list[str] = Field(default_factory=list)
+    """URLs told of a new best, a session needing the user and its end (core/notify.py, docs/WATCH.md)."""
     search: Literal["tpe", "hill"] = "tpe"
     knob_exclude: list[str] | None = None
     # How results are judged (core/judge.py, docs/JUDGING.md).

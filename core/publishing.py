@@ -10,6 +10,7 @@ from . import events as ev
 from .control import Controllable, ControlListener
 from .errors import UserError
 from .journal import JournalWriter
+from .notify import Notifier
 
 
 def running_pid(root: Path) -> int | None:
@@ -34,7 +35,7 @@ class Publisher:
         self.root = root
         self.show = show
         self.journal = JournalWriter(root, warn=lambda message: show(ev.Info(message)))
-        self._sinks: list[ev.EventSink] = [show]
+        self.notifier = _notifier(root, show)
         self._listener: ControlListener | None = None
         self._ours = False
 
@@ -45,6 +46,8 @@ class Publisher:
                 return
             self._ours = isinstance(event, ev.SessionStarted)
         self.journal(event)
+        if self.notifier is not None:
+            self.notifier(event)
         if isinstance(event, ev.LoopStopped):
             self.close()
 
@@ -58,3 +61,18 @@ class Publisher:
         if listener is not None:
             listener.close()
         self.journal.close()
+        notifier, self.notifier = self.notifier, None
+        if notifier is not None:
+            notifier.close()
+
+
+def _notifier(root: Path, show: ev.EventSink) -> Notifier | None:
+    from .config import load_config
+
+    try:
+        config = load_config(root)
+    except UserError:
+        return None  # the loop says what is wrong with the session
+    if not config.notify:
+        return None
+    return Notifier(config.notify, config.tag, config.metric_name, show)

@@ -40,7 +40,15 @@ ALIASES = {
     "exclude": "knob_exclude",
 }
 FIXED = ("tag", "branch", "script_path", "metric_name", "metric_direction", "created_at")
-LISTS = ("editable_files", "readonly_files", "knob_exclude", "ray_excludes", "referee_files", "sandbox_allow_net")
+LISTS = (
+    "editable_files",
+    "readonly_files",
+    "knob_exclude",
+    "ray_excludes",
+    "referee_files",
+    "sandbox_allow_net",
+    "notify",
+)
 OPTIONAL = (
     "model",
     "api_base",
@@ -88,6 +96,11 @@ def canonical(key: str) -> str:
 
 
 def _value(key: str, values: list[str]) -> Any:
+    if key == "notify" and " ".join(values).strip().startswith("["):
+        try:
+            return json.loads(" ".join(values))
+        except ValueError:
+            raise ConfigError("notify takes a JSON list of URLs, e.g. '[\"https://hooks.example/abc\"]'.") from None
     if key in LISTS:
         items = [part for v in values for part in v.replace(",", " ").split()]
         if key == "knob_exclude" and items in (["default"], ["none"], ["null"]):
@@ -172,6 +185,10 @@ def change(root: Path, key: str, values: list[str]) -> str:
     new = validate(root, config, data, {name})
     save_config(root, new)
     after = new.to_json_dict().get(name)
+    if name == "notify":  # the URLs hold secrets: the terminal, too, sees only where they go
+        from .notify import redact
+
+        before, after = [redact(u) for u in before or []], [redact(u) for u in after or []]
     if name == "knob_exclude" and after is None:
         after = "default"
     return f"{name}: {_show(before)} -> {_show(after)} (in {CONFIG_FILE}; the next autoresearch run uses it)."
