@@ -56,7 +56,7 @@ def post_json(url: str, notice: Notice) -> None:
     request = urllib.request.Request(
         url, data=json.dumps(notice.payload()).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (http(s) only)
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
         response.read()
 
 
@@ -119,7 +119,8 @@ class Notifier:
         if isinstance(event, ev.ResultRecorded):
             best, self._best = self._best, event.best
             if event.row.status == "keep" and event.best is not None and best is not None and event.best != best:
-                text = f"{self.session}: new best {self.metric} {event.best:.6f} at #{event.number} ({event.row.description})"
+                what = f"{self.metric} {event.best:.6f} at #{event.number}"
+                text = f"{self.session}: new best {what} ({event.row.description})"
                 return Notice("new_best", self.session, event.number, self.metric, event.best, text)
         elif isinstance(event, ev.NeedsUser):
             text = f"{self.session} needs you: {event.message}"

@@ -74,7 +74,7 @@ def test_new_best_needs_user_and_end_are_posted_and_a_failing_url_is_said_once(h
     assert all(n["session"] == "nov26" and n["metric"] == "val_loss" for n in hooks.received)
     assert hooks.failed == 3 * 4  # every notice, retried with a backoff
     assert [e.describe() for e in said] == [
-        f"notification to http://127.0.0.1/… failed (HTTP 500); retrying with a backoff"
+        "notification to http://127.0.0.1/… failed (HTTP 500); retrying with a backoff"
     ]
 
 
