@@ -317,7 +317,7 @@ def _cmd_watch(root: Path, args: argparse.Namespace) -> int:
     from .config import load_config
 
     load_config(root)
-    if not args.headless and _interactive():
+    if not args.headless and (_interactive() or os.environ.get("TEXTUAL_DRIVER")):  # a terminal, or textual-serve
         from autoresearch.tui import launch
 
         return launch(root, "watch", options={"by": args.by})
