@@ -315,6 +315,53 @@ def flood(workdir: Path, rate: float, seconds: float, presses: int) -> FloodResu
         session.close()
 
 
+@dataclass
+class WatcherResult:
+    seconds: float
+    watcher_cpu_share: float
+    app_cpu_share: float
+    lines_seen: bool
+
+
+def flood_watched(workdir: Path, rate: float, seconds: float) -> WatcherResult:
+    """The flood again, with `autoresearch watch` in a second pane: the watcher's CPU beside the app's, same window."""
+    session = make_session(workdir, "watched")
+    set_training(rate, seconds + 30)
+    viewer = Tmux(workdir / "watcher.tmux")
+    try:
+        if session.open() is None:
+            raise RuntimeError("the run screen did not show:\n" + session.tmux.screen())
+        assert session.app is not None
+        viewer.start(f"exec {BIN / 'autoresearch'} -C {session.root} watch")
+        watcher = psutil.Process(viewer.pane_pid())
+        if viewer.wait_for(lambda screen: run_screen_shown(screen) and "step " in screen, 30) is None:
+            raise RuntimeError("the watcher did not show the flooding run:\n" + viewer.screen())
+        began = time.monotonic()
+        watcher0, app0 = cpu_seconds(watcher), cpu_seconds(session.app)
+        time.sleep(seconds)
+        wall = time.monotonic() - began
+        watcher_share = (cpu_seconds(watcher) - watcher0) / wall
+        app_share = (cpu_seconds(session.app) - app0) / wall
+        return WatcherResult(wall, watcher_share, app_share, "step " in viewer.screen())
+    finally:
+        viewer.kill_server()
+        session.close()
+
+
+def watcher_row(result: WatcherResult) -> Row:
+    return Row(
+        what=f"watcher (`autoresearch watch`) while the training prints 20,000 lines/s for {result.seconds:.0f} s",
+        measured=f"CPU {result.watcher_cpu_share * 100:.1f}% of one core",
+        goal="about the app's own (the app running the loop, same window)",
+        met=result.watcher_cpu_share <= max(CPU_GOAL, result.app_cpu_share * 1.2),
+        ratio=f"{result.watcher_cpu_share / max(result.app_cpu_share, 1e-9):.2f}x the app's "
+        f"{result.app_cpu_share * 100:.1f}%",
+        note="the watcher follows .autoresearch/events.jsonl (the loop's batched log lines among the events) and "
+        f"repaints as the app does; the live log reached its screen: {result.lines_seen}",
+        data={"watcher_cpu_share": result.watcher_cpu_share, "app_cpu_share": result.app_cpu_share},
+    )
+
+
 def make_big_log(path: Path, size: int) -> None:
     line = b"step 0123456 | loss: 0.345678 | lr 0.000600 | dt 412.3ms | tok/sec 127,338 | mfu 39.2%\n"
     block = line * (4 * MB // len(line))
@@ -417,6 +464,8 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
                 },
             )
         )
+        progress(f"a watcher beside the app for {flood_s:g} s")
+        rows.append(watcher_row(flood_watched(workdir, 20_000, flood_s)))
         size = 10 * MB if quick else 1024 * MB
         progress(f"a {size // MB} MB run.log")
         big = big_log(workdir, size)
@@ -443,7 +492,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (smoke test)")
     parser.add_argument("--flood-seconds", type=float, help="how long the training floods the app (60; quick 2)")
+    parser.add_argument("--watcher", action="store_true", help="only the watcher beside the app, flooded")
     args = parser.parse_args()
+    if args.watcher:
+        workdir = Path(tempfile.mkdtemp(prefix="ar-bench-watch-"))
+        try:
+            print_table([watcher_row(flood_watched(workdir, 20_000, args.flood_seconds or 60.0))])
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     print_table(run(args.quick, flood_s=args.flood_seconds))
 
 

@@ -23,8 +23,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from autoresearch.core import events as ev
+from autoresearch.core.journal import journal_path
 from autoresearch.core.loop import ExperimentLoop
 from autoresearch.core.proposer import Proposal, ProposalContext
+from autoresearch.core.publishing import Publisher
 from autoresearch.core.setup import setup_session
 
 from .common import Row, fmt_s, make_repo, measure_references, median, print_table, use_git_identity
@@ -70,7 +72,8 @@ def make_log(path: Path, megabytes: float) -> None:
             fh.write(b"\n")
 
 
-def measure(workdir: Path, commits: int, log_mb: float, experiments: int) -> Row:
+def measure(workdir: Path, commits: int, log_mb: float, experiments: int, publish: bool = False) -> Row:
+    """With `publish`, the loop's sink is the one `autoresearch run` hands it: journal and control channel too."""
     use_git_identity()
     big_log = workdir / "premade.log"
     make_log(big_log, log_mb)
@@ -102,7 +105,18 @@ def measure(workdir: Path, commits: int, log_mb: float, experiments: int) -> Row
                 times.setdefault((type(event).__name__, number), now)
 
     proposer = InstantProposer()
-    loop = ExperimentLoop(root, sink, proposer)
+    publisher = Publisher(root, sink) if publish else None
+    publishing_s = [0.0]
+
+    def published(event: ev.Event) -> None:
+        assert publisher is not None
+        began = time.perf_counter()
+        publisher(event)
+        publishing_s[0] += time.perf_counter() - began
+
+    loop = ExperimentLoop(root, published if publisher else sink, proposer)
+    if publisher is not None:
+        publisher.listen(loop)
     stopped = loop.run()
     if not stopped.ok:
         raise RuntimeError(f"the loop stopped: {stopped.reason}")
@@ -130,7 +144,8 @@ def measure(workdir: Path, commits: int, log_mb: float, experiments: int) -> Row
 
     value = median(overheads)
     row = Row(
-        what=f"harness overhead per experiment ({commits} commits, {log_mb:g} MB run.log)",
+        what=f"harness overhead per experiment ({commits} commits, {log_mb:g} MB run.log)"
+        + (", publishing for watchers" if publish else ""),
         measured=f"median {fmt_s(value)} (max {fmt_s(max(overheads))}, n={len(overheads)})",
         goal=f"median <= {GOAL_S * 1000:.0f} ms",
         met=value <= GOAL_S,
@@ -140,6 +155,12 @@ def measure(workdir: Path, commits: int, log_mb: float, experiments: int) -> Row
             f"spawn), training's last line to RunFinished {fmt_s(median(teardown))} (tree teardown, log kept), "
             f"judging and recording {fmt_s(median(judge))}; "
             f"training itself (cat of the log) median {fmt_s(median(list(train.values())))}"
+            + (
+                f"; time inside the publishing sink (journal, notifier) {fmt_s(publishing_s[0] / (experiments + 1))} "
+                f"per experiment, journal {journal_path(root).stat().st_size / 1e6:.1f} MB"
+                if publish
+                else ""
+            )
         ),
         data={
             "overhead_s": overheads,
@@ -153,23 +174,27 @@ def measure(workdir: Path, commits: int, log_mb: float, experiments: int) -> Row
     return row
 
 
-def run(quick: bool = False) -> list[Row]:
-    workdir = Path(tempfile.mkdtemp(prefix="ar-bench-overhead-"))
-    try:
-        if quick:
-            row = measure(workdir, commits=30, log_mb=1, experiments=3)
-        else:
-            row = measure(workdir, commits=1000, log_mb=100, experiments=30)
-        return [row]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+def run(quick: bool = False, publish: bool = False) -> list[Row]:
+    """One measurement; with `publish`, the same again beside it with publishing on (journal, channel)."""
+    rows: list[Row] = []
+    for publishing in (False, True) if publish else (False,):
+        workdir = Path(tempfile.mkdtemp(prefix="ar-bench-overhead-"))
+        try:
+            if quick:
+                rows.append(measure(workdir, commits=30, log_mb=1, experiments=3, publish=publishing))
+            else:
+                rows.append(measure(workdir, commits=1000, log_mb=100, experiments=30, publish=publishing))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (smoke test)")
+    parser.add_argument("--publish", action="store_true", help="also measure with publishing on, side by side")
     args = parser.parse_args()
-    print_table(run(args.quick))
+    print_table(run(args.quick, args.publish))
 
 
 if __name__ == "__main__":

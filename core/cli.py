@@ -52,6 +52,7 @@ _SETUP_FLAGS: dict[str, str] = {
     "sandbox": "sandbox",
     "sandbox_allow_net": "sandbox_allow_net",
     "referee": "referee_files",
+    "notify": "notify",
 }
 
 
@@ -150,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     setup.add_argument("--sandbox-allow-net", nargs="+", metavar="ADDR", help="PORT or HOST:PORT the sandbox may reach")
     setup.add_argument("--referee", nargs="+", metavar="FILE", help="files only the verify command reads (none)")
+    setup.add_argument("--notify", nargs="+", metavar="URL", help="URLs told of a new best and the end (none)")
 
     run = sub.add_parser("run", help="run the experiment loop (live screen, or --headless)")
     run.add_argument("--headless", action="store_true", help="plain lines instead of the screen (nohup, CI)")

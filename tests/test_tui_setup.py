@@ -205,3 +205,14 @@ async def test_the_sandbox_tick_sets_sandbox_and_setup_sandbox_ticks_it(repo: Pa
         tick.value = False
         await pilot.pause()
         assert json.loads(str(screen.query_one("#preview").render()))["sandbox"] is False
+
+
+async def test_the_notify_field_gives_the_list_of_urls(repo: Path) -> None:
+    app = AutoresearchApp(repo, "setup", script="train.py", options=dict(OPTIONS))
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_wizard(pilot)
+        assert screen.query_one("#field-notify", Input).value == ""
+        await type_into(pilot, screen, "notify", "https://hooks.example/a  tgram://bot/chat")
+        preview = json.loads(str(screen.query_one("#preview").render()))
+        assert preview["notify"] == ["https://hooks.example/a", "tgram://bot/chat"]
+        assert screen.errors == {}

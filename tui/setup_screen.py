@@ -46,6 +46,7 @@ TEXT_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("max_experiments", "Max experiments", "0 = no cap"),
     ("workers", "Workers", "experiments at once, each in its own worktree"),
     ("devices", "Devices", "one GPU per worker, e.g. 0,1,2,3 (none: not pinned)"),
+    ("notify", "Notify", "URLs told of a new best and the end, e.g. a Slack webhook (none)"),
 )
 MODEL_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "Model", "a litellm name, e.g. openai/gpt-4o-mini"),
@@ -67,6 +68,7 @@ FORM_KEYS = (
     "max_experiments",
     "workers",
     "devices",
+    "notify",
     "editable_files",
     "readonly_files",
     "agent",
@@ -383,6 +385,7 @@ class SetupScreen(Screen["SetupResult | None"]):
             "max_experiments": str(opts.get("max_experiments", 50)),
             "workers": str(opts.get("workers") or max(1, len(defaults.gpus))),
             "devices": ",".join(opts.get("devices") or defaults.gpus),
+            "notify": " ".join(opts.get("notify") or []),
             "model": opts.get("model") or "",
             "api_base": opts.get("api_base") or "",
         }
@@ -443,6 +446,7 @@ class SetupScreen(Screen["SetupResult | None"]):
             "max_experiments": text("max_experiments"),
             "workers": text("workers"),
             "devices": [d.strip() for d in text("devices").split(",") if d.strip()],
+            "notify": text("notify").split(),
             "editable_files": list(self.query_one("#field-editable_files", SelectionList).selected),
             "readonly_files": list(self.query_one("#field-readonly_files", SelectionList).selected),
             "agent": "llm" if self.query_one("#agent-llm", RadioButton).value else "mutate",
