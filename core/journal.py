@@ -40,7 +40,11 @@ def journal_path(root: Path) -> Path:
 
 
 def encode(event: ev.Event, now: float) -> bytes:
-    line = {"type": type(event).__name__, "t": round(now, 3), "data": asdict(event)}
+    # Not asdict(event): it copies every log line one by one; json writes tuples as lists itself.
+    data = {spec.name: getattr(event, spec.name) for spec in fields(event)}
+    if isinstance(event, ev.ResultRecorded):
+        data["row"] = asdict(event.row)
+    line = {"type": type(event).__name__, "t": round(now, 3), "data": data}
     return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 

@@ -228,6 +228,9 @@ def test_a_watcher_started_before_the_session_follows_it_and_steers_it(tmp_path:
     try:
         wait_until(lambda: running(root, 2), "experiment 2 runs")
         wait_until(lambda: any(isinstance(e, ev.RunStarted) and e.number == 2 for e in seen), "the watcher sees #2")
+        second = cli(root, "run", "--headless")  # refused, and it writes nothing the watcher would take for the run's
+        assert second.returncode == 1
+        assert "is using this session; watch it with `autoresearch watch`" in second.stderr
         follower.pause()
         wait_until(lambda: run.printed("paused from a watcher"), "the run says who paused it")
         follower.skip()
