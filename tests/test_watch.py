@@ -263,3 +263,27 @@ def test_a_watcher_after_a_kill_9_shows_the_run_stopped_and_what_the_next_start_
     assert "takes experiment #2 off the branch unrecorded" in stopped.reason
     restart = cli(root, "run", "--headless", env={"HOLD_AT": ""})
     assert "repaired:" in restart.stdout, restart.stdout
+
+
+def test_a_watcher_served_beyond_this_machine_only_views_until_the_token_is_entered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoresearch.core.serving import loopback
+    from autoresearch.core.watching import TOKEN_ENV
+
+    assert loopback("127.0.0.1") and loopback("localhost") and loopback("::1")
+    assert not loopback("0.0.0.0") and not loopback("10.1.2.3")
+    monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
+    said: list[ev.Event] = []
+    follower = SessionFollower(tmp_path, said.append, by="the browser")
+    follower.pause()
+    follower.queue_idea("not the token")
+    assert not control_dir(tmp_path).exists()
+    assert [e.describe() for e in said] == [
+        "this view is read-only: press i and enter the token `autoresearch serve` printed"
+    ] * 2
+    follower.queue_idea("s3cret-token")
+    follower.pause()
+    assert said[-1] == ev.Info("token accepted: this view steers the run")
+    (message,) = control_dir(tmp_path).iterdir()
+    assert json.loads(message.read_text()) == {"action": "pause", "by": "the browser"}
