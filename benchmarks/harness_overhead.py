@@ -175,9 +175,10 @@ def measure(workdir: Path, commits: int, log_mb: float, experiments: int, publis
 
 
 def run(quick: bool = False, publish: bool = False) -> list[Row]:
-    """One measurement; with `publish`, the same again beside it with publishing on (journal, channel)."""
+    """One measurement; with `publish`, side by side with publishing on (journal, channel), in the order
+    without, with, with, without, so that a change of the machine's load weighs on both alike."""
     rows: list[Row] = []
-    for publishing in (False, True) if publish else (False,):
+    for publishing in (False, True, True, False) if publish else (False,):
         workdir = Path(tempfile.mkdtemp(prefix="ar-bench-overhead-"))
         try:
             if quick:

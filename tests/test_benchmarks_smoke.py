@@ -93,9 +93,11 @@ def test_app_benchmark_prints_its_rows(tmp_path: Path) -> None:
         [
             "app",
             "app while the training prints 20,000 lines/s for N s",
+            "watcher",
             "app opening a session whose run.log is 10 MB",
         ],
     )
+    assert rows[2]["data"]["watcher_cpu_share"] > 0 and "the app's" in rows[2]["ratio"]
     flood = rows[1]["data"]
     assert set(flood["keys_s"]) == {"? opens help", "escape closes it", "p pauses", "p resumes"}
     assert flood["peak_rss_bytes"] > 0 and flood["cpu_share"] > 0
