@@ -4,6 +4,7 @@ journal watchers follow, plus the control channel they steer through (docs/WATCH
 from __future__ import annotations
 
 import os
+from collections import deque
 from pathlib import Path
 
 from . import events as ev
@@ -12,49 +13,67 @@ from .errors import UserError
 from .journal import JournalWriter
 from .notify import Notifier
 
+EARLY_EVENTS = 100
 
-def running_pid(root: Path) -> int | None:
-    """The pid of another live process running the session at `root`, None when none does."""
+
+def _holder(root: Path) -> str | None:
     from .gitops import Repo
     from .session_lock import holder
 
     try:
-        pid = holder(Repo(root))
+        return holder(Repo(root))
     except UserError:
         return None
+
+
+def running_pid(root: Path) -> int | None:
+    """The pid of another live process running the session at `root`, None when none does."""
+    pid = _holder(root)
     if pid is None or not pid.isdigit() or int(pid) == os.getpid():
         return None
     return int(pid)
 
 
 class Publisher:
-    """An event sink passing each event to `show` and to the journal. Until this process holds the session, it
-    publishes nothing while another run holds it: a refused second run must not write into the first's journal."""
+    """An event sink passing each event to `show`, to the journal and to the notifier. Nothing is published until
+    this process holds the session: a run refused (the session busy, a bad setting) leaves no trace, and cannot
+    write into another run's journal. What came before is kept and published then."""
 
     def __init__(self, root: Path, show: ev.EventSink) -> None:
         self.root = root
         self.show = show
         self.journal = JournalWriter(root, warn=lambda message: show(ev.Info(message)))
         self.notifier = _notifier(root, show)
+        self._loop: Controllable | None = None
         self._listener: ControlListener | None = None
         self._ours = False
+        self._early: deque[ev.Event] = deque(maxlen=EARLY_EVENTS)
 
     def __call__(self, event: ev.Event) -> None:
         self.show(event)
         if not self._ours:
-            if running_pid(self.root) is not None:
+            if _holder(self.root) != str(os.getpid()):
+                self._early.append(event)
+                if isinstance(event, ev.LoopStopped):
+                    self.close()
                 return
-            self._ours = isinstance(event, ev.SessionStarted)
-        self.journal(event)
-        if self.notifier is not None:
-            self.notifier(event)
+            self._ours = True
+            if self._loop is not None:
+                self._listener = ControlListener(self.root, self._loop, self).start()
+            while self._early:
+                self._publish(self._early.popleft())
+        self._publish(event)
         if isinstance(event, ev.LoopStopped):
             self.close()
 
+    def _publish(self, event: ev.Event) -> None:
+        self.journal(event)
+        if self.notifier is not None:
+            self.notifier(event)
+
     def listen(self, loop: Controllable) -> None:
-        """Take controls from watchers for `loop` (unless another run holds the session: they are its own)."""
-        if running_pid(self.root) is None:
-            self._listener = ControlListener(self.root, loop, self).start()
+        """Take controls from watchers for `loop`, from the moment this process holds the session."""
+        self._loop = loop
 
     def close(self) -> None:
         listener, self._listener = self._listener, None
