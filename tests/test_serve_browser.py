@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from tests.test_watch import HeadlessRun, held_session, running, wait_until
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 SCREENSHOT = Path(__file__).parent.parent / "screenshots" / "serve-browser.png"
+"""Written again only with UPDATE_SCREENSHOTS=1 (else the test's own copy goes to its temp dir)."""
 
 # Kept in the page: what the app's websocket brings (the terminal's output), to read the screen's text from.
 RECORD_FRAMES = """
@@ -84,7 +86,7 @@ class DevTools:
         await self.call("Input.dispatchKeyEvent", type="keyUp", key=key)
 
 
-async def drive(debug_port: int, page_url: str, run: HeadlessRun) -> None:
+async def drive(debug_port: int, page_url: str, run: HeadlessRun, screenshot: Path) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
@@ -104,7 +106,7 @@ async def drive(debug_port: int, page_url: str, run: HeadlessRun) -> None:
                     break
                 await asyncio.sleep(0.1)
             shot = await tools.call("Page.captureScreenshot", format="png")
-            SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
 
 
 def test_serve_shows_the_session_in_chromium_and_a_key_in_the_page_pauses_the_run(tmp_path: Path) -> None:
@@ -138,9 +140,10 @@ def test_serve_shows_the_session_in_chromium_and_a_key_in_the_page_pauses_the_ru
             stderr=subprocess.DEVNULL,
         )
         wait_until(lambda: answers(f"http://127.0.0.1:{debug_port}/json/version"), "chromium answers")
-        asyncio.run(drive(debug_port, f"http://127.0.0.1:{port}/", run))
+        screenshot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path / SCREENSHOT.name
+        asyncio.run(drive(debug_port, f"http://127.0.0.1:{port}/", run, screenshot))
         assert run.printed("paused from the browser"), run.lines[-10:]
-        assert SCREENSHOT.stat().st_size > 10_000
+        assert screenshot.stat().st_size > 10_000
     finally:
         for proc in (browser, server, run.proc):
             if proc is not None:
