@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.test_tui_terminal import Pane
-from tests.test_watch import held_session
+from tests.test_watch import held_session, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 CLI = f"{sys.executable} -m autoresearch.core.cli"
 
 
-def test_a_second_run_offers_to_watch_and_the_watchers_keys_steer_the_headless_run(tmp_path: Path) -> None:
+def test_a_second_run_offers_to_watch_a_hang_up_changes_nothing_and_a_watchers_keys_steer_the_run(
+    tmp_path: Path,
+) -> None:
     root = held_session(tmp_path, "--max-experiments", "3")
     run = Pane(tmp_path / "run.sock")
     watcher = Pane(tmp_path / "watch.sock")
@@ -26,6 +28,13 @@ def test_a_second_run_offers_to_watch_and_the_watchers_keys_steer_the_headless_r
         watcher.wait_for(lambda s: "is using this session. Watch it? [Y/n]" in s)
         watcher.keys("Enter")
         watcher.wait_for(lambda s: "baseline" in s and "step " in s and "Quit" in s)  # its rows and the live log
+        watcher.kill()  # the watcher's terminal hangs up: the run must not notice
+        steps = (root / "run.log").read_text().count("step ")
+        wait_until(lambda: (root / "run.log").read_text().count("step ") > steps + 20, "the run goes on")
+        assert "stop" not in run.screen() and "paused" not in run.screen()
+        watcher = Pane(tmp_path / "watch2.sock")
+        watcher.start(f"cd {root} && ESCDELAY=25 {CLI} watch; echo WATCH-EXITED $?; sleep 600")
+        watcher.wait_for(lambda s: "baseline" in s and "step " in s and "Quit" in s)
         watcher.keys("p")
         run.wait_for(lambda s: "paused from a watcher" in s)
         watcher.keys("k")
