@@ -100,3 +100,28 @@ def test_a_headless_run_notifies_its_end_and_the_secret_stays_out_of_everything(
         if p.is_file() and SECRET in p.read_text(errors="replace")
     ]
     assert leaks == []
+
+
+def test_the_model_never_sees_a_notify_url(tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.llm_server import ScriptedLLMServer
+    from tests.test_llm_loop import edit, head
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    root = make_repo(tmp_path / "p")
+    with ScriptedLLMServer(model="test") as server:
+        server.script(
+            head("raise the learning rate") + edit("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.04"),
+            head("widen the model", "architecture") + edit("WIDTH = 4", "WIDTH = 16"),
+        )
+        model = ("--agent", "llm", "--model", "openai/test", "--api-base", server.url, "--max-experiments", "3")
+        assert (
+            cli(root, *setup_args(*model, "--baseline-runs", "1", "--notify", f"{hooks.url}/ok/{SECRET}")).returncode
+            == 0
+        )
+        done = cli(root, "run", "--headless")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert server.requests, "the model was asked"
+        assert SECRET not in json.dumps(server.requests)
+    assert [n["event"] for n in hooks.received][-1] == "session_end"
+    assert any(n["event"] == "new_best" for n in hooks.received), hooks.received
+    assert SECRET not in done.stdout + done.stderr
