@@ -53,7 +53,7 @@ def hooks() -> Iterator[Hooks]:
 
 
 def row(metric: float, status: str = "keep") -> ResultRow:
-    return ResultRow("abc1234", metric, 0.1, 3.0, status, "wider layers")  # type: ignore[arg-type]
+    return ResultRow("abc1234", metric, 0.1, 3.0, status, "wider layers")
 
 
 def test_new_best_needs_user_and_end_are_posted_and_a_failing_url_is_said_once(hooks: Hooks) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,6 +78,20 @@ class HeadlessRun:
 def running(root: Path, number: int) -> bool:
     log = root / "run.log"
     return log.exists() and f"experiment {number} pid" in log.read_text() and "step 3 " in log.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def row(n: int) -> ResultRow:
@@ -287,3 +303,24 @@ def test_a_watcher_served_beyond_this_machine_only_views_until_the_token_is_ente
     assert said[-1] == ev.Info("token accepted: this view steers the run")
     (message,) = control_dir(tmp_path).iterdir()
     assert json.loads(message.read_text()) == {"action": "pause", "by": "the browser"}
+
+
+def test_serve_beyond_this_machine_prints_the_tunnel_and_a_token(tmp_path: Path) -> None:
+    root = held_session(tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        [PY, "-m", "autoresearch.core.cli", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/"), "the server answers")
+    finally:
+        server.kill()
+        out = server.communicate(timeout=30)[0]
+    first, tunnel = out.splitlines()[:2]
+    assert first.startswith(f"Serving on 0.0.0.0:{port}, which other machines can reach: pages only view the run")
+    assert "press i in the page, then type " in first
+    assert tunnel.strip().startswith(f"ssh -N -L {port}:127.0.0.1:{port} ")
