@@ -125,3 +125,14 @@ def test_the_model_never_sees_a_notify_url(tmp_path: Path, hooks: Hooks, monkeyp
     assert [n["event"] for n in hooks.received][-1] == "session_end"
     assert any(n["event"] == "new_best" for n in hooks.received), hooks.received
     assert SECRET not in done.stdout + done.stderr
+
+
+def test_a_broken_environment_sends_needs_user_then_the_end(tmp_path: Path, hooks: Hooks) -> None:
+    root = make_repo(tmp_path / "p", script="train_broken.py")
+    assert cli(root, *setup_args("--baseline-runs", "1", "--notify", f"{hooks.url}/ok/{SECRET}")).returncode == 0
+    done = cli(root, "run", "--headless")
+    assert done.returncode == 1
+    assert [n["event"] for n in hooks.received] == ["needs_user", "session_end"]
+    needs = hooks.received[0]
+    assert needs["session"] == "nov26" and needs["metric"] == "val_loss"
+    assert str(needs["text"]).startswith("nov26 needs you: ")
