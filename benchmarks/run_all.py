@@ -17,13 +17,14 @@ from . import (
     harness_overhead,
     judging,
     knob_discovery,
+    pruning,
     sandbox_overhead,
     timeout_kill,
     workers_throughput,
 )
 from .common import Row, machine, make_repo, measure_references, print_table, rows_json, use_git_identity
 
-NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "workers", "ray", "sandbox")
+NAMES = ("overhead", "cli", "app", "timeout", "duty", "gpu", "knobs", "judging", "pruning", "workers", "ray", "sandbox")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": gpu_rows,
         "knobs": lambda: knob_discovery.run(args.quick),
         "judging": lambda: judging.run(args.quick),
+        "pruning": lambda: pruning.run(args.quick),
         "workers": lambda: workers_throughput.run(args.quick),
         "ray": ray_rows,
         "sandbox": lambda: sandbox_overhead.run(args.quick),

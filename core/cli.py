@@ -45,6 +45,7 @@ _SETUP_FLAGS: dict[str, str] = {
     "baseline_runs": "baseline_runs",
     "confirm_runs": "confirm_runs",
     "budget_allowance": "budget_allowance_s",
+    "prune": "prune",
     "executor": "executor",
     "ray_address": "ray_address",
     "workers": "workers",
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--min-gain", type=float, metavar="X", help="smallest gain in the metric worth keeping (0)")
     setup.add_argument("--baseline-runs", type=int, metavar="N", help="runs of the baseline, to measure noise (2)")
     setup.add_argument("--confirm-runs", type=int, metavar="N", help="re-runs of a small win before keeping it (2)")
+    setup.add_argument("--prune", choices=["off", "on"], help="stop runs whose loss curve is clearly behind (on)")
     setup.add_argument("--budget-allowance", type=float, metavar="S", help="seconds allowed over the budget")
     setup.add_argument("--executor", choices=["local", "ray"], help="run on this machine, or as Ray jobs (local)")
     setup.add_argument("--ray-address", metavar="ADDRESS", help="the Ray cluster, e.g. http://HEAD:8265 (docs/RAY.md)")

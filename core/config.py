@@ -125,6 +125,8 @@ class SessionConfig(BaseModel):
     baseline_runs: int = Field(default=2, ge=1)
     confirm_runs: int = Field(default=2, ge=0)
     budget_allowance_s: float | None = Field(default=None, ge=0)
+    prune: Literal["off", "on"] = "on"
+    """Stop a run whose loss curve is clearly behind the best's (core/pruning.py, docs/PRUNING.md)."""
     # Where runs go (core/executor.py; Ray: core/ray_executor.py, docs/RAY.md).
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
@@ -304,6 +306,7 @@ _MESSAGES: dict[str, str] = {
     "min_gain": "min_gain must be a number, 0 or more: the smallest gain in the metric worth keeping",
     "baseline_runs": "baseline_runs must be a whole number above 0 (runs of the baseline that measure the noise)",
     "confirm_runs": "confirm_runs must be a whole number, 0 or more (re-runs of a small win before it is kept)",
+    "prune": 'prune must be "on" (stop runs whose loss curve is clearly behind the best\'s) or "off"',
     "budget_allowance_s": "budget_allowance_s must be a number of seconds, 0 or more, allowed beyond the budget",
     "executor": 'executor must be "local" (runs on this machine) or "ray" (jobs on a Ray cluster, see docs/RAY.md)',
     "ray_address": "ray_address must be the Ray cluster's address, e.g. http://HEAD:8265 or ray://HEAD:10001",

@@ -4,6 +4,7 @@ with the run's environment, its events, its log kept per experiment and its peak
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from .executor import Recovering, make_executor, referee
 from .history import ExperimentMeta
 from .metric import read_memory_gb
 from .model_keys import hidden_from_training
+from .pruning import Pruning, curve_path
 from .runner import RunOutcome
 from .session_state import _InfraLost, _Interrupted
 from .workspace import Workspace
@@ -41,6 +43,10 @@ def run_memory_gb(log: Path, config: SessionConfig, outcome: RunOutcome) -> floa
 
 
 class Execution(Workspace):
+    @functools.cached_property
+    def _pruning(self) -> Pruning:
+        return Pruning(self.config, self.history, self.results_path, lambda s: self._emit(ev.Info(s)))
+
     def _start_executor(self) -> None:
         """The executor the config asks for, checked; a cluster's jobs left by a tool that died, stopped."""
         if self._executor_from_config:
@@ -84,6 +90,8 @@ class Execution(Workspace):
         def on_lines(lines: list[str], dropped: int) -> None:
             self._emit(ev.LogAppended(number, tuple(lines), dropped))
 
+        first = log_name == "run.log" and meta.kind != "baseline"
+        watch = self._pruning.watch(self._cancel, self.history.read_diff(number) if first else None)
         outcome = self.executor.run(
             self.config.run_command,
             self.root,
@@ -94,9 +102,10 @@ class Execution(Workspace):
             cancel=self._cancel,
             pid_file=self.history.pids_path,
             on_start=on_start,
-            on_lines=on_lines,
+            on_lines=watch.feeding(on_lines),
         )
         self._keep_log(number, log_name)
+        watch.save(curve_path(self.history.log_path(number).with_name(log_name)), outcome.cancelled)
         self._run_memory_gb = self._memory_gb(outcome)
         self._emit(
             ev.RunFinished(

@@ -23,6 +23,7 @@ from .proposer import (
     content_key,
 )
 from .proposing import Proposing
+from .pruning import pruned_info
 from .results import (
     ResultRow,
     ResultsTable,
@@ -194,7 +195,10 @@ class Experiment(Proposing):
         runs: list[float] = [] if metric is None else [metric]
         durations = [outcome.duration_s]
         reset_done = retry_allowed = False
-        if metric is None:
+        pruned = pruned_info(self.history, number) if outcome.cancelled and self._cancel_reason is None else None
+        if pruned is not None:
+            status, description = "discard", f"{description} {pruned['note']}"
+        elif metric is None:
             status = "crash"
             why = (
                 "killed by the user"

@@ -41,6 +41,7 @@ from .history import ExperimentMeta, write_json_atomic
 from .metric import read_metric
 from .model_keys import hidden_from_training
 from .proposer import Proposal, ProposalSkipped, Usage, content_key
+from .pruning import curve_path, load_curve
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
@@ -370,7 +371,9 @@ class ParallelSession:
                     sorted(job.files), f"exp: {one_line(job.proposal.description)}", add=False
                 )
             else:
-                reset_tree(job.worker, job.commit)
+                tree = reset_tree(job.worker, job.commit)
+            first = job.kind == "run" and not job.logs
+            watch = loop._pruning.watch(slot.cancel, tree.diff(job.base, job.commit) if first else None)
             output = fresh_output(job.worker)
             log = job.worker.log(f"{job.seq}/" + ("run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"))
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -397,8 +400,9 @@ class ParallelSession:
             job.outcome = outcome = run(
                 worker_command(loop.config.run_command, loop.root),
                 log,
-                on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
+                on_lines=watch.feeding(lambda lines, n: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), n))),
             )
+            watch.save(curve_path(log), outcome.cancelled)
             ok = not (outcome.cancelled or outcome.timed_out or outcome.exit_code)
             source = log
             if ok and loop.config.verify_command:  # as in a sequential session: its output gives the metric
@@ -472,6 +476,10 @@ class ParallelSession:
         if outcome.infra_error:  # the cluster lost the run: not the idea's crash; the loop stops or pauses
             loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} lost, not recorded"))
             raise _InfraLost(outcome.infra_error)
+        pruned = load_curve(curve_path(job.logs[0])) if outcome.cancelled and not job.runs else None
+        if pruned is not None and pruned.pruned is not None:
+            job.durations.append(outcome.duration_s)
+            return self._record(table, job, "discard", str(pruned.pruned["note"]))
         if job.metric is None:
             why = (
                 "killed by the user"
@@ -628,7 +636,7 @@ class ParallelSession:
             meta.extra["durations"] = job.durations
         folder = loop.history.experiment_dir(number)
         folder.mkdir(parents=True, exist_ok=True)
-        for log in job.logs:
+        for log in (*job.logs, *map(curve_path, job.logs)):
             with contextlib.suppress(OSError):
                 log.replace(folder / log.name)
         loop.history.save_diff(number, loop.repo.diff(job.base, job.commit, list(loop.config.editable_files)))
