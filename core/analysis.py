@@ -20,6 +20,7 @@ from .config import RESULTS_FILE, SessionConfig, load_config
 from .crash_log import crash_reason, one_line
 from .history import ExperimentMeta, History
 from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
+from .pruning import saved_seconds
 from .results import ResultRow, ResultsTable, is_better, read_results
 from .status import find_baseline, fmt_delta, fmt_metric, fmt_tokens, percent_change
 
@@ -328,6 +329,9 @@ def summary(session: Session) -> str:
             )
     else:
         lines.append("- Training time: not recorded (results.tsv has no duration_s column)")
+    stopped, saved = saved_seconds(History(session.root), [e.meta.number for e in rows if e.meta is not None])
+    if stopped:
+        lines.append(f"- Pruning: {_plural(stopped, 'run')} stopped early, {_fmt_duration(saved)} of GPU time saved")
     t_in = sum(m.tokens_in for m in session.metas.values())
     t_out = sum(m.tokens_out for m in session.metas.values())
     cost = sum(m.cost_usd for m in session.metas.values() if math.isfinite(m.cost_usd))

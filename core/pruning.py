@@ -314,6 +314,7 @@ class Watch:
             "band": band,
             "stopped_s": round(stopped, 3),
             "expected_s": round(bar.expected_s, 3),
+            "of": bar.best,
             "note": note,
         }
         self.cancel.set()
@@ -364,3 +365,34 @@ def saved_seconds(history: History, numbers: Iterable[int]) -> tuple[int, float]
         count += 1
         saved += max(0.0, float(info.get("expected_s", 0.0)) - float(info.get("stopped_s", 0.0)))
     return count, saved
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def comparison(history: History, number: int, width: int = 40) -> str:
+    """A pruned run's loss curve above the best's it was compared with, on one scale (empty if it was not pruned)."""
+    info = pruned_info(history, number)
+    own = run_curves(history, number)
+    best = run_curves(history, int(info.get("of", 0))) if info else []
+    if info is None or not own or not best:
+        return ""
+    shares = [(k + 0.5) / width for k in range(width)]
+    rows = [[value_at(c.points, s) for s in shares] for c in (own[0], best[0])]
+    values = [v for row in rows for v in row if v is not None]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+
+    def spark(row: list[float | None]) -> str:
+        return "".join(
+            " " if v is None else _BLOCKS[round((v - lo) / (hi - lo) * (len(_BLOCKS) - 1)) if hi > lo else 0]
+            for v in row
+        )
+
+    label = f"best #{info['of']}"
+    pad = max(len(label), len("this run"))
+    return (
+        f"{'this run':<{pad}}  {spark(rows[0])}  stopped at {float(info['share']) * 100:.0f} %\n"
+        f"{label:<{pad}}  {spark(rows[1])}  loss {lo:.4g} to {hi:.4g}, 0 to 100 % of the budget"
+    )

@@ -7,19 +7,21 @@ on), however loaded the machine is; a change to the schedule (WARMUP) is never s
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 from autoresearch.core import pruning
-from autoresearch.core.config import SessionConfig
+from autoresearch.core.analysis import build_analysis
+from autoresearch.core.config import CONFIG_FILE, SessionConfig
 from autoresearch.core.history import ExperimentMeta, History
 from autoresearch.core.loop import ExperimentLoop
 from autoresearch.core.results import read_results
 from autoresearch.core.setup import setup_session
 
-from tests.conftest import git
+from tests.conftest import cli, git, setup_args
 from tests.test_workers import Edits
 
 PY = sys.executable
@@ -89,6 +91,19 @@ def test_one_worker_stops_a_hopeless_run_and_tells_the_model_where(tmp_path: Pat
     assert info is not None and 0.25 <= float(info["share"]) <= 1.0
     last = proposer.contexts[-1]
     assert any("(pruned at " in r.description for r in last.history)
+    assert "Pruning: 2 runs stopped early" in build_analysis(repo)
+    chart = pruning.comparison(history, rows.index(pruned) + 1).splitlines()
+    assert chart[0].startswith("this run") and chart[1].startswith("best #")
+
+
+def test_prune_is_set_at_setup_and_by_config_and_a_bad_value_is_one_sentence(repo: Path) -> None:
+    assert cli(repo, *setup_args("--prune", "off")).returncode == 0
+    assert json.loads((repo / CONFIG_FILE).read_text())["prune"] == "off"
+    assert cli(repo, "config", "prune", "on").returncode == 0
+    assert json.loads((repo / CONFIG_FILE).read_text())["prune"] == "on"
+    bad = cli(repo, "config", "prune", "maybe")
+    assert bad.returncode != 0 and "prune must be" in bad.stderr + bad.stdout
+    assert "Traceback" not in bad.stderr
 
 
 def test_two_workers_stop_hopeless_runs_and_never_a_schedule_change(tmp_path: Path) -> None:

@@ -73,6 +73,8 @@ def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = Fal
             fields.append(("exit", "timed out" if meta.timed_out else str(meta.exit_code)))
         if meta.note:
             fields.append(("note", meta.note))
+    if detail.curves:
+        fields.append(("pruned", "\n" + detail.curves))
     metric_style = status_style(status, mono)
     if compact:
         for i, (name, value) in enumerate(fields):

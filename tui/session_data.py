@@ -8,6 +8,7 @@ from pathlib import Path
 
 from autoresearch.core.config import RESULTS_FILE, SessionConfig, load_config
 from autoresearch.core.history import ExperimentMeta, History
+from autoresearch.core.pruning import comparison
 from autoresearch.core.results import ResultRow, read_results
 from autoresearch.core.sanitize import safe_line, safe_text
 
@@ -30,6 +31,8 @@ class ExperimentDetail:
     diff: str
     log_lines: list[str] = field(default_factory=list)
     log_note: str = ""
+    curves: str = ""
+    """A pruned run's loss curve beside the best's (core/pruning.py)."""
 
 
 def load_snapshot(root: Path) -> SessionSnapshot:
@@ -97,4 +100,4 @@ def load_experiment(root: Path, number: int, row: ResultRow | None) -> Experimen
     if row is not None:
         row = replace(row, description=safe_line(row.description))
     lines = [safe_line(line) for line in lines]
-    return ExperimentDetail(number, row, meta, safe_text(diff), lines, note)
+    return ExperimentDetail(number, row, meta, safe_text(diff), lines, note, comparison(history, number))

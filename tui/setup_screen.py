@@ -69,6 +69,7 @@ FORM_KEYS = (
     "workers",
     "devices",
     "notify",
+    "prune",
     "editable_files",
     "readonly_files",
     "agent",
@@ -259,6 +260,7 @@ class SetupScreen(Screen["SetupResult | None"]):
                         yield Radio("higher is better", id="direction-higher")
                 for key, label, hint in TEXT_FIELDS[3:]:
                     yield from self._text_row(key, label, hint)
+                yield Tick("Prune: stop runs whose loss curve is clearly behind the best's", True, id="field-prune")
                 yield Label("Editable files (the agent may change them)", classes="section-label")
                 yield FileList(id="field-editable_files", classes="file-list")
                 yield Label("", id="error-editable_files", classes="field-error")
@@ -393,6 +395,7 @@ class SetupScreen(Screen["SetupResult | None"]):
             self.query_one(f"#field-{key}", Input).value = value
         self.query_one("#field-sandbox", Checkbox).value = bool(opts.get("sandbox"))
         self.query_one("#field-metric_grep", Input).placeholder = "^<metric>:  (derived from the metric)"
+        self.query_one("#field-prune", Checkbox).value = opts.get("prune", "on") == "on"
         if opts.get("metric_direction") == "higher":
             self.query_one("#direction-higher", RadioButton).value = True
         if opts.get("agent") == "llm" or (opts.get("model") and opts.get("agent") != "mutate"):
@@ -451,6 +454,7 @@ class SetupScreen(Screen["SetupResult | None"]):
             "readonly_files": list(self.query_one("#field-readonly_files", SelectionList).selected),
             "agent": "llm" if self.query_one("#agent-llm", RadioButton).value else "mutate",
             "sandbox": self.query_one("#field-sandbox", Checkbox).value,
+            "prune": "on" if self.query_one("#field-prune", Checkbox).value else "off",
         }
         if text("metric_grep"):
             values["metric_grep"] = text("metric_grep")
