@@ -57,7 +57,7 @@ class Experiment:
 
     @property
     def metric(self) -> float | None:
-        if self.row.status == "crash" or not math.isfinite(self.row.metric):
+        if not self.row.has_metric or not math.isfinite(self.row.metric):
             return None
         return self.row.metric
 

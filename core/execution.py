@@ -105,7 +105,7 @@ class Execution(Workspace):
             on_lines=watch.feeding(on_lines),
         )
         self._keep_log(number, log_name)
-        watch.save(curve_path(self.history.log_path(number).with_name(log_name)), outcome.cancelled)
+        watch.save(curve_path(self.history.log_path(number).with_name(log_name)), outcome)
         self._run_memory_gb = self._memory_gb(outcome)
         self._emit(
             ev.RunFinished(

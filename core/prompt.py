@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from .config import CATEGORIES, SessionConfig
 from .proposer import CrashInfo, ExperimentRecord, ProposalContext
+from .results import is_pruned
 
 Message = dict[str, str]
 
@@ -50,6 +51,8 @@ def _fence(text: str, lang: str = "") -> str:
 def _metric(record: ExperimentRecord) -> str:
     if record.status == "crash":
         return "timeout" if "(timed out" in record.description else "crash"
+    if is_pruned(record.description):
+        return "pruned"
     return f"{record.metric:.6g}"
 
 

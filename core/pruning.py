@@ -30,8 +30,9 @@ from .history import ExperimentMeta, History
 from .judge import reference
 from .loss_curve import parse_loss
 from .results import read_results
+from .runner import RunOutcome
 
-MIN_SHARE = 0.25
+MIN_SHARE = 0.2
 """No run is stopped before this share of its time budget."""
 BAND_SIGMAS = 4.0
 """How many standard deviations of repeated runs (at the same share of the budget) a run must be behind."""
@@ -258,16 +259,18 @@ class Watch:
     clock: Callable[[], float] = time.monotonic
     points: list[Point] = field(default_factory=list)
     pruned: dict[str, float | str] | None = None
-    _started: float = 0.0
+    _started: float | None = None
     _checked: float = -1.0
     _fed: float = 0.0
     _streak: int = 0
 
-    def __post_init__(self) -> None:
-        self._started = self.clock()
-
     def feed(self, lines: Sequence[str]) -> None:
-        """Take a batch of new log lines: they were written between the last batch and now, evenly spread."""
+        """Take a batch of new log lines: they were written between the last batch and now, evenly spread.
+
+        The run's clock starts at its first output, so a job waiting for a cluster's GPU, or the time to start
+        one, is not counted as training."""
+        if self._started is None:
+            self._started = self.clock()
         now = (self.clock() - self._started) / self.budget_s
         values = [v for v in map(parse_loss, lines) if v is not None and math.isfinite(v)]
         before, self._fed = self._fed, now
@@ -302,7 +305,6 @@ class Watch:
         self._streak = self._streak + 1 if loss - best > margin else 0
         if self._streak < STREAK:
             return
-        stopped = self.clock() - self._started
         note = (
             f"(pruned at {share * 100:.0f} % of the budget: loss {loss:.4g} vs best {best:.4g} ± {band:.2g} "
             f"of #{bar.best})"
@@ -312,16 +314,18 @@ class Watch:
             "loss": loss,
             "best": best,
             "band": band,
-            "stopped_s": round(stopped, 3),
             "expected_s": round(bar.expected_s, 3),
             "of": bar.best,
             "note": note,
         }
         self.cancel.set()
 
-    def save(self, path: Path, stopped: bool) -> None:
-        """Keep the curve at `path`; where it was pruned only when the run was `stopped` (not over already)."""
-        StoredCurve(binned(self.points), self.budget_s, self.pruned if stopped else None).save(path)
+    def save(self, path: Path, outcome: RunOutcome) -> None:
+        """Keep the curve at `path`; where it was pruned only when that stopped the run (it was not over already)."""
+        pruned = (
+            dict(self.pruned, stopped_s=round(outcome.duration_s, 3)) if self.pruned and outcome.cancelled else None
+        )
+        StoredCurve(binned(self.points), self.budget_s, pruned).save(path)
 
 
 class Pruning:

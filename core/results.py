@@ -18,6 +18,11 @@ Status = Literal["baseline", "keep", "discard", "crash"]
 STATUSES: tuple[str, ...] = ("baseline", "keep", "discard", "crash")
 
 
+def is_pruned(description: str) -> bool:
+    """The row of a run stopped early by pruning (core/pruning.py)."""
+    return "(pruned at " in description
+
+
 @dataclass(frozen=True)
 class ResultRow:
     commit: str
@@ -26,6 +31,11 @@ class ResultRow:
     duration_s: float
     status: Status
     description: str
+
+    @property
+    def has_metric(self) -> bool:
+        """It measured its metric: not a crash, and not a run stopped by pruning (whose 0 is no measurement)."""
+        return self.status != "crash" and not is_pruned(self.description)
 
     def to_line(self, with_duration: bool = True) -> str:
         """The row as results.tsv holds it; without duration_s for a file written by karpathy/autoresearch."""
@@ -51,7 +61,7 @@ class ResultsTable:
 
     def measured(self) -> list[tuple[int, ResultRow]]:
         """(1-based number, row) for rows that produced a metric: every status but crash."""
-        return [(i, r) for i, r in enumerate(self.rows, 1) if r.status != "crash"]
+        return [(i, r) for i, r in enumerate(self.rows, 1) if r.has_metric]
 
     def baseline(self) -> float | None:
         """The `baseline` row's metric; karpathy/autoresearch records its baseline as a first `keep` row."""

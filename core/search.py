@@ -23,6 +23,7 @@ from .config import SessionConfig
 from .edits import Edit, file_edits
 from .knobs import Knob, KnobChange, KnobReport, apply_changes, config_files_in, discover, format_number
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, content_key
+from .results import is_pruned
 
 _CHANGE = re.compile(r"([A-Za-z_][\w.]*) ([-+]?[\d.]+(?:[eE][-+]?\d+)?) -> ([-+]?[\d.]+(?:[eE][-+]?\d+)?)")
 _IDEA = re.compile(r"([A-Za-z_][\w.]*)\s*(?:=|->|to)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)")
@@ -162,7 +163,7 @@ class SearchProposer:
             if not changes or not set(changes) <= set(state):
                 continue
             point = {**state, **{n: new for n, (_old, new) in changes.items()}}
-            points.append((point, None if record.status == "crash" else record.metric))
+            points.append((point, None if record.status == "crash" or is_pruned(record.description) else record.metric))
             if record.status == "keep":
                 state = point
         return [(p, v) for p, v in points if all(n in space for n in p)]

@@ -65,7 +65,7 @@ def find_baseline(table: ResultsTable) -> tuple[int, ResultRow, bool] | None:
         if row.status == "baseline":
             return i, row, False
     for i, row in enumerate(table.rows, 1):
-        if row.status != "crash" and math.isfinite(row.metric):
+        if row.has_metric and math.isfinite(row.metric):
             return i, row, True
     return None
 
@@ -156,7 +156,7 @@ def _row_dict(number: int, row: ResultRow) -> dict[str, Any]:
     return {
         "number": number,
         "commit": row.commit,
-        "metric": None if row.status == "crash" else finite(row.metric),
+        "metric": finite(row.metric) if row.has_metric else None,
         "memory_gb": finite(row.memory_gb),
         "duration_s": finite(row.duration_s),
         "status": row.status,

@@ -402,7 +402,7 @@ class ParallelSession:
                 log,
                 on_lines=watch.feeding(lambda lines, n: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), n))),
             )
-            watch.save(curve_path(log), outcome.cancelled)
+            watch.save(curve_path(log), outcome)
             ok = not (outcome.cancelled or outcome.timed_out or outcome.exit_code)
             source = log
             if ok and loop.config.verify_command:  # as in a sequential session: its output gives the metric

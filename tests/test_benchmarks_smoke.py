@@ -131,3 +131,19 @@ def test_sandbox_benchmark_prints_its_rows_beside_unsandboxed_runs(tmp_path: Pat
     data = rows[0]["data"]
     assert len(data["start_plain_s"]) == len(data["start_sandboxed_s"]) == 3
     assert len(data["work_plain_s"]) == len(data["work_sandboxed_s"]) == 2
+
+
+def test_pruning_prints_its_rows_beside_the_same_sessions_without_it(tmp_path: Path) -> None:
+    stdout, rows = bench(tmp_path, "pruning", timeout=300)
+    assert_rows(
+        stdout,
+        rows,
+        [
+            "pruning, hopeless workload",
+            "pruning, hopeless workload",
+            "pruning, warmdown workload",
+            "pruning",
+        ],
+    )
+    assert rows[0]["data"]["off_s"] > 0 and rows[0]["data"]["on_s"] > 0
+    assert "x" in rows[0]["ratio"]

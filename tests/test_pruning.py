@@ -18,7 +18,7 @@ from autoresearch.core.analysis import build_analysis
 from autoresearch.core.config import CONFIG_FILE, SessionConfig
 from autoresearch.core.history import ExperimentMeta, History
 from autoresearch.core.loop import ExperimentLoop
-from autoresearch.core.results import read_results
+from autoresearch.core.results import ResultRow, ResultsTable, read_results
 from autoresearch.core.setup import setup_session
 
 from tests.conftest import cli, git, setup_args
@@ -148,6 +148,7 @@ class Clock:
 
 
 def feed(watch: pruning.Watch, clock: Clock, points: tuple[tuple[float, float], ...]) -> None:
+    watch.feed(["starting"])  # the run's clock starts at its first output
     for share, loss in points:
         clock.now = share * watch.budget_s
         watch.feed([f"step {share} loss {loss}"])
@@ -209,3 +210,11 @@ def test_plan_says_why_it_cannot_act(tmp_path: Path, runs: list[float]) -> None:
         pruning.StoredCurve(list(curve(0.0)), 10.0).save(history.experiment_dir(1) / name)
     why = pruning.plan(config, history, 1, "")[1]
     assert ("no repeated runs" in why) if len(runs) == 1 else ("pruning waits: 0 of 1 pairs" in why)
+
+
+def test_a_pruned_row_has_no_metric_for_the_search_the_charts_or_the_prompt() -> None:
+    note = "(pruned at 35 % of the budget: loss 2.61 vs best 2.31 ± 0.01 of #4)"
+    pruned = ResultRow("abc1234", 0.0, 0.0, 1.2, "discard", f"lr up {note}")
+    assert not pruned.has_metric and ResultRow("abc1234", 1.0, 0.0, 3.0, "discard", "lr up").has_metric
+    table = ResultsTable("val_loss", (pruned,))
+    assert table.measured() == []

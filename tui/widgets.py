@@ -337,7 +337,7 @@ class MetricPlot(PlotextPlot):
         plt.title(f"{self.metric_name} per experiment ({direction} is better)")
         if self.size.height >= 12:
             plt.xlabel("experiment")
-        measured = [(n, r) for n, r in self.rows if r.status != "crash"]
+        measured = [(n, r) for n, r in self.rows if r.has_metric]
         if not measured and not self.rows:
             plt.xlim(0, 10)
             return
@@ -372,7 +372,7 @@ class MetricPlot(PlotextPlot):
             points = [(n, r) for n, r in self.rows if r.status == status]
             if not points:
                 continue
-            ys_status = [crash_y if status == "crash" else r.metric for _, r in points]
+            ys_status = [r.metric if r.has_metric else crash_y for _, r in points]
             plt.scatter(
                 [n for n, _ in points],
                 ys_status,
