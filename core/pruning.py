@@ -336,7 +336,7 @@ class Pruning:
         self.history = history
         self.results_path = results_path
         self.say = say
-        self._said = ""
+        self._said: set[str] = set()
         self._lock = threading.Lock()
 
     def watch(self, cancel: threading.Event, diff: str | None = None) -> Watch:
@@ -345,9 +345,9 @@ class Pruning:
         if self.config.prune == "on" and diff is not None:
             bar, why = plan(self.config, self.history, self._best(), diff)
             with self._lock:
-                if why and why != self._said and not why.startswith("not pruned"):
+                if why and why not in self._said and not why.startswith("not pruned"):
+                    self._said.add(why)
                     self.say(why)
-                self._said = why
         return Watch(self.config.time_budget_s, cancel, bar)
 
     def _best(self) -> int | None:
