@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -213,7 +214,11 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         from .first_run import trial_run
 
         print(f"checking: {config.run_command} ...", flush=True)
-        trial = trial_run(root, config)
+        received = _cancel_on_signals(cancel := threading.Event())
+        trial = trial_run(root, config, cancel=cancel)
+        if received:
+            _fail("The check run was stopped by a signal and ended with what it started; nothing was set up.")
+            return 128 + received[0]
         if not trial.ok:
             return _fail(trial.message + " Nothing was set up.")
         print(trial.message)
@@ -259,6 +264,19 @@ def _cmd_config(root: Path, args: argparse.Namespace) -> int:
         return 0
     print(settings.change(root, args.key, args.value))
     return 0
+
+
+def _cancel_on_signals(cancel: threading.Event) -> list[int]:
+    """SIGTERM, SIGHUP and SIGINT set `cancel` (the run it is given ends, with its children); the signals received."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        cancel.set()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    return received
 
 
 def run_headless(root: Path) -> int:

@@ -252,6 +252,10 @@ class ParallelSession:
                 asked = (base, files, time.monotonic(), idea, planned + 1)
                 pending = loop._start_proposal(ctx)
                 continue
+            if not busy and pending is not None and reason:
+                # A slow model must not hold a session that is over: its answer is not waited for.
+                loop._emit(ev.Info("the proposal being asked for was not waited for; the session ended"))
+                return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
             if not busy and pending is None:
                 if ready is not None and (loop._stop_requested or reason):
                     self._skipped_ready(len(table.rows) + 1, ready)
