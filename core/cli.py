@@ -303,6 +303,9 @@ def run_headless(root: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
+    from .runner import suspend_with_runs
+
+    signal.signal(signal.SIGTSTP, suspend_with_runs)
     try:
         stopped = loop.run()
     finally:

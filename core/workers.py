@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import os
 import queue
+import shutil
 import statistics
 import threading
 import time
@@ -110,6 +112,25 @@ class _Slot:
     thread: threading.Thread | None = None
     held: bool = False
     """Paused on its own: it finishes its run (and what judging it needs), then takes no new idea."""
+
+
+def _hold_open(log: Path, held: list[int]) -> None:
+    with contextlib.suppress(OSError):
+        held.append(os.open(log, os.O_RDONLY))
+
+
+def _write_back(fd: int, log: Path) -> None:
+    """Put a run's log back where it was if it was deleted while the run went on (from `fd`, which is closed)."""
+    try:
+        if not log.exists():
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with os.fdopen(os.dup(fd), "rb") as source, log.open("wb") as copy:
+                source.seek(0)
+                shutil.copyfileobj(source, copy)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class ParallelSession:
@@ -378,6 +399,8 @@ class ParallelSession:
     def _work(self, slot: _Slot, job: Job) -> None:
         loop = self.loop
         try:
+            if not (job.worker.tree / ".git").exists():  # deleted meanwhile (`rm -rf .autoresearch`): rebuilt
+                prepare(loop.repo, job.worker, job.commit or job.base, loop.config.worker_outputs)
             if not job.commit:
                 tree = reset_tree(job.worker, job.base)
                 for path, text in job.files.items():
@@ -414,11 +437,17 @@ class ParallelSession:
                     **watch,
                 )
 
-            job.outcome = outcome = run(
-                worker_command(loop.config.run_command, loop.root),
-                log,
-                on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
-            )
+            held: list[int] = []  # the log, open: `rm -rf .autoresearch` during the run must not lose it
+            try:
+                job.outcome = outcome = run(
+                    worker_command(loop.config.run_command, loop.root),
+                    log,
+                    on_start=lambda _pid: _hold_open(log, held),
+                    on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
+                )
+            finally:
+                for fd in held:
+                    _write_back(fd, log)
             ok = not (outcome.cancelled or outcome.timed_out or outcome.exit_code)
             source = log
             if ok and loop.config.verify_command:  # as in a sequential session: its output gives the metric

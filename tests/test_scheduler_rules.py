@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ A = 1
 B = 1
 C = 1
 D = 1
+MODE = "train"
 
 state = pathlib.Path({state!r})
 number = int(os.environ.get("AUTORESEARCH_EXPERIMENT", "0"))
@@ -43,7 +45,7 @@ while number > 1 and (state / "hold").exists():
 if number > 1 and (state / "broken").exists():
     print("loading shard: data/shard-0.bin is missing")
     sys.exit(0)
-if A == 5:
+if MODE == "hang":
     time.sleep(600)
 print(f"val_loss: {{10.0 / (A + B + C + D):.6f}}")
 """
@@ -160,7 +162,7 @@ def test_after_a_timeout_the_best_code_run_again_is_named_by_its_own_commit(tmp_
     repo, _ = make_session(tmp_path, 1, experiments=2, timeout_minutes=0.1)
     baseline = git(repo, "rev-parse", "HEAD")
     seen: list[ev.Event] = []
-    stopped = ExperimentLoop(repo, seen.append, Edits([("A", 5)])).run()
+    stopped = ExperimentLoop(repo, seen.append, Hang()).run()
     assert stopped.ok, stopped.reason
     starts = [e for e in seen if isinstance(e, ev.RunStarted) and e.number == 2]
     assert len(starts) == 2
@@ -168,6 +170,25 @@ def test_after_a_timeout_the_best_code_run_again_is_named_by_its_own_commit(tmp_
     assert starts[0].commit == experiment[:7]
     assert starts[1].commit == baseline[:7]  # the best's code runs again, and the output says so
     assert f"#2 running {baseline[:7]}" in (starts[1].describe() or "")
+
+
+class Hang:
+    """Proposes one change, which makes the training hang until the timeout ends it."""
+
+    name = "hang"
+
+    def __init__(self) -> None:
+        self.proposed = False
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        if self.proposed or ctx.crash is not None:
+            return None
+        self.proposed = True
+        text = ctx.files["train.py"]
+        return Proposal("hang", {"train.py": text.replace('MODE = "train"', 'MODE = "hang"')})
+
+    def observe(self, record: ExperimentRecord) -> None:
+        pass
 
 
 class SlowAfterTheFirst:
@@ -260,3 +281,58 @@ def test_a_signal_to_setup_check_ends_the_trial_training(tmp_path: Path, sig: si
         assert time.monotonic() < deadline, "the trial training outlived setup --check"
         time.sleep(0.05)
     assert not (repo / CONFIG_FILE).exists()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0]
+
+
+@WORKERS
+def test_a_tool_stopped_with_ctrl_z_during_a_run_leaves_the_pause_out_of_the_runs_duration(
+    tmp_path: Path, workers: int
+) -> None:
+    repo, state = make_session(tmp_path, workers, experiments=2)
+    (state / "hold").touch()
+    tool = subprocess.Popen(
+        [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not held_run_started(state):
+        assert time.monotonic() < deadline and tool.poll() is None, "a run after the baseline never started"
+        time.sleep(0.05)
+    training = next(int(p.name[4:]) for p in state.glob("pid-*") if p.read_text() == "2")
+    tool.send_signal(signal.SIGTSTP)
+    while not (_state(tool.pid) == "T" and _state(training) == "T"):  # both stopped, as a terminal's Ctrl-Z means
+        assert time.monotonic() < deadline, "Ctrl-Z did not stop the tool and its training"
+        time.sleep(0.05)
+    (state / "hold").unlink()  # the training goes on only once both are continued
+    began = time.monotonic()
+    time.sleep(4)  # the pause the duration must not contain
+    paused = time.monotonic() - began
+    tool.send_signal(signal.SIGCONT)
+    _, err = tool.communicate(timeout=120)
+    assert tool.returncode == 0, err
+    second = read_results(repo / "results.tsv").rows[1]
+    assert second.status != "crash"
+    assert second.duration_s < paused
+
+
+@WORKERS
+def test_removing_the_state_folder_during_a_run_loses_no_result(tmp_path: Path, workers: int) -> None:
+    repo, state = make_session(tmp_path, workers, experiments=2)
+    (state / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 2)]))
+    live.wait_for(lambda _: held_run_started(state), "a run after the baseline never started")
+    shutil.rmtree(repo / ".autoresearch")
+    (state / "hold").unlink()
+    stopped = live.join()
+    assert stopped.ok, stopped.reason
+    recorded = rows(repo)
+    assert recorded == [("baseline", "baseline"), ("keep", "A to 2")]
+    assert "val_loss: 2.000000" in (repo / ".autoresearch/experiments/0002/run.log").read_text()
