@@ -256,6 +256,9 @@ class ExperimentLoop(Experiment):
 
     def _stop_if_broken(self, table: ResultsTable) -> ev.LoopStopped | None:
         """After a record: when the last runs all failed the same way, stop (or pause until resumed)."""
+        last = table.rows[-judge.SAME_FAILURES :]
+        if len(last) < judge.SAME_FAILURES or any(r.status != "crash" for r in last):
+            return None  # before reading every meta.json: this runs after each record
         broken = judge.broken_environment(table, self.history.all_meta(), self.history)
         if not broken:
             return None

@@ -532,7 +532,6 @@ class ParallelSession:
         slot = self._slot_of(job)
         if slot.job is None:
             self._tell(slot, "held" if slot.held else "idle")
-        self._check_branch()
         if job.error is not None:
             if isinstance(job.error, (UserError, OSError)):
                 raise job.error
@@ -664,8 +663,8 @@ class ParallelSession:
         return None
 
     def _check_branch(self) -> None:
-        """Before a result is recorded: stop, recording nothing more, if the user committed on the branch or
-        switched it (the next start builds on the user's commit, as a sequential session does)."""
+        """Before a keep is recorded: stop, recording nothing more, if the user committed on the branch (the next
+        start builds on the user's commit, as a sequential session does)."""
         loop = self.loop
         branch = loop.config.branch
         head = loop.repo.resolve(f"refs/heads/{branch}")
@@ -688,6 +687,8 @@ class ParallelSession:
 
     def _record(self, table: ResultsTable, job: Job, status: str, note: str) -> ResultsTable:
         loop = self.loop
+        if status == "keep":
+            self._check_branch()
         number = len(table.rows) + 1
         loop._claim(number)
         description = " ".join(
