@@ -399,7 +399,7 @@ class ParallelSession:
     def _work(self, slot: _Slot, job: Job) -> None:
         loop = self.loop
         try:
-            if not (job.worker.tree / ".git").exists():  # deleted meanwhile (`rm -rf .autoresearch`): rebuilt
+            if not job.worker.tree.exists():  # deleted meanwhile (`rm -rf .autoresearch`): rebuilt
                 prepare(loop.repo, job.worker, job.commit or job.base, loop.config.worker_outputs)
             if not job.commit:
                 tree = reset_tree(job.worker, job.base)
