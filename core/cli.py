@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -214,7 +215,7 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         from .first_run import trial_run
 
         print(f"checking: {config.run_command} ...", flush=True)
-        received = _cancel_on_signals(cancel := threading.Event())
+        received = _on_signals((cancel := threading.Event()).set)
         trial = trial_run(root, config, cancel=cancel)
         if received:
             _fail("The check run was stopped by a signal and ended with what it started; nothing was set up.")
@@ -266,13 +267,14 @@ def _cmd_config(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cancel_on_signals(cancel: threading.Event) -> list[int]:
-    """SIGTERM, SIGHUP and SIGINT set `cancel` (the run it is given ends, with its children); the signals received."""
+def _on_signals(action: Callable[[], None]) -> list[int]:
+    """SIGTERM, SIGHUP and SIGINT call `action` (which ends the run going on, with its children); the list of the
+    signals received."""
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
-        cancel.set()
+        action()
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
@@ -295,14 +297,7 @@ def run_headless(root: Path) -> int:
     publisher = Publisher(root, sink)
     loop = ExperimentLoop(root, publisher, when_stuck="stop")
     publisher.listen(loop)
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        loop.stop_now()
-
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    received = _on_signals(loop.stop_now)
     from .runner import suspend_with_runs
 
     signal.signal(signal.SIGTSTP, suspend_with_runs)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -258,8 +259,20 @@ def test_a_signal_to_setup_check_ends_the_trial_training(tmp_path: Path, sig: si
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "train.py")
     git(repo, "commit", "-q", "-m", "initial")
-    args = ["setup", "train.py", "--yes", "--metric", "val_loss", "--agent", "mutate", "--tag", "c", "--check"]
-    tool = subprocess.Popen(
+    tool = start_tool(repo, "setup", "train.py", "--yes", "--metric", "val_loss", "--tag", "c", "--check")
+    wait_until(lambda: marker.exists() and bool(marker.read_text()), tool, "the trial training never started")
+    training = int(marker.read_text())
+    tool.send_signal(sig)
+    _, err = tool.communicate(timeout=60)
+    assert tool.returncode == 128 + sig
+    assert "The check run was stopped by a signal" in err and "Traceback" not in err
+    wait_until(lambda: not _alive(training), None, "the trial training outlived setup --check")
+    assert not (repo / CONFIG_FILE).exists()
+
+
+def start_tool(repo: Path, *args: str) -> subprocess.Popen[str]:
+    """The real `autoresearch` command as a process of its own (so it can be sent signals)."""
+    return subprocess.Popen(
         [PY, "-m", "autoresearch.core.cli", *args],
         cwd=repo,
         stdout=subprocess.PIPE,
@@ -267,20 +280,14 @@ def test_a_signal_to_setup_check_ends_the_trial_training(tmp_path: Path, sig: si
         text=True,
         stdin=subprocess.DEVNULL,
     )
+
+
+def wait_until(condition: Callable[[], bool], tool: subprocess.Popen[str] | None, why: str) -> None:
+    """Until `condition` holds (looking every 50 ms), failing with `why` after 60 s or when `tool` exits first."""
     deadline = time.monotonic() + 60
-    while not (marker.exists() and marker.read_text()):
-        assert time.monotonic() < deadline and tool.poll() is None, "the trial training never started"
+    while not condition():
+        assert time.monotonic() < deadline and (tool is None or tool.poll() is None), why
         time.sleep(0.05)
-    training = int(marker.read_text())
-    tool.send_signal(sig)
-    _, err = tool.communicate(timeout=60)
-    assert tool.returncode == 128 + sig
-    assert "The check run was stopped by a signal" in err and "Traceback" not in err
-    deadline = time.monotonic() + 30
-    while _alive(training):
-        assert time.monotonic() < deadline, "the trial training outlived setup --check"
-        time.sleep(0.05)
-    assert not (repo / CONFIG_FILE).exists()
 
 
 def _state(pid: int) -> str:
@@ -294,23 +301,12 @@ def test_a_tool_stopped_with_ctrl_z_during_a_run_leaves_the_pause_out_of_the_run
 ) -> None:
     repo, state = make_session(tmp_path, workers, experiments=2)
     (state / "hold").touch()
-    tool = subprocess.Popen(
-        [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
-        cwd=repo,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not held_run_started(state):
-        assert time.monotonic() < deadline and tool.poll() is None, "a run after the baseline never started"
-        time.sleep(0.05)
+    tool = start_tool(repo, "run", "--headless")
+    wait_until(lambda: held_run_started(state), tool, "a run after the baseline never started")
     training = next(int(p.name[4:]) for p in state.glob("pid-*") if p.read_text() == "2")
     tool.send_signal(signal.SIGTSTP)
-    while not (_state(tool.pid) == "T" and _state(training) == "T"):  # both stopped, as a terminal's Ctrl-Z means
-        assert time.monotonic() < deadline, "Ctrl-Z did not stop the tool and its training"
-        time.sleep(0.05)
+    # Both stopped, as a terminal's Ctrl-Z means.
+    wait_until(lambda: _state(tool.pid) == "T" and _state(training) == "T", None, "Ctrl-Z did not stop both")
     (state / "hold").unlink()  # the training goes on only once both are continued
     began = time.monotonic()
     time.sleep(4)  # the pause the duration must not contain
