@@ -8,6 +8,8 @@ import os
 import re
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -215,7 +217,11 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         from .first_run import trial_run
 
         print(f"checking: {config.run_command} ...", flush=True)
-        trial = trial_run(root, config)
+        received = _on_signals((cancel := threading.Event()).set)
+        trial = trial_run(root, config, cancel=cancel)
+        if received:
+            _fail("The check run was stopped by a signal and ended with what it started; nothing was set up.")
+            return 128 + received[0]
         if not trial.ok:
             return _fail(trial.message + " Nothing was set up.")
         print(trial.message)
@@ -263,6 +269,20 @@ def _cmd_config(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_signals(action: Callable[[], None]) -> list[int]:
+    """SIGTERM, SIGHUP and SIGINT call `action` (which ends the run going on, with its children); the list of the
+    signals received."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        action()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    return received
+
+
 def run_headless(root: Path) -> int:
     from .events import Event, LoopStopped
     from .loop import ExperimentLoop
@@ -279,14 +299,10 @@ def run_headless(root: Path) -> int:
     publisher = Publisher(root, sink)
     loop = ExperimentLoop(root, publisher, when_stuck="stop")
     publisher.listen(loop)
-    received: list[int] = []
+    received = _on_signals(loop.stop_now)
+    from .runner import suspend_with_runs
 
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        loop.stop_now()
-
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    signal.signal(signal.SIGTSTP, suspend_with_runs)
     try:
         stopped = loop.run()
     finally:

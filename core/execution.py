@@ -72,7 +72,9 @@ class Execution(Workspace):
         meta: ExperimentMeta,
         started_hook: Callable[[], None] | None = None,
         log_name: str = "run.log",
+        commit: str = "",
     ) -> RunOutcome:
+        """Run the training on the checkout as it is; `commit`: the one checked out when not meta's own."""
         if self._cancel_reason != "stop":
             self._cancel.clear()
             self._cancel_reason = None
@@ -82,7 +84,9 @@ class Execution(Workspace):
 
         def on_start(pid: int) -> None:
             self._emit(
-                ev.RunStarted(number, meta.commit[:7], pid, self.config.time_budget_s, self.config.timeout_s, started)
+                ev.RunStarted(
+                    number, (commit or meta.commit)[:7], pid, self.config.time_budget_s, self.config.timeout_s, started
+                )
             )
             if started_hook is not None:
                 started_hook()

@@ -31,7 +31,7 @@ from .results import (
 )
 from .runner import RunOutcome
 from .sanitize import one_line, safe_text
-from .session_state import Kind, _exit_text, _InfraLost, _now
+from .session_state import Kind, _InfraLost, _now, crash_why
 from .takeoff import TakeOff
 
 
@@ -44,6 +44,7 @@ class Experiment(Proposing):
             and attempt < self.config.fix_attempts
             and not self._stop_requested
             and judge.MACHINE_SLOWER not in row.description
+            and getattr(self._proposer, "makes_fixes", True)
         ):
             if self.config.max_experiments and len(table.rows) >= self.config.max_experiments:
                 break
@@ -200,15 +201,8 @@ class Experiment(Proposing):
             status, description = "discard", f"{description} {pruned['note']}"
         elif metric is None:
             status = "crash"
-            why = (
-                "killed by the user"
-                if outcome.cancelled
-                else "timeout"
-                if outcome.timed_out
-                else f"{_exit_text(outcome.exit_code)} after printing {self.config.metric_name}"
-                if outcome.exit_code and read_metric(metric_source, self.config.metric_grep) is not None
-                else None
-            )
+            printed = bool(outcome.exit_code) and read_metric(metric_source, self.config.metric_grep) is not None
+            why = crash_why(outcome, self.config.metric_name, printed)
             meta.extra["killed"] = outcome.cancelled
             if why == "timeout" and kind != "baseline":
                 why, reset_done = self._timeout_note(table, number, meta)

@@ -247,8 +247,12 @@ class TrialResult:
     metric: float | None = None
 
 
-def trial_run(root: Path, config: SessionConfig, budget_s: float = CHECK_BUDGET_S) -> TrialResult:
-    """Run the command once, as the loop would, with a short budget in its environment; report the metric line."""
+def trial_run(
+    root: Path, config: SessionConfig, budget_s: float = CHECK_BUDGET_S, cancel: threading.Event | None = None
+) -> TrialResult:
+    """Run the command once, as the loop would, with a short budget in its environment; report the metric line.
+
+    Setting `cancel` ends the run and everything it started (the command's signal handlers set it)."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         log = Path(tmp) / RUN_LOG
         outcome = make_executor(config, root).run(
@@ -261,7 +265,7 @@ def trial_run(root: Path, config: SessionConfig, budget_s: float = CHECK_BUDGET_
                 "AUTORESEARCH_EXPERIMENT": "0",
                 "AUTORESEARCH_TAG": config.tag,
             },
-            cancel=threading.Event(),
+            cancel=cancel or threading.Event(),
         )
         if outcome.infra_error:
             return TrialResult(False, f"The check run did not run: {outcome.infra_error}.")

@@ -81,7 +81,6 @@ class History:
         self.journal_path = self.dir / "journal.json"
         self.pids_path = self.dir / "run.pids"
         self.ideas_path = self.dir / "ideas.txt"
-        self.lock_path = self.dir / "lock"
 
     def ensure(self) -> None:
         self.experiments_dir.mkdir(parents=True, exist_ok=True)

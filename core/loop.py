@@ -250,16 +250,27 @@ class ExperimentLoop(Experiment):
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             skips = 0
             table = self._experiment_with_fixes(table, number, proposal)
-            broken = judge.broken_environment(table, self.history.all_meta(), self.history)
-            if broken:
-                message = (
-                    f"{broken}; the environment looks broken, not the ideas: fix it (try `{self.config.run_command}` "
-                    "by hand), then " + ("run again." if self._when_stuck == "stop" else "resume (p).")
-                )
-                if self._when_stuck == "stop":
-                    return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
-                self._emit(ev.NeedsUser(message))
-                self.pause()
+            stopped = self._stop_if_broken(table)
+            if stopped is not None:
+                return stopped
+
+    def _stop_if_broken(self, table: ResultsTable) -> ev.LoopStopped | None:
+        """After a record: when the last runs all failed the same way, stop (or pause until resumed)."""
+        last = table.rows[-judge.SAME_FAILURES :]
+        if len(last) < judge.SAME_FAILURES or any(r.status != "crash" for r in last):
+            return None  # before reading every meta.json: this runs after each record
+        broken = judge.broken_environment(table, self.history.all_meta(), self.history)
+        if not broken:
+            return None
+        message = (
+            f"{broken}; the environment looks broken, not the ideas: fix it (try `{self.config.run_command}` "
+            "by hand), then " + ("run again." if self._when_stuck == "stop" else "resume (p).")
+        )
+        if self._when_stuck == "stop":
+            return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
+        self._emit(ev.NeedsUser(message))
+        self.pause()
+        return None
 
     def _wait_if_paused(self, number: int) -> bool:
         """Block while paused; False when the user stopped instead."""

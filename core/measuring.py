@@ -97,7 +97,7 @@ class Measuring(Execution):
         self._emit(
             ev.Info(f"#{number} timed out; running the best code (#{ref.number}) again to see if the machine is slower")
         )
-        again = self._execute(number, meta, log_name="remeasure.log")
+        again = self._execute(number, meta, log_name="remeasure.log", commit=meta.parent)
         if (ended := self._lost_or_stopped(again)) is not None:
             self.history.clear_journal()
             raise ended
@@ -131,7 +131,7 @@ class Measuring(Execution):
             return ref
         self._emit(ev.Info(f"#{number} is close to #{ref.number}, which ran once; running #{ref.number} again"))
         try:
-            again = self._execute(number, meta, log_name=f"best-{ref.number}.log")
+            again = self._execute(number, meta, log_name=f"best-{ref.number}.log", commit=meta.parent)
             if (ended := self._lost_or_stopped(again)) is not None:
                 self.history.clear_journal()
                 raise ended  # lost: the change goes back on the branch below, and its caller takes it off

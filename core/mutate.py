@@ -121,6 +121,9 @@ class MutateProposer:
     drafts_ahead = False
     """It answers at once: a draft made ahead would only miss the last result."""
 
+    makes_fixes = False
+    """It proposes no fix for a crash, so none is asked for."""
+
     def observe(self, record: ExperimentRecord) -> None:
         match = _DESCRIPTION.match(record.description)
         if not match:

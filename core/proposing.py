@@ -264,18 +264,15 @@ class Proposing(Measuring):
         self._note_skipped(number, ProposalSkipped(note, proposal.usage))
 
     def _abandon_draft(self, number: int) -> None:
-        """The session ends: a draft is never written, only its tokens are kept.
+        """The session ends: a draft is never written, only the tokens of one that answered are kept.
 
-        A draft still being answered is waited for unless the user stopped at once: its tokens are spent anyway.
+        A draft still being answered is not waited for: a slow model must not hold a session that is over.
         """
         draft, self._draft = self._draft, None
         if draft is None:
             return
-        if not draft.pending.done and self._cancel_reason != "stop":
-            self._emit(ev.Info(f"waiting for the proposal drafted during #{draft.during} to answer (its tokens count)"))
-            with contextlib.suppress(_Interrupted):
-                self._wait_for(draft.pending)
         if not draft.pending.done:
+            self._emit(ev.Info(f"the proposal drafted during #{draft.during} was not waited for; the session ended"))
             return
         with contextlib.suppress(BaseException):
             proposal = draft.pending.result()

@@ -89,6 +89,35 @@ def become_subreaper() -> bool:
 # once the command was executed, with its token in its environment).
 _active_lock = threading.Lock()
 _active_runs: set[int] = set()
+_stopped_s = 0.0  # the time this process spent stopped (Ctrl-Z), left out of the runs' durations and timeouts
+
+
+def _clock() -> float:
+    """A monotonic clock that stands still while the tool is stopped with Ctrl-Z."""
+    return time.monotonic() - _stopped_s
+
+
+def suspend_with_runs(_signum: int = signal.SIGTSTP, _frame: object = None) -> None:
+    """SIGTSTP's handler: stop the runs' process groups, then this process; on SIGCONT go on with both.
+
+    The trainings run in sessions of their own, so a terminal's Ctrl-Z reaches only the tool; without this
+    they would run on unwatched and the pause would count into their duration and towards their timeout.
+    """
+    global _stopped_s
+    groups = list(_active_runs)  # no lock: a signal handler may interrupt its holder
+    for pid in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGSTOP)
+    began = time.monotonic()
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    try:
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+    finally:
+        signal.signal(signal.SIGTSTP, suspend_with_runs)
+        _stopped_s += time.monotonic() - began
+        for pid in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGCONT)
 
 
 def _other_run(proc: psutil.Process, main_pid: int | None, token: str | None) -> bool:
@@ -464,7 +493,7 @@ def run_command(
 
     tail = _LogTail(log_path) if on_lines is not None else None
     tree = _Tree(token, sweeps=not subreaper, adopt_since=time.time() - _ADOPT_MARGIN_S if subreaper else None)
-    start = time.monotonic()
+    start = _clock()
     try:
         with _active_lock:
             proc = subprocess.Popen(
@@ -537,19 +566,19 @@ def run_command(
             if cancel.is_set():
                 cancelled = True
                 break
-            left = deadline - time.monotonic()
+            left = deadline - _clock()
             if left <= 0:
                 timed_out = True
                 break
             if watch.wait(min(poll_s, left)):
-                end = time.monotonic()
+                end = _clock()
                 break
 
         exit_code = None if timed_out or cancelled else proc.returncode
         _terminate(tree, grace_s, group_signal=group_signal, reap_skip=proc.pid)
         finished = True
         if timed_out or cancelled:
-            end = time.monotonic()
+            end = _clock()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=_DEATH_WAIT_S)
         emit(final=True)

@@ -94,6 +94,9 @@ class SearchProposer:
 
     name = "search"
 
+    makes_fixes = False
+    """It proposes no fix for a crash, so none is asked for."""
+
     def __init__(self, config: SessionConfig, root: Path | None = None) -> None:
         self.config = config
         self.root = root

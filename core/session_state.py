@@ -60,6 +60,17 @@ def _exit_text(code: int | None) -> str:
     return f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
 
 
+def crash_why(outcome: RunOutcome, metric_name: str, printed: bool) -> str:
+    """Why a run gave no metric, for its crash row (a timeout is worded by the caller, which may re-measure)."""
+    if outcome.cancelled:
+        return "killed by the user"
+    if outcome.timed_out:
+        return "timeout"
+    if outcome.exit_code == 0:
+        return f"exit status 0 without printing {metric_name}"
+    return f"{_exit_text(outcome.exit_code)}{f' after printing {metric_name}' if printed else ''}"
+
+
 class _Interrupted(Exception):
     """stop_now() ended the experiment in flight: it was reverted and is not recorded."""
 

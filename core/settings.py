@@ -8,16 +8,13 @@ cannot change: a new session is the way to change those.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_FILE, DEFAULT_RAY_ADDRESS, SessionConfig, load_config, parse_config, save_config
-from .errors import ConfigError, GitStateError, UserError
+from .errors import ConfigError, GitStateError
 from .gitops import Repo
-from .history import History
 
 ALIASES = {
     "grep": "metric_grep",
@@ -114,30 +111,15 @@ def _value(key: str, values: list[str]) -> Any:
     return text
 
 
-def _run_in_progress(root: Path) -> int | None:
-    """The pid of a run holding the session's lock, None when no run is going."""
-    path = History(root).lock_path
-    if not path.exists():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.read(fd, 32).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
 def ensure_idle(root: Path, what: str = "the settings") -> None:
-    pid = _run_in_progress(root)
-    if pid is not None:
-        raise UserError(
-            f"A run (pid {pid}) is using this session; stop it first (s in the app, or kill {pid}), then change {what}."
-        )
+    """Refuse while a run holds the session's lock (core/session_lock.py: in the git directory)."""
+    from .session_lock import refuse_if_held
+
+    refuse_if_held(
+        Repo(root),
+        "A run (pid {pid}) is using this session; stop it first (s in the app, or kill {pid}), then change "
+        + f"{what}.",
+    )
 
 
 def validate(root: Path, config: SessionConfig, data: dict[str, Any], changed: set[str]) -> SessionConfig:

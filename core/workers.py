@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import os
 import queue
+import shutil
 import statistics
 import threading
 import time
@@ -36,7 +38,7 @@ from .draft import Pending, rebase_files
 from .errors import GitStateError, UserError
 from .execution import run_env, run_memory_gb
 from .executor import referee
-from .gitops import describe_git_error
+from .gitops import describe_git_error, disk_full
 from .history import ExperimentMeta, write_json_atomic
 from .metric import read_metric
 from .model_keys import hidden_from_training
@@ -45,7 +47,7 @@ from .pruning import curve_path, load_curve
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
-from .session_state import _exit_text, _InfraLost, _now
+from .session_state import _DISK_FULL, _InfraLost, _now, crash_why
 from .worktrees import (
     WorkerDir,
     fresh_output,
@@ -61,8 +63,13 @@ from .worktrees import (
 if TYPE_CHECKING:
     from .loop import ExperimentLoop
 
-JobKind = Literal["run", "confirm", "re-apply"]
-_STATE: dict[JobKind, ev.WorkerState] = {"run": "running", "confirm": "confirming", "re-apply": "re-applying"}
+JobKind = Literal["run", "confirm", "re-apply", "guard"]
+_STATE: dict[JobKind, ev.WorkerState] = {
+    "run": "running",
+    "confirm": "confirming",
+    "re-apply": "re-applying",
+    "guard": "guarding",
+}
 
 
 @dataclass
@@ -92,6 +99,9 @@ class Job:
     """Its number among the session's jobs (its logs' folder until it is recorded)."""
     planned: int = 0
     """The experiment number it was proposed as (AUTORESEARCH_EXPERIMENT); it is recorded as the next free one."""
+    verdict: str = ""
+    """The judge's note on a keep that waits for its guard command."""
+    guard_passed: bool | None = None
 
 
 @dataclass
@@ -103,6 +113,25 @@ class _Slot:
     thread: threading.Thread | None = None
     held: bool = False
     """Paused on its own: it finishes its run (and what judging it needs), then takes no new idea."""
+
+
+def _hold_open(log: Path, held: list[int]) -> None:
+    with contextlib.suppress(OSError):
+        held.append(os.open(log, os.O_RDONLY))
+
+
+def _write_back(fd: int, log: Path) -> None:
+    """Put a run's log back where it was if it was deleted while the run went on (from `fd`, which is closed)."""
+    try:
+        if not log.exists():
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with os.fdopen(os.dup(fd), "rb") as source, log.open("wb") as copy:
+                source.seek(0)
+                shutil.copyfileobj(source, copy)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class ParallelSession:
@@ -122,6 +151,7 @@ class ParallelSession:
         self._states: dict[int, ev.WorkerChanged] = {}
         self._followups: list[Job] = []  # ideas to run again (confirm, re-apply), before new ones
         self._seq = itertools.count(1)
+        self._shown = -1  # the row count the last phase event told
 
     def hold(self, worker: int, held: bool) -> None:
         """Pause one worker (it finishes what it runs, then takes no new idea) or let it go on."""
@@ -150,10 +180,10 @@ class ParallelSession:
         loop = self.loop
         for message in self.recover():
             loop._emit(ev.Repaired(message))
-        best = self._best_commit(table)
-        self._sync_branch(best)
+        self._sync_branch(self._best_commit(table))
+        tip = loop._expected_head  # the branch's tip: the best, or a commit the user made on it
         for slot in self.slots:
-            prepare(loop.repo, slot.dir, best, loop.config.worker_outputs)
+            prepare(loop.repo, slot.dir, tip, loop.config.worker_outputs)
             self._tell(slot, "idle")
         loop._emit(ev.Info(f"{len(self.slots)} workers in {self.slots[0].dir.home.parent}"))
         try:
@@ -218,8 +248,11 @@ class ParallelSession:
                     break
                 self._slot_of(job).job = None
                 ready = self._dispatch(ready)
+                rows = len(table.rows)
                 table = self._finished(table, job)
                 self._hold = False
+                if len(table.rows) > rows and (broken := loop._stop_if_broken(table)) is not None:
+                    return broken
             busy = [s for s in self.slots if s.job is not None]
             if loop._cancel_reason == "stop":
                 for slot in busy:
@@ -231,7 +264,7 @@ class ParallelSession:
             capped = bool(loop.config.max_experiments) and planned >= loop.config.max_experiments
             may_ask = not (reason or exhausted or loop._pause_requested or loop._stop_requested or capped or self._hold)
             if pending is None and ready is None and may_ask:
-                base = self._best_commit(table)
+                base = loop._expected_head
                 files = loop._files_at(base)
                 idea = loop.history.pop_idea()
                 ctx = loop._context(table, planned + 1, files, user_idea=idea, in_flight=self._in_flight())
@@ -241,6 +274,10 @@ class ParallelSession:
                 asked = (base, files, time.monotonic(), idea, planned + 1)
                 pending = loop._start_proposal(ctx)
                 continue
+            if not busy and pending is not None and reason:
+                # A slow model must not hold a session that is over: its answer is not waited for.
+                loop._emit(ev.Info("the proposal being asked for was not waited for; the session ended"))
+                return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
             if not busy and pending is None:
                 if ready is not None and (loop._stop_requested or reason):
                     self._skipped_ready(len(table.rows) + 1, ready)
@@ -267,8 +304,9 @@ class ParallelSession:
                     )
                 continue
             phase: ev.Phase = "running" if busy else "proposing"
-            if loop.phase != phase:
-                loop._set_phase(phase, len(table.rows))
+            if (loop.phase, self._shown) != (phase, len(table.rows)):
+                self._shown = len(table.rows)  # the app's header counts the rows recorded meanwhile
+                loop._set_phase(phase, len(table.rows) + 1)
             self._wait_for_change(pending)
 
     def _controls(self) -> tuple[object, ...]:
@@ -362,6 +400,8 @@ class ParallelSession:
     def _work(self, slot: _Slot, job: Job) -> None:
         loop = self.loop
         try:
+            if not job.worker.tree.exists():  # deleted meanwhile (`rm -rf .autoresearch`): rebuilt
+                prepare(loop.repo, job.worker, job.commit or job.base, loop.config.worker_outputs)
             if not job.commit:
                 tree = reset_tree(job.worker, job.base)
                 for path, text in job.files.items():
@@ -372,6 +412,9 @@ class ParallelSession:
                 )
             else:
                 tree = reset_tree(job.worker, job.commit)
+            if job.kind == "guard":
+                self._guard(slot, job)
+                return
             first = job.kind == "run" and not job.logs
             watch = loop._pruning.watch(slot.cancel, tree.diff(job.base, job.commit) if first else None)
             output = fresh_output(job.worker)
@@ -397,11 +440,19 @@ class ParallelSession:
                     **watch,
                 )
 
-            job.outcome = outcome = run(
-                worker_command(loop.config.run_command, loop.root),
-                log,
-                on_lines=watch.feeding(lambda lines, n: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), n))),
-            )
+            held: list[int] = []  # the log, open: `rm -rf .autoresearch` during the run must not lose it
+            try:
+                job.outcome = outcome = run(
+                    worker_command(loop.config.run_command, loop.root),
+                    log,
+                    on_start=lambda _pid: _hold_open(log, held),
+                    on_lines=watch.feeding(
+                        lambda lines, n: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), n))
+                    ),
+                )
+            finally:
+                for fd in held:
+                    _write_back(fd, log)
             watch.save(curve_path(log), outcome)
             ok = not (outcome.cancelled or outcome.timed_out or outcome.exit_code)
             source = log
@@ -420,9 +471,37 @@ class ParallelSession:
             with loop._cond:
                 loop._cond.notify_all()
 
+    def _guard(self, slot: _Slot, job: Job) -> None:
+        """A kept change's guard command, in its worker's tree at its commit (as a sequential session runs it)."""
+        loop = self.loop
+        assert loop.config.guard_command
+        log = job.worker.log(f"{job.seq}/guard.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        job.logs.append(log)
+        outcome = loop.executor.run(
+            worker_command(loop.config.guard_command, loop.root),
+            job.worker.tree,
+            log,
+            timeout_s=loop.config.timeout_s,
+            env={
+                "AUTORESEARCH_EXPERIMENT": str(job.planned),
+                "AUTORESEARCH_TAG": loop.config.tag,
+                "GIT_CEILING_DIRECTORIES": str(job.worker.home),
+            },
+            unset_env=hidden_from_training(loop.config),
+            cancel=slot.cancel,
+            pid_file=job.worker.pid_file,
+        )
+        if outcome.infra_error:
+            job.outcome = outcome
+            return
+        job.guard_passed = outcome.exit_code == 0
+        if not job.guard_passed:
+            loop._emit(ev.Info(f"worker {job.worker.index}: guard failed (exit {outcome.exit_code}); see guard.log"))
+
     def _tell(self, slot: _Slot, state: ev.WorkerState, description: str = "") -> None:
         """Tell the app, and `status` through `.autoresearch/workers.json`, what a worker does now."""
-        started = time.time() if state in ("running", "confirming", "re-applying") else None
+        started = time.time() if state in ("running", "confirming", "re-applying", "guarding") else None
         event = ev.WorkerChanged(
             slot.dir.index, state, description, slot.device, started, self.loop.config.time_budget_s
         )
@@ -463,6 +542,8 @@ class ParallelSession:
             if isinstance(job.error, (UserError, OSError)):
                 raise job.error
             if isinstance(job.error, GitCommandError):
+                if disk_full(job.error):
+                    raise UserError(_DISK_FULL.format(where=f" (git: {describe_git_error(job.error)})")) from None
                 raise UserError(
                     f"git failed in worker {job.worker.index}'s directory ({describe_git_error(job.error)}); "
                     "fix the repository and run again."
@@ -476,18 +557,18 @@ class ParallelSession:
         if outcome.infra_error:  # the cluster lost the run: not the idea's crash; the loop stops or pauses
             loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} lost, not recorded"))
             raise _InfraLost(outcome.infra_error)
+        if job.kind == "guard":
+            if job.guard_passed:
+                return self._record(table, job, "keep", job.verdict)
+            return self._record(table, job, "discard", f"{job.verdict} (guard failed)".strip())
         pruned = load_curve(curve_path(job.logs[0])) if outcome.cancelled and not job.runs else None
         if pruned is not None and pruned.pruned is not None:
             job.durations.append(outcome.duration_s)
             return self._record(table, job, "discard", str(pruned.pruned["note"]))
         if job.metric is None:
-            why = (
-                "killed by the user"
-                if outcome.cancelled
-                else f"{judge.TIMED_OUT} {loop.config.timeout_minutes:g} min"
-                if outcome.timed_out
-                else _exit_text(outcome.exit_code)
-            )
+            why = crash_why(outcome, loop.config.metric_name, False)
+            if outcome.timed_out:
+                why = f"{judge.TIMED_OUT} {loop.config.timeout_minutes:g} min"
             if job.runs:
                 return self._record(table, job, "crash", f"(run {len(job.runs) + 1} {why})")
             job.durations.append(outcome.duration_s)
@@ -497,7 +578,7 @@ class ParallelSession:
         metas = loop.history.all_meta()
         ref = judge.reference(table, metas, loop.config.higher_is_better)
         assert ref is not None
-        best = self._best_commit(table)
+        best = loop._expected_head
         over = loop._judge.over_budget(outcome.duration_s)
         if over:
             return self._record(table, job, "discard", over)
@@ -523,6 +604,10 @@ class ParallelSession:
         slower = loop._judge.slower_note(statistics.fmean(job.durations), ref)
         if slower:
             note = f"{note} {slower}".strip()
+        if verdict.action == "keep" and loop.config.guard_command:
+            job.verdict = note
+            self._again(job, "guard")
+            return table
         return self._record(table, job, verdict.action, note)
 
     def _re_apply(
@@ -573,11 +658,32 @@ class ParallelSession:
     def _reference_of(
         self, table: ResultsTable, metas: Mapping[int, ExperimentMeta], commit: str
     ) -> judge.Reference | None:
-        for number, row in enumerate(table.rows, 1):
-            meta = metas.get(number)
-            if row.status in ("keep", "baseline") and meta is not None and meta.commit == commit:
+        """The measured best `commit` is, or (a commit the user made on the branch) the last one it is built on."""
+        measured = [
+            (number, row, meta)
+            for number, row in enumerate(table.rows, 1)
+            if row.status in ("keep", "baseline") and (meta := metas.get(number)) is not None and meta.commit
+        ]
+        for number, row, meta in measured:
+            if meta.commit == commit:
+                return judge.Reference(number, judge.runs_of(meta, row.metric), row.duration_s)
+        for number, row, meta in reversed(measured):
+            if self.loop.repo.try_run("merge-base", "--is-ancestor", meta.commit, commit) is not None:
                 return judge.Reference(number, judge.runs_of(meta, row.metric), row.duration_s)
         return None
+
+    def _check_branch(self) -> None:
+        """Before a keep is recorded: stop, recording nothing more, if the user committed on the branch (the next
+        start builds on the user's commit, as a sequential session does)."""
+        loop = self.loop
+        branch = loop.config.branch
+        head = loop.repo.resolve(f"refs/heads/{branch}")
+        if head != loop._expected_head:
+            raise GitStateError(
+                f"{branch} moved to {(head or '?')[:7]}, a commit autoresearch did not make, while the workers ran; "
+                "the session stopped without recording the runs in flight and your commit stays (run again to go "
+                "on from it)."
+            )
 
     def _best_commit(self, table: ResultsTable) -> str:
         loop = self.loop
@@ -591,6 +697,8 @@ class ParallelSession:
 
     def _record(self, table: ResultsTable, job: Job, status: str, note: str) -> ResultsTable:
         loop = self.loop
+        if status == "keep":
+            self._check_branch()
         number = len(table.rows) + 1
         loop._claim(number)
         description = " ".join(
@@ -642,8 +750,6 @@ class ParallelSession:
         loop.history.save_diff(number, loop.repo.diff(job.base, job.commit, list(loop.config.editable_files)))
         loop.repo.update_ref(meta.ref, job.commit)
         loop.history.save_meta(meta)
-        if status == "keep":
-            self._move_branch(number, job.commit)
         row = ResultRow(
             commit=job.commit[:7],
             metric=metric if metric is not None else 0.0,
@@ -656,6 +762,8 @@ class ParallelSession:
         table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
         loop._tried.setdefault(meta.extra["content_key"], number)
         loop._recorded(table, number, row, meta)
+        if status == "keep":  # after the row: a branch that cannot move leaves the session's records whole
+            self._move_branch(number, job.commit)
         return table
 
     def _move_branch(self, number: int, commit: str) -> None:

@@ -120,7 +120,10 @@ def test_config_refuses_while_a_run_holds_the_session(tmp_path: Path) -> None:
 
     root = shape_repo(tmp_path, "makemore")
     assert cli(root, "setup", "makemore.py", "--yes", "--metric", "val_loss").returncode == 0
-    lock = root / ".autoresearch" / "lock"
+    from autoresearch.core.gitops import Repo
+    from autoresearch.core.session_lock import lock_path
+
+    lock = lock_path(Repo(root))  # where a running loop holds it (the git directory)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
