@@ -14,7 +14,7 @@ from .config import RESULTS_FILE
 from .errors import GitStateError, UserError
 from .gitops import describe_git_error
 from .history import ExperimentMeta
-from .metric import read_metric, tail_text
+from .metric import failure_note, tail_text
 from .proposer import (
     CrashInfo,
     Proposal,
@@ -30,7 +30,7 @@ from .results import (
 )
 from .runner import RunOutcome
 from .sanitize import one_line, safe_text
-from .session_state import Kind, _exit_text, _InfraLost, _now
+from .session_state import Kind, _InfraLost, _now
 from .takeoff import TakeOff
 
 
@@ -201,9 +201,7 @@ class Experiment(Proposing):
                 if outcome.cancelled
                 else "timeout"
                 if outcome.timed_out
-                else f"{_exit_text(outcome.exit_code)} after printing {self.config.metric_name}"
-                if outcome.exit_code and read_metric(metric_source, self.config.metric_grep) is not None
-                else None
+                else failure_note(outcome.exit_code, metric_source, self.config.metric_grep, self.config.metric_name)
             )
             meta.extra["killed"] = outcome.cancelled
             if why == "timeout" and kind != "baseline":

@@ -38,13 +38,13 @@ from .execution import run_env, run_memory_gb
 from .executor import referee
 from .gitops import describe_git_error
 from .history import ExperimentMeta, write_json_atomic
-from .metric import read_metric
+from .metric import failure_note, read_metric
 from .model_keys import hidden_from_training
 from .proposer import Proposal, ProposalSkipped, Usage, content_key
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
-from .session_state import _exit_text, _InfraLost, _now
+from .session_state import _InfraLost, _now
 from .worktrees import (
     WorkerDir,
     fresh_output,
@@ -478,7 +478,7 @@ class ParallelSession:
                 if outcome.cancelled
                 else f"{judge.TIMED_OUT} {loop.config.timeout_minutes:g} min"
                 if outcome.timed_out
-                else _exit_text(outcome.exit_code)
+                else failure_note(outcome.exit_code, job.logs[-1], loop.config.metric_grep, loop.config.metric_name)
             )
             if job.runs:
                 return self._record(table, job, "crash", f"(run {len(job.runs) + 1} {why})")

@@ -337,3 +337,19 @@ def test_propose_s_is_the_time_the_proposal_took(tmp_path: Path) -> None:
     assert cli(root, "run", "--headless").returncode == 0
     meta = History(root).load_meta(2)
     assert meta is not None and meta.propose_s > 0.0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_every_crash_row_says_why_and_a_grouped_metric_is_read_whole(tmp_path: Path, workers: str) -> None:
+    root = _session(tmp_path / "p", "train_unreadable.py", "--max-experiments", "6", "--workers", workers)
+    done = cli(root, "run", "--headless")
+    assert done.returncode == 0, done.stderr
+    rows = read_results(root / "results.tsv").rows
+    assert rows[0].metric == 1000.5
+    reasons = {r.description.split(" (", 1)[1] for r in rows[1:] if r.status == "crash"}
+    assert reasons >= {
+        "val_loss was -inf)",
+        "val_loss 1e999 is beyond the float range)",
+        "no val_loss printed: no line matches ^val_loss:)",
+    }
+    assert all(r.status == "crash" for r in rows[1:])
