@@ -42,6 +42,7 @@ _SETUP_FLAGS: dict[str, str] = {
     "judging": "judging",
     "noise_sigmas": "noise_sigmas",
     "min_gain": "min_gain",
+    "equal_compute": "equal_compute",
     "baseline_runs": "baseline_runs",
     "confirm_runs": "confirm_runs",
     "budget_allowance": "budget_allowance_s",
@@ -135,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--judging", choices=["noise", "greedy"], help="keep gains clear of noise, or any gain")
     setup.add_argument("--noise-sigmas", type=float, metavar="K", help="keep gains over K noise std devs (2)")
     setup.add_argument("--min-gain", type=float, metavar="X", help="smallest gain in the metric worth keeping (0)")
+    setup.add_argument("--equal-compute", choices=["mark", "strict"], help="a gain from a much longer run (mark)")
     setup.add_argument("--baseline-runs", type=int, metavar="N", help="runs of the baseline, to measure noise (2)")
     setup.add_argument("--confirm-runs", type=int, metavar="N", help="re-runs of a small win before keeping it (2)")
     setup.add_argument("--budget-allowance", type=float, metavar="S", help="seconds allowed over the budget")

@@ -123,6 +123,8 @@ class SessionConfig(BaseModel):
     baseline_runs: int = Field(default=2, ge=1)
     confirm_runs: int = Field(default=2, ge=0)
     budget_allowance_s: float | None = Field(default=None, ge=0)
+    equal_compute: Literal["mark", "strict"] = "mark"
+    """A gain from a run much longer than the best's: kept and marked, or (`strict`) not kept."""
     # Where runs go (core/executor.py; Ray: core/ray_executor.py, docs/RAY.md).
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
@@ -300,6 +302,7 @@ _MESSAGES: dict[str, str] = {
     "judging": 'judging must be "noise" (keep only gains clear of the noise) or "greedy" (keep any gain)',
     "noise_sigmas": "noise_sigmas must be a number of standard deviations, 0 or more (e.g. 2)",
     "min_gain": "min_gain must be a number, 0 or more: the smallest gain in the metric worth keeping",
+    "equal_compute": 'equal_compute must be "mark" (keep a gain from a much longer run, marked) or "strict"',
     "baseline_runs": "baseline_runs must be a whole number above 0 (runs of the baseline that measure the noise)",
     "confirm_runs": "confirm_runs must be a whole number, 0 or more (re-runs of a small win before it is kept)",
     "budget_allowance_s": "budget_allowance_s must be a number of seconds, 0 or more, allowed beyond the budget",

@@ -170,6 +170,16 @@ class Judge:
             return None
         return f"(ran {duration_s / ref.duration_s:.1f}x as long as #{ref.number})"
 
+    def with_compute(self, action: Action, note: str, duration_s: float, ref: Reference) -> tuple[Action, str]:
+        """The verdict once the run's length is weighed: a much longer run is marked, and under
+        `equal_compute: strict` its gain is not kept (it was bought with compute)."""
+        slower = self.slower_note(duration_s, ref)
+        if slower is None:
+            return action, note
+        if action == "keep" and self.config.equal_compute == "strict":
+            return "discard", f"{note} {slower[:-1]}; equal_compute strict)".strip()
+        return action, f"{note} {slower}".strip()
+
     # No effect.
 
     @staticmethod

@@ -78,10 +78,10 @@ class Measuring(Execution):
                 return "crash", f"(confirmation run {len(runs) + 1} {why})", runs, durations
             runs.append(value)
             durations.append(again.duration_s)
-        status, note = verdict.action, (verdict.note + remeasured).strip()
-        slower = self._judge.slower_note(statistics.fmean(durations), ref)
-        if slower:
-            note = f"{note} {slower}".strip()
+        action, note = self._judge.with_compute(
+            verdict.action, (verdict.note + remeasured).strip(), statistics.fmean(durations), ref
+        )
+        status: str = action
         if status == "keep" and self.config.guard_command and not self._guard_passes(number):
             status, note = "discard", f"{note} (guard failed)".strip()
         return status, note, runs, durations

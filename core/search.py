@@ -49,7 +49,14 @@ def knob_report(
                 seen[path] = (root / path).read_text(encoding="utf-8", errors="surrogateescape")
             except OSError:
                 continue
-    return discover(seen, config.run_command, config.script_path, editable=files, exclude=config.knob_exclude)
+    return discover(
+        seen,
+        config.run_command,
+        config.script_path,
+        editable=files,
+        exclude=config.knob_exclude,
+        metric=config.metric_name,
+    )
 
 
 def distribution(knob: Knob, value: float) -> Any | None:

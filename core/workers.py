@@ -511,11 +511,8 @@ class ParallelSession:
             loop._emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
             self._again(job, "confirm")
             return table
-        note = verdict.note
-        slower = loop._judge.slower_note(statistics.fmean(job.durations), ref)
-        if slower:
-            note = f"{note} {slower}".strip()
-        return self._record(table, job, verdict.action, note)
+        action, note = loop._judge.with_compute(verdict.action, verdict.note, statistics.fmean(job.durations), ref)
+        return self._record(table, job, action, note)
 
     def _re_apply(
         self, table: ResultsTable, job: Job, own: judge.Reference, ref: judge.Reference, best: str

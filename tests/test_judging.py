@@ -98,6 +98,18 @@ def test_budget_and_run_time() -> None:
     assert judge.slower_note(14, REF) is None
 
 
+def test_a_gain_bought_with_compute_is_marked_or_under_strict_not_kept() -> None:
+    marked = Judge(config()).with_compute("keep", "(clear: gain +0.1)", 20.0, REF)
+    assert marked == ("keep", "(clear: gain +0.1) (ran 2.0x as long as #1)")
+    strict = Judge(config(equal_compute="strict"))
+    assert strict.with_compute("keep", "(clear: gain +0.1)", 20.0, REF) == (
+        "discard",
+        "(clear: gain +0.1) (ran 2.0x as long as #1; equal_compute strict)",
+    )
+    assert strict.with_compute("keep", "(clear: gain +0.1)", 11.0, REF) == ("keep", "(clear: gain +0.1)")
+    assert strict.with_compute("discard", "(worse: x)", 20.0, REF) == ("discard", "(worse: x) (ran 2.0x as long as #1)")
+
+
 def test_what_a_change_touches_and_failures_alike() -> None:
     diff = "--- a/train.py\n+++ b/train.py\n-N_EMBD = 64\n+N_EMBD = 128\n-dropout: 0.1\n+dropout: 0.2\n"
     assert changed_names(diff) == {"n_embd", "dropout"}
