@@ -401,8 +401,8 @@ def patterns(session: Session) -> list[str]:
     dead = [e for e in changes if is_no_effect(e.description)]
     if dead:
         found.append(
-            f"{', '.join(f'#{e.number}' for e in dead)} had no effect: the metric was exactly the parent's, so "
-            "the change did not reach the training (a run-command flag or config may override it)."
+            f"{', '.join(f'#{e.number}' for e in dead)} had no effect: the run printed the same training as the "
+            "parent's, so the change did not reach the training (a run-command flag or config may override it)."
         )
     over = [e for e in changes if is_over_budget(e.description)]
     if over:

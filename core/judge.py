@@ -21,10 +21,12 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .config import SessionConfig
 from .crash_log import crash_reason
+from .effect import same_training
 from .history import ExperimentMeta, History
 from .results import ResultsTable, is_better
 
@@ -183,10 +185,11 @@ class Judge:
     # No effect.
 
     @staticmethod
-    def no_effect(value: float, ref: Reference) -> bool:
-        """The metric is exactly the parent's while the parent's own repeats never moved: the change did not
-        reach the training (a noisy training that matched by chance has repeats that differ)."""
-        return len(set(ref.runs)) == 1 and value == ref.runs[0]
+    def no_effect(value: float, ref: Reference, log: Path, parent_log: Path, pattern: str) -> bool:
+        """The metric is exactly the parent's while the parent's own repeats never moved (a noisy training
+        that matched by chance has repeats that differ), and the run's output shows the same training
+        (core/effect.py): an equal coarse metric alone is only "within noise"."""
+        return len(set(ref.runs)) == 1 and value == ref.runs[0] and same_training(log, parent_log, pattern)
 
 
 # What a session's files say.
@@ -385,7 +388,8 @@ def prompt_notes(records: Sequence[tuple[int, str, float]], noise: Noise, config
     if no_effect:
         shown = ", ".join(f"#{n}" for n in no_effect[-6:])
         notes.append(
-            f"- {shown}: no effect. The metric was exactly the parent's, so the change did not reach the training "
+            f"- {shown}: no effect. The run printed the same training as the parent's (the same loss curve and "
+            "metric), so the change did not reach the training "
             "(a flag in the run command, a config file or a later assignment overrides it, or the code is never "
             "run). Do not try it or an equivalent change again; change what the training really uses."
         )

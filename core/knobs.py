@@ -177,6 +177,19 @@ def exclude_patterns(configured: Sequence[str] | None) -> tuple[str, ...]:
     return own if configured and NO_DEFAULT in configured else (*DEFAULT_EXCLUDE, *own)
 
 
+def set_aside(name: str, no_effect: Mapping[str, int]) -> bool:
+    """The knob was changed by an experiment that had no effect (names as core/judge.changed_names gives them):
+    no value of it reaches the training, so neither offline strategy proposes it again."""
+    lower = name.lower()
+    return lower in no_effect or lower.rsplit(".", 1)[-1] in no_effect
+
+
+def all_set_aside(no_effect: Mapping[str, int]) -> str:
+    """The stop reason when every knob left was set aside for having no effect."""
+    shown = ", ".join(f"{n} (#{k})" for n, k in list(no_effect.items())[:4])
+    return f"every knob left was set aside for having no effect ({shown}); change what the training really uses"
+
+
 def is_excluded(name: str, patterns: Sequence[str]) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
     return any(fnmatch.fnmatchcase(last, p.lower()) or fnmatch.fnmatchcase(name.lower(), p.lower()) for p in patterns)

@@ -51,7 +51,8 @@ class Measuring(Execution):
             return "discard", over, runs, durations
         if ref is None:
             return "keep", "", runs, durations
-        if judge.Judge.no_effect(metric, ref):
+        parent_log = self.history.log_path(ref.number)
+        if judge.Judge.no_effect(metric, ref, self.log_path, parent_log, self.config.metric_grep):
             return "discard", f"({judge.NO_EFFECT}: same {self.config.metric_name} as #{ref.number})", runs, durations
         others = [
             judge.runs_of(m, m.metric or 0.0)

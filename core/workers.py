@@ -502,7 +502,8 @@ class ParallelSession:
             if verdict.action == "discard":
                 return self._record(table, job, "discard", f"{verdict.note} (measured on #{own.number}'s version)")
             return self._re_apply(table, job, own, ref, best)
-        if judge.Judge.no_effect(job.metric, ref) and len(job.runs) == 1:
+        logs = (job.logs[0], loop.history.log_path(ref.number))
+        if len(job.runs) == 1 and judge.Judge.no_effect(job.metric, ref, *logs, loop.config.metric_grep):
             return self._record(
                 table, job, "discard", f"({judge.NO_EFFECT}: same {loop.config.metric_name} as #{ref.number})"
             )

@@ -73,12 +73,22 @@ def test_the_greedy_rule_keeps_any_gain_and_runs_the_baseline_once() -> None:
     assert judge.baseline_runs == 1 and Judge(config()).baseline_runs == 2
 
 
-def test_without_a_repeat_yet_a_win_is_confirmed_and_deterministic_runs_have_no_noise() -> None:
+def test_without_a_repeat_yet_a_win_is_confirmed_and_deterministic_runs_have_no_noise(tmp_path: Path) -> None:
     judge = Judge(config())
     assert judge.decide(REF, [0.9], Noise(None, 0)).action == "confirm"
     exact = Reference(1, (1.0, 1.0), 10.0)
     assert judge.decide(exact, [0.99999], pooled_noise([exact.runs])).action == "keep"
-    assert Judge.no_effect(1.0, exact) and not Judge.no_effect(1.0, REF)
+    logs = {name: tmp_path / f"{name}.log" for name in ("parent", "same", "moved", "coarse", "coarse2")}
+    logs["parent"].write_text("step 0 loss: 2.5\nstep 1 loss: 1.25\nval_loss: 1.000000\n")
+    logs["same"].write_text("experiment 7\nstep 0 loss: 2.5\nstep 1 loss: 1.25\nval_loss: 1.000000\n")
+    logs["moved"].write_text("step 0 loss: 2.5\nstep 1 loss: 1.26\nval_loss: 1.000000\n")
+    logs["coarse"].write_text("val_loss: 1.0\n")
+    logs["coarse2"].write_text("val_loss: 1.0\n")
+    grep = "^val_loss:"
+    assert Judge.no_effect(1.0, exact, logs["same"], logs["parent"], grep)
+    assert not Judge.no_effect(1.0, REF, logs["same"], logs["parent"], grep)  # the parent's repeats moved
+    assert not Judge.no_effect(1.0, exact, logs["moved"], logs["parent"], grep)  # another loss curve
+    assert not Judge.no_effect(1.0, exact, logs["coarse"], logs["coarse2"], grep)  # two digits show nothing
 
 
 def test_pooled_noise() -> None:
@@ -132,7 +142,7 @@ def test_the_model_is_told_how_its_results_were_judged() -> None:
         cfg,
     )
     assert "val_loss moves by about 0.002" in notes
-    assert "#2: no effect. The metric was exactly the parent's, so the change did not reach the training" in notes
+    assert "#2: no effect. The run printed the same training as the parent's (the same loss curve and metric)" in notes
     over = prompt_notes([(3, "BATCH 16 -> 256 (over budget: 91 s for a 60 s budget)", 91)], Noise(None, 0), cfg)
     assert "#3 went over the time budget and was not kept" in over
     longer = prompt_notes([(3, "BATCH 16 -> 32 (clear: gain +0.1) (ran 2.0x as long as #2)", 30)], Noise(None, 0), cfg)
@@ -252,7 +262,7 @@ def test_no_effect_is_recorded_never_retried_and_no_equivalent_runs(tmp_path: Pa
     # No other value of N_EMBD is tried: the setting does not reach the training.
     assert not any(r.description.startswith("N_EMBD") for r in rows[2:])
     analysis = build_analysis(root)
-    assert "#2 had no effect: the metric was exactly the parent's" in analysis
+    assert "#2 had no effect: the run printed the same training as the parent's" in analysis
     recommendations = analysis.split("## Recommendations")[1]
     assert "#2 `" not in recommendations and "retry" not in recommendations
     status = json.loads(cli(root, "status", "--json").stdout)["judging"]
@@ -365,3 +375,25 @@ def test_every_crash_row_says_why_and_a_grouped_metric_is_read_whole(tmp_path: P
         "no val_loss printed: no line matches ^val_loss:)",
     }
     assert all(r.status == "crash" for r in rows[1:])
+
+
+@pytest.mark.parametrize("search", ["hill", "tpe"])
+def test_an_equal_coarse_metric_is_within_noise_and_only_an_unchanged_training_has_no_effect(
+    tmp_path: Path, search: str
+) -> None:
+    root = _session(
+        tmp_path / "p", "train_coarse.py", "--max-experiments", "12", "--metric", "val_acc", "--direction", "higher"
+    )
+    cfg = json.loads((root / ".autoresearch.json").read_text())
+    (root / ".autoresearch.json").write_text(json.dumps({**cfg, "search": search}))
+    done = cli(root, "run", "--headless")
+    assert done.returncode == 0, done.stderr
+    assert "in a row could not be used" not in done.stdout
+    rows = read_results(root / "results.tsv").rows
+    moved = [r for r in rows if r.description.startswith("K ")]
+    assert moved and all("(no effect" not in r.description for r in moved)
+    assert any("(within noise: gain +0 = 0.0σ" in r.description for r in moved)
+    dead = [r for r in rows if r.description.startswith("DROPOUT ")]
+    # DROPOUT never reaches the training: its first change says so, and no strategy proposes it again.
+    assert len(dead) == 1 and "(no effect: same val_acc as #" in dead[0].description
+    assert any(r.status == "keep" and r.description.startswith("LR ") for r in rows)
