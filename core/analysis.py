@@ -244,7 +244,8 @@ def _crash_line(session: Session, exp: Experiment) -> str:
         reason = "timed out because the machine was slower (the best code also ran much longer), not the idea"
     elif (meta is not None and meta.timed_out) or is_timeout(exp.description):
         minutes = session.config.timeout_minutes
-        reason = f"timed out after {_num(minutes)} min" + (f"; last error: {reason}" if reason else "")
+        said = "last error" if reason and _ERROR.search(reason) else "last line"  # a progress line is no error
+        reason = f"timed out after {_num(minutes)} min" + (f"; {said}: {reason}" if reason else "")
     elif reason is None and meta is not None and meta.exit_code not in (None, 0):
         reason = f"exit code {meta.exit_code}"
     return reason or "no log kept"
@@ -302,8 +303,10 @@ def summary(session: Session) -> str:
         )
         verdict = "better" if is_better(best.metric, base.metric, session.higher) else "no improvement yet"
         lines.append(f"- Improvement: {_vs(best.metric, base.metric)}, {verdict}")
-        if best.number != base.number:
-            lines.append(f"- Best change: {_label(best)}")
+        largest = max(session.of_status("keep"), key=lambda e: _gain(session, e), default=None)
+        if best.number != base.number and largest is not None and _gain(session, largest) > 0:
+            gained = _vs(largest.metric or 0.0, largest.best_before)
+            lines.append(f"- Best change: {_label(largest)} (the largest gain, {gained})")
     elif rows:
         lines.append("- Baseline -> best: no experiment produced a metric yet")
     if rows and best is not None:
@@ -320,12 +323,18 @@ def summary(session: Session) -> str:
         )
         lines.append(f"- Workers: {len(by_worker)} ({each})")
     if session.table.has_duration:
-        total = sum(e.row.duration_s for e in rows if math.isfinite(e.row.duration_s))
-        ran = [e for e in rows if e.row.duration_s > 0]
+        ran = [e for e in rows if e.row.duration_s > 0 and math.isfinite(e.row.duration_s)]
+        wall = _wall_clock([e.meta for e in rows if e.meta is not None])
         if ran:
-            lines.append(
-                f"- Training time: {_fmt_duration(total)} in all, {_fmt_duration(total / len(ran))} per run on average"
-            )
+            average = sum(e.row.duration_s for e in ran) / len(ran)
+            clock = f"{_fmt_duration(wall)} of wall clock for the session" if wall else "wall clock not recorded"
+            lines.append(f"- Training time: {clock}, {_fmt_duration(average)} per run on average")
+            if by_worker:
+                each = "; ".join(
+                    f"worker {w}: {_fmt_duration(_wall_clock([e.meta for e in exps if e.meta is not None]))}"
+                    for w, exps in sorted(by_worker.items())
+                )
+                lines.append(f"- Wall clock per worker (first start to last finish): {each}")
     else:
         lines.append("- Training time: not recorded (results.tsv has no duration_s column)")
     t_in = sum(m.tokens_in for m in session.metas.values())
@@ -426,12 +435,15 @@ def patterns(session: Session) -> list[str]:
     return found
 
 
+_NO_NOISE = re.compile(r"\bnoise 0(?![.\d])")
+
+
 def _near_misses(session: Session) -> list[Experiment]:
     near = []
     settled = set(_both_ways(session))
     for e in session.of_status("discard"):
-        if e.metric is None or e.best_before is None or _unmoved(e):
-            continue
+        if e.metric is None or e.best_before is None or _unmoved(e) or _NO_NOISE.search(e.description):
+            continue  # at noise 0 the run repeats exactly: noise decides nothing
         subject = direction_of(e.description)
         if subject and subject[0] in settled:
             continue
@@ -622,7 +634,8 @@ def recommendations(session: Session) -> list[str]:
             text += f' Its rationale: "{one_line(e.rationale, 240)}"'
         low.append(text)
 
-    for e in _near_misses(session)[:3]:
+    best_now = session.best.metric if session.best is not None else None
+    for e in [e for e in _near_misses(session) if e.best_before != best_now][:3]:  # not already run on the best
         low.append(
             f"Low risk: {_label(e)} missed the best by only {_vs(e.metric or 0.0, e.best_before)}; "
             "retry it on top of the current best, or with a smaller step."
@@ -678,6 +691,18 @@ def recommendations(session: Session) -> list[str]:
             "show, or try larger steps."
         )
     return low + medium + high
+
+
+def _wall_clock(metas: list[ExperimentMeta]) -> float:
+    """Seconds from the first run's start to the last one's finish (each meta.json records both)."""
+    times: list[float] = []
+    for meta in metas:
+        for stamp in (meta.started_at, meta.finished_at):
+            try:
+                times.append(datetime.fromisoformat(stamp).timestamp())
+            except ValueError:
+                continue
+    return max(times) - min(times) if len(times) >= 2 else 0.0
 
 
 def _gain(session: Session, e: Experiment) -> float:

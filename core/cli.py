@@ -221,6 +221,9 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         readonly = f"read-only context: {', '.join(config.readonly_files)}" if config.readonly_files else ""
         print("Files: " + "; ".join(p for p in (editable, readonly) if p) + " (change: autoresearch config files ...).")
     print(_isolation_line(config))
+    from .setup import seed_plan
+
+    print(seed_plan(root, config)[1])
     print("Start it with: autoresearch run")
     return 0
 

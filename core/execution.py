@@ -16,6 +16,7 @@ from .history import ExperimentMeta
 from .metric import read_memory_gb
 from .model_keys import hidden_from_training
 from .runner import RunOutcome
+from .seeds import seed_env, seeded_command
 from .session_state import _InfraLost, _Interrupted
 from .workspace import Workspace
 
@@ -27,6 +28,7 @@ def run_env(config: SessionConfig, number: int, log_name: str) -> dict[str, str]
         "AUTORESEARCH_EXPERIMENT": str(number),
         "AUTORESEARCH_RUN": log_name,
         "AUTORESEARCH_TAG": config.tag,
+        **seed_env(log_name, number),
     }
 
 
@@ -85,7 +87,7 @@ class Execution(Workspace):
             self._emit(ev.LogAppended(number, tuple(lines), dropped))
 
         outcome = self.executor.run(
-            self.config.run_command,
+            seeded_command(self.config, env),
             self.root,
             self.log_path,
             timeout_s=self.config.timeout_s,

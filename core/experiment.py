@@ -228,7 +228,7 @@ class Experiment(Proposing):
         if len(runs) > 1:
             metric = statistics.fmean(runs)
         if kind == "baseline":
-            said = [f"{len(runs)} runs, {judge.pooled_noise([runs]).text()}"] if len(runs) > 1 else []
+            said = [f"{len(runs)} runs, {self._judge.noise([runs]).text()}"] if len(runs) > 1 else []
             said += [str(meta.extra["note"])] if meta.extra.get("note") else []
             description = f"baseline ({'; '.join(said)})" if said else "baseline"
         duration = statistics.fmean(durations) if status != "crash" else outcome.duration_s

@@ -62,10 +62,10 @@ class Measuring(Execution):
         others = [g for g in others if len(g) > 1]
         remeasured = ""
         while True:
-            noise = judge.pooled_noise([*others, ref.runs, runs])
+            noise = self._judge.noise([*others, ref.runs, runs])
             verdict = self._judge.decide(ref, runs, noise)
             short = verdict.action == "discard" and self._judge.gain(ref.mean, statistics.fmean(runs)) > 0
-            if short and not remeasured and len(ref.runs) == 1 and not self._judge.greedy:
+            if short and not remeasured and len(ref.runs) < judge.REMEASURE_BELOW and not self._judge.greedy:
                 # A close miss against a best measured once: that one run may have been lucky. Measure the
                 # best again (the branch goes back to it for that run) and judge once more.
                 ref = self._remeasure_best(table, number, meta, ref)

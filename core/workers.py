@@ -44,6 +44,7 @@ from .proposer import Proposal, ProposalSkipped, Usage, content_key
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
+from .seeds import seeded_command
 from .session_state import _InfraLost, _now
 from .worktrees import (
     WorkerDir,
@@ -395,7 +396,7 @@ class ParallelSession:
                 )
 
             job.outcome = outcome = run(
-                worker_command(loop.config.run_command, loop.root),
+                worker_command(seeded_command(loop.config, env), loop.root),
                 log,
                 on_lines=lambda lines, dropped: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), dropped)),
             )
@@ -558,7 +559,7 @@ class ParallelSession:
         others = [
             judge.runs_of(m, m.metric or 0.0) for n, m in metas.items() if n != ref.number and m.metric is not None
         ]
-        return judge.pooled_noise([*[g for g in others if len(g) > 1], ref.runs, runs])
+        return self.loop._judge.noise([*[g for g in others if len(g) > 1], ref.runs, runs])
 
     def _reference_of(
         self, table: ResultsTable, metas: Mapping[int, ExperimentMeta], commit: str

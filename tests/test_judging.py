@@ -18,6 +18,7 @@ from autoresearch.core.judge import (
     Judge,
     Noise,
     Reference,
+    Verdict,
     changed_names,
     pooled_noise,
     prompt_notes,
@@ -77,7 +78,12 @@ def test_without_a_repeat_yet_a_win_is_confirmed_and_deterministic_runs_have_no_
     judge = Judge(config())
     assert judge.decide(REF, [0.9], Noise(None, 0)).action == "confirm"
     exact = Reference(1, (1.0, 1.0), 10.0)
-    assert judge.decide(exact, [0.99999], pooled_noise([exact.runs])).action == "keep"
+    # Runs that repeat exactly with no seed to vary: a gain under the relative floor (0.1 %) is not clear.
+    tiny = judge.decide(exact, [0.99999], pooled_noise([exact.runs]))
+    assert tiny == Verdict("discard", "(within noise: gain +1e-05 under the 0.1 % floor, noise 0, no seed varies)")
+    assert judge.decide(exact, [0.998], pooled_noise([exact.runs])).action == "keep"
+    seeded = pooled_noise([(1.0, 1.004, 0.996)], seeded=True)
+    assert seeded.text() == "noise 0.004 over 3 seeds"
     logs = {name: tmp_path / f"{name}.log" for name in ("parent", "same", "moved", "coarse", "coarse2")}
     logs["parent"].write_text("step 0 loss: 2.5\nstep 1 loss: 1.25\nval_loss: 1.000000\n")
     logs["same"].write_text("experiment 7\nstep 0 loss: 2.5\nstep 1 loss: 1.25\nval_loss: 1.000000\n")
@@ -86,7 +92,7 @@ def test_without_a_repeat_yet_a_win_is_confirmed_and_deterministic_runs_have_no_
     logs["coarse2"].write_text("val_loss: 1.0\n")
     grep = "^val_loss:"
     assert Judge.no_effect(1.0, exact, logs["same"], logs["parent"], grep)
-    assert not Judge.no_effect(1.0, REF, logs["same"], logs["parent"], grep)  # the parent's repeats moved
+    assert not Judge.no_effect(1.002, REF, logs["same"], logs["parent"], grep)  # not the parent's first run's
     assert not Judge.no_effect(1.0, exact, logs["moved"], logs["parent"], grep)  # another loss curve
     assert not Judge.no_effect(1.0, exact, logs["coarse"], logs["coarse2"], grep)  # two digits show nothing
 
@@ -348,7 +354,9 @@ def test_rows_measured_elsewhere_are_measured_again_first(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     rows = read_results(root / "results.tsv").rows
     assert rows[1].status == "baseline"
-    assert rows[1].description == "baseline (2 runs, noise 0; re-measured here, #1 was measured elsewhere)"
+    assert rows[1].description == (
+        "baseline (2 runs, noise 0, no seed varies; re-measured here, #1 was measured elsewhere)"
+    )
     assert "#1 (0.500000) was not measured by autoresearch on this machine" in done.stdout
     # Judged against this machine's number: the first change that beats it is kept though all miss 0.5.
     assert rows[2].status == "keep" and rows[2].metric > 0.5
@@ -397,3 +405,31 @@ def test_an_equal_coarse_metric_is_within_noise_and_only_an_unchanged_training_h
     # DROPOUT never reaches the training: its first change says so, and no strategy proposes it again.
     assert len(dead) == 1 and "(no effect: same val_acc as #" in dead[0].description
     assert any(r.status == "keep" and r.description.startswith("LR ") for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("script", "said", "seeds"),
+    [
+        ("train_seeded.py", "Repeats vary the seed through AUTORESEARCH_SEED, which the script reads.", True),
+        ("train_seed_flag.py", "Repeats vary the seed through --seed (and AUTORESEARCH_SEED).", True),
+        ("train_tiny.py", "No seed found to vary", False),
+    ],
+)
+def test_repeats_of_a_fixed_seed_script_measure_the_spread_across_seeds(
+    tmp_path: Path, script: str, said: str, seeds: bool
+) -> None:
+    root = make_repo(tmp_path / "p", script=script)
+    done = cli(root, *setup_args("--run-command", f"{PY} train.py", "--max-experiments", "1"))
+    assert done.returncode == 0, done.stderr
+    assert said in done.stdout
+    assert cli(root, "run", "--headless").returncode == 0
+    baseline = read_results(root / "results.tsv").rows[0]
+    logs = root / ".autoresearch" / "experiments" / "0001"
+    if seeds:
+        # The first run keeps the script's own seed; the repeat runs under another, so the noise is the spread.
+        assert (logs / "run.log").read_text().startswith("seed 0" if "seeded" in script else "seed 3407")
+        assert (logs / "run-2.log").read_text().startswith("seed 1")
+        sigma = statistics.stdev(_metas(root)[1]["extra"]["runs"])  # type: ignore[index]
+        assert sigma > 0 and baseline.description == f"baseline (2 runs, noise {sigma:.4g} over 2 seeds)"
+    else:
+        assert baseline.description == "baseline (2 runs, noise 0, no seed varies)"
