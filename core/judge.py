@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -262,6 +262,26 @@ def reference(table: ResultsTable, metas: dict[int, ExperimentMeta], higher: boo
         else row.duration_s
     )
     return Reference(number, runs_of(meta, row.metric), duration)
+
+
+LIKE_LOAD_RUNS = 3
+"""Runs under the workers' load needed before their median stands in for the best's duration."""
+
+
+def under_like_load(ref: Reference, metas: Mapping[int, ExperimentMeta]) -> Reference:
+    """The best, with a duration measured under the same load as the run compared with it. With workers the
+    baseline ran alone (before the workers started) and looks fast beside every run made while the others
+    run: contention is not compute bought by the idea. The median duration of the runs the workers have
+    finished (every worker's, the best's own included) stands in for it, once there are LIKE_LOAD_RUNS."""
+    durations = [
+        float(d)
+        for m in metas.values()
+        if m.extra.get("worker") is not None and m.status in ("keep", "discard")
+        for d in _numbers(m.extra.get("durations"))
+    ]
+    if len(durations) < LIKE_LOAD_RUNS:
+        return ref
+    return Reference(ref.number, ref.runs, statistics.median(durations))
 
 
 def session_noise(metas: dict[int, ExperimentMeta], host: str) -> Noise:

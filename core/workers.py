@@ -513,7 +513,8 @@ class ParallelSession:
             loop._emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
             self._again(job, "confirm")
             return table
-        action, note = loop._judge.with_compute(verdict.action, verdict.note, statistics.fmean(job.durations), ref)
+        like = judge.under_like_load(ref, metas)  # not the baseline's duration, measured alone
+        action, note = loop._judge.with_compute(verdict.action, verdict.note, statistics.fmean(job.durations), like)
         return self._record(table, job, action, note)
 
     def _re_apply(

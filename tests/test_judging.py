@@ -114,6 +114,26 @@ def test_budget_and_run_time() -> None:
     assert judge.slower_note(14, REF) is None
 
 
+def test_with_workers_durations_are_compared_under_the_same_load() -> None:
+    from autoresearch.core.history import ExperimentMeta
+    from autoresearch.core.judge import under_like_load
+
+    alone = Reference(number=1, runs=(1.0,), duration_s=10.0)  # the baseline, run before the workers started
+    metas = {1: ExperimentMeta(number=1, commit="a", status="baseline")}
+    for number, seconds in ((2, 23.0), (3, 24.0)):
+        metas[number] = ExperimentMeta(number=number, commit="b", status="discard")
+        metas[number].extra.update(worker=number - 1, durations=[seconds])
+    assert under_like_load(alone, metas) == alone  # two runs under load are not enough to judge by
+    metas[4] = ExperimentMeta(number=4, commit="c", status="keep")
+    metas[4].extra.update(worker=1, durations=[22.0, 25.0])
+    like = under_like_load(alone, metas)
+    assert like.duration_s == 23.5
+    judge = Judge(config())
+    # A run of 23 s is what every run takes while three workers share two cores: not bought with compute.
+    assert judge.with_compute("keep", "(clear: x)", 23.0, alone) == ("keep", "(clear: x) (ran 2.3x as long as #1)")
+    assert judge.with_compute("keep", "(clear: x)", 23.0, like) == ("keep", "(clear: x)")
+
+
 def test_a_gain_bought_with_compute_is_marked_or_under_strict_not_kept() -> None:
     marked = Judge(config()).with_compute("keep", "(clear: gain +0.1)", 20.0, REF)
     assert marked == ("keep", "(clear: gain +0.1) (ran 2.0x as long as #1)")
