@@ -163,6 +163,10 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--headless", action="store_true", help="only write the file")
     analyze.add_argument("--no-model", action="store_true", help="compute the recommendations, ask no model")
 
+    ablate = sub.add_parser("ablate", help="revert each kept change from the best on its own: which still help")
+    ablate.add_argument("--json", action="store_true", help="a list: number, description, contribution, helps")
+    ablate.add_argument("--seeds", type=int, default=3, metavar="N", help="runs of each version, one per seed (3)")
+
     demo = sub.add_parser("demo", help="a bundled example in a temporary repository, offline, no API key")
     demo.add_argument("--headless", action="store_true", help="plain lines instead of the screen")
     demo.add_argument("--model", help="use this litellm model instead of the offline agent")
@@ -327,6 +331,23 @@ def _cmd_analyze(root: Path, args: argparse.Namespace) -> int:
     return launch(root, "analyze")
 
 
+def _cmd_ablate(root: Path, args: argparse.Namespace) -> int:
+    import json
+
+    from .ablate import ablate, summary
+    from .config import load_config
+
+    if args.seeds < 1:
+        return _fail("--seeds must be 1 or more.")
+    results = ablate(root, args.seeds, said=(lambda _line: None) if args.json else lambda line: print(line, flush=True))
+    if args.json:
+        keys = ("number", "description", "contribution", "helps")
+        print(json.dumps([{k: getattr(a, k) for k in keys} for a in results], indent=2))
+        return 0
+    print("\n".join(summary(results, load_config(root).metric_name)[len(results) :]))
+    return 0
+
+
 def _cmd_demo(root: Path, args: argparse.Namespace) -> int:
     from .demo import DEMO_EXPERIMENTS, prepare_demo
 
@@ -362,13 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.repo).resolve()
     if not root.is_dir():
         return _fail(f"{args.repo} is not a directory; pass -C with the path of your repository.")
-    if args.command in ("run", "status", "analyze"):
+    if args.command in ("run", "status", "analyze", "ablate"):
         root = session_root(root)
     commands = {
         "setup": _cmd_setup,
         "run": _cmd_run,
         "status": _cmd_status,
         "analyze": _cmd_analyze,
+        "ablate": _cmd_ablate,
         "demo": _cmd_demo,
         "config": _cmd_config,
     }
