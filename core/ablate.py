@@ -2,7 +2,7 @@
 
 A keep can be made redundant by a later one (a learning rate raised, then a schedule that makes the raise
 pointless). `autoresearch ablate` takes the best's code, reverts one kept change's edits at a time (its diff
-re-applied backwards on the best, by the same three-way merge that re-applies a draft, core/draft.py), and
+applied backwards on the best with git, without context lines, so the next line's later change does not block it), and
 runs the result and the best under the same seeds (core/seeds.py), paired: the contribution of a change is
 how much worse the best gets without it, averaged over the seeds, and its noise is the spread of those paired
 differences. A change helps when its contribution clears `noise_sigmas` of that noise (when the seeds give
@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from git.exc import GitCommandError
+
 from .config import SessionConfig, load_config
-from .draft import rebase_files
 from .errors import UserError
 from .execution import run_env
 from .executor import make_executor
@@ -34,7 +35,7 @@ from .model_keys import hidden_from_training
 from .results import read_results
 from .seeds import ENV, seeded_command
 from .session_lock import refuse_if_held
-from .worktrees import fresh_output, prepare, reset_tree, worker_dirs
+from .worktrees import WorkerDir, fresh_output, prepare, reset_tree, worker_dirs
 
 ABLATION_FILE = "ablation.json"
 SEEDS = 3
@@ -78,6 +79,20 @@ def _run(config: SessionConfig, root: Path, tree: Path, log: Path, seed: int, nu
     return value, "" if value is not None else f"no {config.metric_name} printed"
 
 
+def _reverted(
+    repo: Repo, worker: WorkerDir, best: str, parent: str, commit: str, config: SessionConfig, patch: Path
+) -> dict[str, str] | None:
+    """The best's editable files with one change's edits taken back out (its diff applied in reverse, without
+    context lines, so a later change on the next line does not block it); None when they no longer apply."""
+    patch.write_text(repo.run("diff", "-U0", parent, commit, "--", *config.editable_files, strip=False))
+    worktree = reset_tree(worker, best)
+    try:
+        worktree.run("apply", "-R", "--unidiff-zero", str(patch))
+    except GitCommandError:
+        return None
+    return {p: (worker.tree / p).read_text(encoding="utf-8", errors="surrogateescape") for p in config.editable_files}
+
+
 def ablate(root: Path, seeds: int = SEEDS, said: Callable[[str], None] = lambda _line: None) -> list[Ablation]:
     """Revert each kept change of the best on its own and judge what it still contributes (see the docstring)."""
     repo = Repo(root)
@@ -103,7 +118,6 @@ def ablate(root: Path, seeds: int = SEEDS, said: Callable[[str], None] = lambda 
     prepare(repo, worker, best_meta.commit, list(config.worker_outputs))
     logs = history.dir / "ablation"
     logs.mkdir(parents=True, exist_ok=True)
-    now = {p: t for p in config.editable_files if (t := repo.show_file(best_meta.commit, p)) is not None}
 
     def measure(files: dict[str, str] | None, name: str) -> list[tuple[float | None, str]]:
         results = []
@@ -121,10 +135,7 @@ def ablate(root: Path, seeds: int = SEEDS, said: Callable[[str], None] = lambda 
     for number in kept:
         meta = metas[number]
         description = table.rows[number - 1].description.split(" (")[0]
-        mine = {p: t for p in config.editable_files if (t := repo.show_file(meta.commit, p)) is not None}
-        before = {p: t for p in config.editable_files if (t := repo.show_file(meta.parent, p)) is not None}
-        # The change's edits backwards (from its version to its parent's), applied on the best.
-        files = rebase_files(mine, before, now)
+        files = _reverted(repo, worker, best_meta.commit, meta.parent, meta.commit, config, logs / f"{number}.diff")
         if files is None:
             found.append(Ablation(number, description, None, False, None, 0, "its edits no longer revert cleanly"))
             said(found[-1].line(config.metric_name))

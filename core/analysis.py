@@ -822,7 +822,24 @@ def analysis_markdown(session: Session, recommendations_text: str | None = None,
     ]
     for title, body in sections(session, recommendations_text):
         out += ["", f"## {title}", "", body]
+    ablation = ablation_section(session)
+    if ablation:
+        out += ["", "## Ablation", "", ablation]
     return "\n".join(out) + "\n"
+
+
+def ablation_section(session: Session) -> str:
+    """The latest `autoresearch ablate`: what each kept change still contributes to the best it ran on."""
+    from .ablate import latest, summary
+
+    found = latest(session.root)
+    if found is None:
+        return ""
+    best, results = found
+    now = session.best.number if session.best is not None else None
+    stale = "" if now == best else f" The best is #{now} now: run `autoresearch ablate` again for it."
+    lines = summary(results, session.config.metric_name)
+    return f"Run on the best at the time, #{best}.{stale}\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def build_analysis(root: Path, recommendations_text: str | None = None, now: datetime | None = None) -> str:
