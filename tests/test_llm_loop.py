@@ -91,7 +91,7 @@ def test_headless_run_follows_the_model(repo: Path, server: ScriptedLLMServer, m
     assert [(r.status, r.description) for r in rows] == [
         ("baseline", "baseline (2 runs, noise 0, no seed varies)"),
         ("keep", "raise the learning rate to 0.04 (clear: gain +1.922, noise 0, no seed varies)"),
-        ("crash", "much higher learning rate"),
+        ("crash", "much higher learning rate (exit status 1)"),
         ("discard", "fix: a learning rate that does not diverge (worse: gain -0.4805, noise 0, no seed varies)"),
         ("keep", "widen the model to 16 (clear: gain +1.44, noise 0, no seed varies)"),
     ]
