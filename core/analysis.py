@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .categories import CATEGORIES, categorize
 from .config import RESULTS_FILE, SessionConfig, load_config
-from .crash_log import crash_reason, one_line
+from .crash_log import crash_reason, one_line, reads_as_error
 from .history import ExperimentMeta, History
 from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
 from .results import ResultRow, ResultsTable, is_better, read_results
@@ -244,7 +244,7 @@ def _crash_line(session: Session, exp: Experiment) -> str:
         reason = "timed out because the machine was slower (the best code also ran much longer), not the idea"
     elif (meta is not None and meta.timed_out) or is_timeout(exp.description):
         minutes = session.config.timeout_minutes
-        said = "last error" if reason and _ERROR.search(reason) else "last line"  # a progress line is no error
+        said = "last error" if reason and reads_as_error(reason) else "last line"  # a progress line is no error
         reason = f"timed out after {_num(minutes)} min" + (f"; {said}: {reason}" if reason else "")
     elif reason is None and meta is not None and meta.exit_code not in (None, 0):
         reason = f"exit code {meta.exit_code}"

@@ -293,8 +293,8 @@ CLI_CASES: list[Case] = [
     Case(
         "cli-unknown-command",
         "autoresearch frobnicate",
-        "autoresearch: unknown command 'frobnicate' (the commands are setup, run, status, analyze, ablate, demo, config); "
-        "see autoresearch --help.",
+        "autoresearch: unknown command 'frobnicate' (the commands are setup, run, status, analyze, ablate, demo, "
+        "config); see autoresearch --help.",
         exit=2,
         action=["frobnicate"],
     ),
