@@ -238,8 +238,8 @@ def test_noise_rule_keeps_fewer_no_effect_changes_than_greedy(tmp_path: Path) ->
 
 
 def test_a_close_miss_against_a_best_that_ran_once_measures_the_best_again(tmp_path: Path) -> None:
-    # Seed 1 of the benchmark: #3 is kept on one lucky run, and the real gains after it look small.
-    root = _noisy_session(tmp_path / "b", "noise", 6, 0.04, seed=1, knobs=20)
+    # Seed 3 of the benchmark: a best kept on few runs, and the real gains after it look small.
+    root = _noisy_session(tmp_path / "b", "noise", 6, 0.04, seed=3, knobs=20)
     rows = read_results(root / "results.tsv").rows
     metas = _metas(root)
     again = [n for n, r in enumerate(rows, 1) if "re-measured)" in r.description]
