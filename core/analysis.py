@@ -750,6 +750,12 @@ def _next_step(session: Session, name: str, old: float, new: float) -> str:
         return float(round(value)) if integers else float(f"{value:.4g}")
 
     further = shaped(new + (new - old) if old == 0 or new / old <= 0 else new * (new / old))
+    low, high = _knob_range(session, name, integers)
+    if not low <= further <= high:  # never beyond the range the offline search gives the knob
+        further = shaped(min(max(further, low), high))
+        if further == new:
+            edge = f"{_num(low)} to {_num(high)}"
+            return f"{name} {_num(new)} is at the edge of its range ({edge}); move on to another idea."
     if was_tried(further) is None:
         return f"try going further in the same direction: {name} {_num(new)} -> {_num(further)}."
     middle = shaped((new + further) / 2)
@@ -759,6 +765,19 @@ def _next_step(session: Session, name: str, old: float, new: float) -> str:
             f"{name} {_num(new)} -> {_num(middle)}."
         )
     return f"values beyond {_num(new)} were tried without gain; {name} looks tuned, move on to another idea."
+
+
+def _knob_range(session: Session, name: str, integers: bool) -> tuple[float, float]:
+    """The range the offline search gives `name` (core/search.py), from its value at the session's start:
+    the `old` of the first change that moved it."""
+    from .knobs import Knob, Place
+    from .search import distribution
+
+    first = next((c for e in session.changes if (c := constant_change(e.description)) and c[0] == name), None)
+    if first is None:
+        return -math.inf, math.inf
+    dist = distribution(Knob(name, first[1], integers, Place("", 0)), first[1])
+    return (-math.inf, math.inf) if dist is None else (float(dist.low), float(dist.high))
 
 
 def _both_ways(session: Session) -> dict[str, list[Experiment]]:

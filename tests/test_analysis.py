@@ -334,3 +334,16 @@ def test_every_summary_sentence_is_what_the_rows_and_the_history_say(tmp_path: P
     assert "- Wall clock per worker (first start to last finish): worker 1: 1m 50s; worker 2: 1m 6s" in body
     # At noise 0 the runs repeat exactly: noise decides nothing, and #4 already ran on the best.
     assert "noise may decide" not in text and "retry it on top of the current best" not in text
+
+
+def test_a_recommended_next_step_stays_inside_the_knobs_range(tmp_path: Path) -> None:
+    # BATCH_SIZE starts at 32: the offline search gives it 8 to 128, so 91 -> 259 is never advised.
+    rows = [
+        ("a000001", "2.000000", "baseline", "baseline"),
+        ("b000002", "1.900000", "keep", "BATCH_SIZE 32 -> 91"),
+        ("c000003", "1.800000", "keep", "LR 0.01 -> 0.02"),
+    ]
+    advice = "\n".join(recommendations(load_session(make_session(tmp_path, rows))))
+    assert "BATCH_SIZE 91 -> 259" not in advice
+    assert "try going further in the same direction: BATCH_SIZE 91 -> 128." in advice
+    assert "try going further in the same direction: LR 0.02 -> 0.04." in advice
