@@ -453,3 +453,18 @@ def test_repeats_of_a_fixed_seed_script_measure_the_spread_across_seeds(
         assert sigma > 0 and baseline.description == f"baseline (2 runs, noise {sigma:.4g} over 2 seeds)"
     else:
         assert baseline.description == "baseline (2 runs, noise 0, no seed varies)"
+
+
+def test_the_demo_judges_against_its_seed_to_seed_spread(tmp_path: Path) -> None:
+    from autoresearch.core.demo import prepare_demo
+
+    root, config = prepare_demo(tmp_path / "demo", max_experiments=3)
+    assert config.seed_via == "AUTORESEARCH_SEED"
+    done = cli(root, "run", "--headless", timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = read_results(root / "results.tsv").rows
+    runs = _metas(root)[1]["extra"]["runs"]  # type: ignore[index]
+    assert len(set(runs)) == 2  # the baseline's two seeds train differently
+    assert rows[0].description.endswith("over 2 seeds)")
+    assert all(" seeds" in r.description for r in rows[1:] if r.status != "crash")  # judged against that spread
+    assert not any("noise 0," in r.description or "noise 0)" in r.description for r in rows)
