@@ -2,7 +2,7 @@
 
 A repository with 1,000 commits; the run command is a bash script that `cat`s a pre-made 100 MB log
 (ending with a random val_loss) and stamps its own start and end with bash's $EPOCHREALTIME; the
-proposer answers instantly with a new SEED. Per experiment:
+proposer answers instantly with a new VARIANT (not a seed: a seed-only change is skipped). Per experiment:
 
     overhead = (ResultRecorded(n) - ResultRecorded(n-1)) - training (bash's own start..end) - proposal time
 
@@ -32,8 +32,8 @@ from autoresearch.core.setup import setup_session
 from .common import Row, fmt_s, make_repo, measure_references, median, print_table, use_git_identity
 
 GOAL_S = 0.050
-TRAIN = "SEED = 0\nprint('training')\n"
-_SEED = re.compile(r"^SEED = (\d+)$", re.MULTILINE)
+TRAIN = "VARIANT = 0\nprint('training')\n"
+_VARIANT = re.compile(r"^VARIANT = (\d+)$", re.MULTILINE)
 
 
 class InstantProposer:
@@ -44,8 +44,8 @@ class InstantProposer:
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
         began = time.perf_counter()
-        text = _SEED.sub(f"SEED = {ctx.number * 7919}", ctx.files["train.py"])
-        proposal = Proposal(f"seed {ctx.number}", {"train.py": text}, category="other")
+        text = _VARIANT.sub(f"VARIANT = {ctx.number * 7919}", ctx.files["train.py"])
+        proposal = Proposal(f"variant {ctx.number}", {"train.py": text}, category="other")
         self.seconds[ctx.number] = time.perf_counter() - began
         return proposal
 

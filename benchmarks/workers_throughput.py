@@ -1,8 +1,8 @@
 """Throughput of parallel workers: experiments per hour with 4 workers on 4 stand-in devices beside 1 worker,
 both measured in the same run, and the tool's own CPU per worker while 4 run.
 
-The training sleeps its time budget and prints a val_loss that depends on the experiment's SEED only (no
-noise, so no confirmation runs on either side); the proposer answers at once with a new SEED. The window
+The training sleeps its time budget and prints a val_loss that depends on the experiment's VARIANT only (no
+noise, so no confirmation runs on either side); the proposer answers at once with a new VARIANT. The window
 runs from the baseline's record to the last record, so both sides count the same thing: experiments done
 after the baseline. The tool's CPU is this process's own (user + system, children not included) over that
 window, per worker.
@@ -27,9 +27,9 @@ from .harness_overhead import InstantProposer
 
 GOAL_RATIO = 3.8
 TRAIN = (
-    "import os\nimport time\n\nSEED = 0\n\n"
+    "import os\nimport time\n\nVARIANT = 0\n\n"
     'time.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET_S"]))\n'
-    'print(f"val_loss: {1 + ((SEED * 7919) % 1000) / 1000:.6f}")\n'
+    'print(f"val_loss: {1 + ((VARIANT * 7919) % 1000) / 1000:.6f}")\n'
 )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .categories import CATEGORIES, categorize
 from .config import RESULTS_FILE, SessionConfig, load_config
-from .crash_log import crash_reason, one_line
+from .crash_log import crash_reason, one_line, reads_as_error
 from .history import ExperimentMeta, History
 from .judge import MACHINE_SLOWER, is_no_effect, is_over_budget, is_timeout
 from .pruning import saved_seconds
@@ -245,7 +245,8 @@ def _crash_line(session: Session, exp: Experiment) -> str:
         reason = "timed out because the machine was slower (the best code also ran much longer), not the idea"
     elif (meta is not None and meta.timed_out) or is_timeout(exp.description):
         minutes = session.config.timeout_minutes
-        reason = f"timed out after {_num(minutes)} min" + (f"; last error: {reason}" if reason else "")
+        said = "last error" if reason and reads_as_error(reason) else "last line"  # a progress line is no error
+        reason = f"timed out after {_num(minutes)} min" + (f"; {said}: {reason}" if reason else "")
     elif reason is None and meta is not None and meta.exit_code not in (None, 0):
         reason = f"exit code {meta.exit_code}"
     return reason or "no log kept"
@@ -303,8 +304,10 @@ def summary(session: Session) -> str:
         )
         verdict = "better" if is_better(best.metric, base.metric, session.higher) else "no improvement yet"
         lines.append(f"- Improvement: {_vs(best.metric, base.metric)}, {verdict}")
-        if best.number != base.number:
-            lines.append(f"- Best change: {_label(best)}")
+        largest = max(session.of_status("keep"), key=lambda e: _gain(session, e), default=None)
+        if best.number != base.number and largest is not None and _gain(session, largest) > 0:
+            gained = _vs(largest.metric or 0.0, largest.best_before)
+            lines.append(f"- Best change: {_label(largest)} (the largest gain, {gained})")
     elif rows:
         lines.append("- Baseline -> best: no experiment produced a metric yet")
     if rows and best is not None:
@@ -321,12 +324,18 @@ def summary(session: Session) -> str:
         )
         lines.append(f"- Workers: {len(by_worker)} ({each})")
     if session.table.has_duration:
-        total = sum(e.row.duration_s for e in rows if math.isfinite(e.row.duration_s))
-        ran = [e for e in rows if e.row.duration_s > 0]
+        ran = [e for e in rows if e.row.duration_s > 0 and math.isfinite(e.row.duration_s)]
+        wall = _wall_clock([e.meta for e in rows if e.meta is not None])
         if ran:
-            lines.append(
-                f"- Training time: {_fmt_duration(total)} in all, {_fmt_duration(total / len(ran))} per run on average"
-            )
+            average = sum(e.row.duration_s for e in ran) / len(ran)
+            clock = f"{_fmt_duration(wall)} of wall clock for the session" if wall else "wall clock not recorded"
+            lines.append(f"- Training time: {clock}, {_fmt_duration(average)} per run on average")
+            if by_worker:
+                each = "; ".join(
+                    f"worker {w}: {_fmt_duration(_wall_clock([e.meta for e in exps if e.meta is not None]))}"
+                    for w, exps in sorted(by_worker.items())
+                )
+                lines.append(f"- Wall clock per worker (first start to last finish): {each}")
     else:
         lines.append("- Training time: not recorded (results.tsv has no duration_s column)")
     stopped, saved = saved_seconds(History(session.root), [e.meta.number for e in rows if e.meta is not None])
@@ -405,8 +414,8 @@ def patterns(session: Session) -> list[str]:
     dead = [e for e in changes if is_no_effect(e.description)]
     if dead:
         found.append(
-            f"{', '.join(f'#{e.number}' for e in dead)} had no effect: the metric was exactly the parent's, so "
-            "the change did not reach the training (a run-command flag or config may override it)."
+            f"{', '.join(f'#{e.number}' for e in dead)} had no effect: the run printed the same training as the "
+            "parent's, so the change did not reach the training (a run-command flag or config may override it)."
         )
     over = [e for e in changes if is_over_budget(e.description)]
     if over:
@@ -430,12 +439,15 @@ def patterns(session: Session) -> list[str]:
     return found
 
 
+_NO_NOISE = re.compile(r"\bnoise 0(?![.\d])")
+
+
 def _near_misses(session: Session) -> list[Experiment]:
     near = []
     settled = set(_both_ways(session))
     for e in session.of_status("discard"):
-        if e.metric is None or e.best_before is None or _unmoved(e):
-            continue
+        if e.metric is None or e.best_before is None or _unmoved(e) or _NO_NOISE.search(e.description):
+            continue  # at noise 0 the run repeats exactly: noise decides nothing
         subject = direction_of(e.description)
         if subject and subject[0] in settled:
             continue
@@ -626,7 +638,8 @@ def recommendations(session: Session) -> list[str]:
             text += f' Its rationale: "{one_line(e.rationale, 240)}"'
         low.append(text)
 
-    for e in _near_misses(session)[:3]:
+    best_now = session.best.metric if session.best is not None else None
+    for e in [e for e in _near_misses(session) if e.best_before != best_now][:3]:  # not already run on the best
         low.append(
             f"Low risk: {_label(e)} missed the best by only {_vs(e.metric or 0.0, e.best_before)}; "
             "retry it on top of the current best, or with a smaller step."
@@ -684,6 +697,18 @@ def recommendations(session: Session) -> list[str]:
     return low + medium + high
 
 
+def _wall_clock(metas: list[ExperimentMeta]) -> float:
+    """Seconds from the first run's start to the last one's finish (each meta.json records both)."""
+    times: list[float] = []
+    for meta in metas:
+        for stamp in (meta.started_at, meta.finished_at):
+            try:
+                times.append(datetime.fromisoformat(stamp).timestamp())
+            except ValueError:
+                continue
+    return max(times) - min(times) if len(times) >= 2 else 0.0
+
+
 def _gain(session: Session, e: Experiment) -> float:
     """How much e moved the best-so-far in the better direction (negative when it made it worse)."""
     if e.metric is None or e.best_before is None:
@@ -729,6 +754,12 @@ def _next_step(session: Session, name: str, old: float, new: float) -> str:
         return float(round(value)) if integers else float(f"{value:.4g}")
 
     further = shaped(new + (new - old) if old == 0 or new / old <= 0 else new * (new / old))
+    low, high = _knob_range(session, name, integers)
+    if not low <= further <= high:  # never beyond the range the offline search gives the knob
+        further = shaped(min(max(further, low), high))
+        if further == new:
+            edge = f"{_num(low)} to {_num(high)}"
+            return f"{name} {_num(new)} is at the edge of its range ({edge}); move on to another idea."
     if was_tried(further) is None:
         return f"try going further in the same direction: {name} {_num(new)} -> {_num(further)}."
     middle = shaped((new + further) / 2)
@@ -738,6 +769,19 @@ def _next_step(session: Session, name: str, old: float, new: float) -> str:
             f"{name} {_num(new)} -> {_num(middle)}."
         )
     return f"values beyond {_num(new)} were tried without gain; {name} looks tuned, move on to another idea."
+
+
+def _knob_range(session: Session, name: str, integers: bool) -> tuple[float, float]:
+    """The range the offline search gives `name` (core/search.py), from its value at the session's start:
+    the `old` of the first change that moved it."""
+    from .knobs import Knob, Place
+    from .search import distribution
+
+    first = next((c for e in session.changes if (c := constant_change(e.description)) and c[0] == name), None)
+    if first is None:
+        return -math.inf, math.inf
+    dist = distribution(Knob(name, first[1], integers, Place("", 0)), first[1])
+    return (-math.inf, math.inf) if dist is None else (float(dist.low), float(dist.high))
 
 
 def _both_ways(session: Session) -> dict[str, list[Experiment]]:
@@ -801,7 +845,24 @@ def analysis_markdown(session: Session, recommendations_text: str | None = None,
     ]
     for title, body in sections(session, recommendations_text):
         out += ["", f"## {title}", "", body]
+    ablation = ablation_section(session)
+    if ablation:
+        out += ["", "## Ablation", "", ablation]
     return "\n".join(out) + "\n"
+
+
+def ablation_section(session: Session) -> str:
+    """The latest `autoresearch ablate`: what each kept change still contributes to the best it ran on."""
+    from .ablate import latest, summary
+
+    found = latest(session.root)
+    if found is None:
+        return ""
+    best, results = found
+    now = session.best.number if session.best is not None else None
+    stale = "" if now == best else f" The best is #{now} now: run `autoresearch ablate` again for it."
+    lines = summary(results, session.config.metric_name)
+    return f"Run on the best at the time, #{best}.{stale}\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def build_analysis(root: Path, recommendations_text: str | None = None, now: datetime | None = None) -> str:

@@ -44,6 +44,7 @@ _SETUP_FLAGS: dict[str, str] = {
     "judging": "judging",
     "noise_sigmas": "noise_sigmas",
     "min_gain": "min_gain",
+    "equal_compute": "equal_compute",
     "baseline_runs": "baseline_runs",
     "confirm_runs": "confirm_runs",
     "budget_allowance": "budget_allowance_s",
@@ -139,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--judging", choices=["noise", "greedy"], help="keep gains clear of noise, or any gain")
     setup.add_argument("--noise-sigmas", type=float, metavar="K", help="keep gains over K noise std devs (2)")
     setup.add_argument("--min-gain", type=float, metavar="X", help="smallest gain in the metric worth keeping (0)")
+    setup.add_argument("--equal-compute", choices=["mark", "strict"], help="a gain from a much longer run (mark)")
     setup.add_argument("--baseline-runs", type=int, metavar="N", help="runs of the baseline, to measure noise (2)")
     setup.add_argument("--confirm-runs", type=int, metavar="N", help="re-runs of a small win before keeping it (2)")
     setup.add_argument("--prune", choices=["off", "on"], help="stop runs whose loss curve is clearly behind (on)")
@@ -174,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser("analyze", help="write autoresearch-<tag>-analysis.md (and show it in a terminal)")
     analyze.add_argument("--headless", action="store_true", help="only write the file")
     analyze.add_argument("--no-model", action="store_true", help="compute the recommendations, ask no model")
+
+    ablate = sub.add_parser("ablate", help="revert each kept change from the best on its own: which still help")
+    ablate.add_argument("--json", action="store_true", help="a list: number, description, contribution, helps")
+    ablate.add_argument("--seeds", type=int, default=3, metavar="N", help="runs of each version, one per seed (3)")
 
     demo = sub.add_parser("demo", help="a bundled example in a temporary repository, offline, no API key")
     demo.add_argument("--headless", action="store_true", help="plain lines instead of the screen")
@@ -237,6 +243,9 @@ def _cmd_setup(root: Path, args: argparse.Namespace) -> int:
         readonly = f"read-only context: {', '.join(config.readonly_files)}" if config.readonly_files else ""
         print("Files: " + "; ".join(p for p in (editable, readonly) if p) + " (change: autoresearch config files ...).")
     print(_isolation_line(config))
+    from .setup import seed_plan
+
+    print(seed_plan(root, config)[1])
     print("Start it with: autoresearch run")
     return 0
 
@@ -397,6 +406,23 @@ def _cmd_analyze(root: Path, args: argparse.Namespace) -> int:
     return launch(root, "analyze")
 
 
+def _cmd_ablate(root: Path, args: argparse.Namespace) -> int:
+    import json
+
+    from .ablate import ablate, summary
+    from .config import load_config
+
+    if args.seeds < 1:
+        return _fail("--seeds must be 1 or more.")
+    results = ablate(root, args.seeds, said=(lambda _line: None) if args.json else lambda line: print(line, flush=True))
+    if args.json:
+        keys = ("number", "description", "contribution", "helps")
+        print(json.dumps([{k: getattr(a, k) for k in keys} for a in results], indent=2))
+        return 0
+    print("\n".join(summary(results, load_config(root).metric_name)[len(results) :]))
+    return 0
+
+
 def _cmd_demo(root: Path, args: argparse.Namespace) -> int:
     from .demo import DEMO_EXPERIMENTS, prepare_demo
 
@@ -432,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.repo).resolve()
     if not root.is_dir():
         return _fail(f"{args.repo} is not a directory; pass -C with the path of your repository.")
-    if args.command in ("run", "status", "analyze", "watch", "serve"):
+    if args.command in ("run", "status", "analyze", "watch", "serve", "ablate"):
         root = session_root(root)
     commands = {
         "setup": _cmd_setup,
@@ -441,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _cmd_serve,
         "status": _cmd_status,
         "analyze": _cmd_analyze,
+        "ablate": _cmd_ablate,
         "demo": _cmd_demo,
         "config": _cmd_config,
     }

@@ -35,6 +35,11 @@ def crash_reason(path: Path, tail_bytes: int = 65536) -> str | None:
     return one_line(lines[-1])
 
 
+def reads_as_error(line: str) -> bool:
+    """The line says what went wrong (an exception, an error, a kill), not a progress line."""
+    return bool(_ERROR.search(line))
+
+
 def one_line(text: str, width: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -18,6 +18,7 @@ from .metric import read_memory_gb
 from .model_keys import hidden_from_training
 from .pruning import Pruning, curve_path
 from .runner import RunOutcome
+from .seeds import seed_env, seeded_command
 from .session_state import _InfraLost, _Interrupted
 from .workspace import Workspace
 
@@ -29,6 +30,7 @@ def run_env(config: SessionConfig, number: int, log_name: str) -> dict[str, str]
         "AUTORESEARCH_EXPERIMENT": str(number),
         "AUTORESEARCH_RUN": log_name,
         "AUTORESEARCH_TAG": config.tag,
+        **seed_env(log_name, number),
     }
 
 
@@ -97,7 +99,7 @@ class Execution(Workspace):
         first = log_name == "run.log" and meta.kind != "baseline"
         watch = self._pruning.watch(self._cancel, self.history.read_diff(number) if first else None)
         outcome = self.executor.run(
-            self.config.run_command,
+            seeded_command(self.config, env),
             self.root,
             self.log_path,
             timeout_s=self.config.timeout_s,

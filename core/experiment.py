@@ -14,7 +14,7 @@ from .config import RESULTS_FILE
 from .errors import GitStateError, UserError
 from .gitops import describe_git_error
 from .history import ExperimentMeta
-from .metric import read_metric, tail_text
+from .metric import tail_text
 from .proposer import (
     CrashInfo,
     Proposal,
@@ -201,8 +201,7 @@ class Experiment(Proposing):
             status, description = "discard", f"{description} {pruned['note']}"
         elif metric is None:
             status = "crash"
-            printed = bool(outcome.exit_code) and read_metric(metric_source, self.config.metric_grep) is not None
-            why = crash_why(outcome, self.config.metric_name, printed)
+            why = crash_why(outcome, metric_source, self.config.metric_grep, self.config.metric_name)
             meta.extra["killed"] = outcome.cancelled
             if why == "timeout" and kind != "baseline":
                 why, reset_done = self._timeout_note(table, number, meta)
@@ -228,7 +227,7 @@ class Experiment(Proposing):
         if len(runs) > 1:
             metric = statistics.fmean(runs)
         if kind == "baseline":
-            said = [f"{len(runs)} runs, {judge.pooled_noise([runs]).text()}"] if len(runs) > 1 else []
+            said = [f"{len(runs)} runs, {self._judge.noise([runs]).text()}"] if len(runs) > 1 else []
             said += [str(meta.extra["note"])] if meta.extra.get("note") else []
             description = f"baseline ({'; '.join(said)})" if said else "baseline"
         duration = statistics.fmean(durations) if status != "crash" else outcome.duration_s

@@ -19,12 +19,14 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .config import SessionConfig
 from .crash_log import crash_reason
+from .effect import same_training
 from .history import ExperimentMeta, History
 from .results import ResultsTable, is_better
 
@@ -35,6 +37,8 @@ SLOWER_MIN_S = 1.0
 """...and at least this many seconds longer, so tiny runs' start-up jitter is not flagged."""
 SAME_FAILURES = 3
 """This many failed runs in a row with the same last error line mean the environment is broken."""
+REMEASURE_BELOW = 3
+"""A close miss against a best with fewer runs than this measures the best once more (a kept run may be lucky)."""
 CONFIRM_FROM = 0.5
 """A gain of at least this share of the keep margin is run again rather than discarded at once."""
 
@@ -47,11 +51,17 @@ class Noise:
     """Pooled standard deviation of repeated runs of the same code; None before any repeat."""
     df: int
     """Degrees of freedom behind it: repeated runs beyond the first of each version."""
+    runs: int = 0
+    """The runs it was measured on."""
+    seeded: bool = False
+    """Repeats ran under other seeds (core/seeds.py), so it is the seed-to-seed spread."""
 
     def text(self) -> str:
         if self.sigma is None:
             return "noise not measured yet"
-        return f"noise {fmt(self.sigma)}"
+        if self.sigma == 0 and not self.seeded:
+            return "noise 0, no seed varies"
+        return f"noise {fmt(self.sigma)}" + (f" over {self.runs} seeds" if self.seeded else "")
 
 
 @dataclass(frozen=True)
@@ -77,18 +87,19 @@ def fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
+def pooled_noise(groups: Iterable[Sequence[float]], seeded: bool = False) -> Noise:
     """The pooled standard deviation of several groups of repeated measurements."""
     squares = 0.0
-    df = 0
-    for runs in groups:
-        finite = [r for r in runs if math.isfinite(r)]
+    df = runs = 0
+    for group in groups:
+        finite = [r for r in group if math.isfinite(r)]
         if len(finite) < 2:
             continue
         mean = statistics.fmean(finite)
         squares += sum((r - mean) ** 2 for r in finite)
         df += len(finite) - 1
-    return Noise(math.sqrt(squares / df) if df else None, df)
+        runs += len(finite)
+    return Noise(math.sqrt(squares / df) if df else None, df, runs, seeded)
 
 
 class Judge:
@@ -102,6 +113,10 @@ class Judge:
     @property
     def baseline_runs(self) -> int:
         return 1 if self.greedy else self.config.baseline_runs
+
+    def noise(self, groups: Iterable[Sequence[float]]) -> Noise:
+        """The pooled noise, seeded when repeats of this session vary the seed."""
+        return pooled_noise(groups, seeded=bool(self.config.seed_via))
 
     def gain(self, reference: float, value: float) -> float:
         """How much better `value` is than `reference` (negative when worse)."""
@@ -124,6 +139,10 @@ class Judge:
             z = math.inf if gain > 0 else -math.inf if gain < 0 else 0.0
         elif noise.sigma == 0:
             z = math.inf if gain > 0 else -math.inf if gain < 0 else 0.0
+            floor = cfg.relative_floor * abs(ref.mean)
+            if 0 < gain < floor:
+                percent = f"{cfg.relative_floor * 100:g} %"
+                return Verdict("discard", f"(within noise: gain {gain:+.4g} under the {percent} floor, {noise.text()})")
         else:
             z = gain / (noise.sigma * math.sqrt(1 / n + 1 / len(ref.runs)))
         sigmas = "" if not math.isfinite(z) else f" = {z:.1f}σ"
@@ -170,13 +189,24 @@ class Judge:
             return None
         return f"(ran {duration_s / ref.duration_s:.1f}x as long as #{ref.number})"
 
+    def with_compute(self, action: Action, note: str, duration_s: float, ref: Reference) -> tuple[Action, str]:
+        """The verdict once the run's length is weighed: a much longer run is marked, and under
+        `equal_compute: strict` its gain is not kept (it was bought with compute)."""
+        slower = self.slower_note(duration_s, ref)
+        if slower is None:
+            return action, note
+        if action == "keep" and self.config.equal_compute == "strict":
+            return "discard", f"{note} {slower[:-1]}; equal_compute strict)".strip()
+        return action, f"{note} {slower}".strip()
+
     # No effect.
 
     @staticmethod
-    def no_effect(value: float, ref: Reference) -> bool:
-        """The metric is exactly the parent's while the parent's own repeats never moved: the change did not
-        reach the training (a noisy training that matched by chance has repeats that differ)."""
-        return len(set(ref.runs)) == 1 and value == ref.runs[0]
+    def no_effect(value: float, ref: Reference, log: Path, parent_log: Path, pattern: str) -> bool:
+        """The metric is exactly that of the parent's first run (the same seed: repeats run under others) and
+        the run's output shows the same training (core/effect.py): an equal coarse metric alone is only
+        "within noise", and a noisy training does not print the same loss curve twice by chance."""
+        return value == ref.runs[0] and same_training(log, parent_log, pattern)
 
 
 # What a session's files say.
@@ -232,6 +262,26 @@ def reference(table: ResultsTable, metas: dict[int, ExperimentMeta], higher: boo
         else row.duration_s
     )
     return Reference(number, runs_of(meta, row.metric), duration)
+
+
+LIKE_LOAD_RUNS = 3
+"""Runs under the workers' load needed before their median stands in for the best's duration."""
+
+
+def under_like_load(ref: Reference, metas: Mapping[int, ExperimentMeta]) -> Reference:
+    """The best, with a duration measured under the same load as the run compared with it. With workers the
+    baseline ran alone (before the workers started) and looks fast beside every run made while the others
+    run: contention is not compute bought by the idea. The median duration of the runs the workers have
+    finished (every worker's, the best's own included) stands in for it, once there are LIKE_LOAD_RUNS."""
+    durations = [
+        float(d)
+        for m in metas.values()
+        if m.extra.get("worker") is not None and m.status in ("keep", "discard")
+        for d in _numbers(m.extra.get("durations"))
+    ]
+    if len(durations) < LIKE_LOAD_RUNS:
+        return ref
+    return Reference(ref.number, ref.runs, statistics.median(durations))
 
 
 def session_noise(metas: dict[int, ExperimentMeta], host: str) -> Noise:
@@ -326,6 +376,7 @@ def same_failures(rows: Sequence[tuple[int, str | None]], count: int = SAME_FAIL
 # What the model is told.
 
 NO_EFFECT = "no effect"
+SEED_CHANGE = "another seed only samples the noise, it is never an improvement"
 OVER_BUDGET = "over budget"
 MACHINE_SLOWER = "timed out: machine slower than at baseline"
 TIMED_OUT = "timed out after"
@@ -375,7 +426,8 @@ def prompt_notes(records: Sequence[tuple[int, str, float]], noise: Noise, config
     if no_effect:
         shown = ", ".join(f"#{n}" for n in no_effect[-6:])
         notes.append(
-            f"- {shown}: no effect. The metric was exactly the parent's, so the change did not reach the training "
+            f"- {shown}: no effect. The run printed the same training as the parent's (the same loss curve and "
+            "metric), so the change did not reach the training "
             "(a flag in the run command, a config file or a later assignment overrides it, or the code is never "
             "run). Do not try it or an equivalent change again; change what the training really uses."
         )

@@ -9,7 +9,10 @@ value lives, and what it overrides or what overrides it.
 
 Names that measure or keep count rather than train (evaluation and log intervals, evaluation iterations,
 seeds, counters and running state such as `iter_num` or `best_val_loss`) are left out by `DEFAULT_EXCLUDE`;
-a session's `knob_exclude` key replaces that list.
+a session's `knob_exclude` key adds to that list (its item `no-default` drops the default list). State is
+left out by what the code does with it (core/knob_uses.py): a name the script reassigns or increments later
+(`step += 1`, a weight updated in the loop) and a constant used only in what is printed (a peak-FLOPS figure
+for the MFU line) are not settings.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
+
+from .knob_uses import not_settings
 
 Source = Literal["constant", "argparse", "click", "config", "flag"]
 CONFIG_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".toml")
@@ -160,6 +165,29 @@ def format_number(value: float, is_int: bool) -> str:
     if "e" not in text and "." not in text and "inf" not in text and "nan" not in text:
         text += ".0"
     return text
+
+
+NO_DEFAULT = "no-default"
+"""An item of knob_exclude that drops DEFAULT_EXCLUDE: the other items are then the whole list."""
+
+
+def exclude_patterns(configured: Sequence[str] | None) -> tuple[str, ...]:
+    """The patterns a session leaves out: DEFAULT_EXCLUDE plus its own, or only its own after `no-default`."""
+    own = tuple(p for p in configured or () if p != NO_DEFAULT)
+    return own if configured and NO_DEFAULT in configured else (*DEFAULT_EXCLUDE, *own)
+
+
+def set_aside(name: str, no_effect: Mapping[str, int]) -> bool:
+    """The knob was changed by an experiment that had no effect (names as core/judge.changed_names gives them):
+    no value of it reaches the training, so neither offline strategy proposes it again."""
+    lower = name.lower()
+    return lower in no_effect or lower.rsplit(".", 1)[-1] in no_effect
+
+
+def all_set_aside(no_effect: Mapping[str, int]) -> str:
+    """The stop reason when every knob left was set aside for having no effect."""
+    shown = ", ".join(f"{n} (#{k})" for n, k in list(no_effect.items())[:4])
+    return f"every knob left was set aside for having no effect ({shown}); change what the training really uses"
 
 
 def is_excluded(name: str, patterns: Sequence[str]) -> bool:
@@ -329,18 +357,19 @@ def module_assignments(tree: ast.Module) -> Iterator[tuple[ast.Name, ast.expr]]:
             yield target, value
 
 
-def _python_knobs(path: str, text: str, source: Source) -> list[_Found]:
+def _python_knobs(path: str, text: str, source: Source, metric: str | None = None) -> list[_Found]:
     try:
         tree = ast.parse(_UNDECODABLE.sub("?", text))
     except (SyntaxError, ValueError):
         return []
     starts = _char_offsets(text)
     found: dict[str, _Found] = {}
+    state = not_settings(tree, metric)
     for target, value in module_assignments(tree):
         number = _number_of(value)
         span = _span(text, starts, value) if number is not None else None
         found.pop(target.id, None)  # only the last assignment takes effect
-        if number is not None and span is not None and not isinstance(number, bool):
+        if number is not None and span is not None and not isinstance(number, bool) and target.id not in state:
             found[target.id] = _Found(target.id, number, Place(path, value.lineno, *span, source=source))
     result = list(found.values())
     if source == "constant":
@@ -433,10 +462,10 @@ def _toml_knobs(path: str, text: str) -> list[_Found]:
     return found
 
 
-def knobs_in_file(path: str, text: str, as_config: bool = False) -> list[_Found]:
+def knobs_in_file(path: str, text: str, as_config: bool = False, metric: str | None = None) -> list[_Found]:
     suffix = PurePosixPath(path).suffix
     if suffix == ".py":
-        return _python_knobs(path, text, "config" if as_config else "constant")
+        return _python_knobs(path, text, "config" if as_config else "constant", metric)
     if suffix in (".yaml", ".yml", ".json"):
         return _structured_knobs(path, text)
     if suffix == ".toml":
@@ -454,17 +483,19 @@ def discover(
     *,
     editable: Iterable[str] | None = None,
     exclude: Sequence[str] | None = None,
+    metric: str | None = None,
 ) -> KnobReport:
     """Every knob in `files` (path -> text; the script, config files, any other .py) and the run command.
 
     `editable` names the files the agent may change (default: all of `files`); a knob whose value lives
-    elsewhere, or in the run command, is listed but not editable.
+    elsewhere, or in the run command, is listed but not editable. With `metric` (the session's metric name),
+    a constant used only in other printed figures is left out.
     """
-    patterns = DEFAULT_EXCLUDE if exclude is None else tuple(exclude)
+    patterns = exclude_patterns(exclude)
     may_edit = set(files if editable is None else editable)
     configs = [p for p in config_files_in(run_command) if p != script_path]
     order = [p for p in files if p not in configs] + [p for p in configs if p in files]
-    layers: list[list[_Found]] = [knobs_in_file(p, files[p], as_config=p in configs) for p in order]
+    layers: list[list[_Found]] = [knobs_in_file(p, files[p], p in configs, metric) for p in order]
     parsed = parse_run_command(run_command)
     flags, _ = command_flags(parsed.args)
     layers.append([_Found(n, v, Place(RUN_COMMAND, 0, source="flag", flag=w)) for n, v, w in flags])

@@ -80,6 +80,14 @@ def _read(path: Path) -> tuple[list[float], bool]:
         return found, True
 
 
+def all_losses(path: Path) -> tuple[float, ...]:
+    """Every loss the log prints (of a huge log, the sampled ones), in order; () when none or unreadable."""
+    try:
+        return tuple(_read(path)[0])
+    except OSError:
+        return ()
+
+
 def loss_curve(path: Path, points: int = CURVE_POINTS) -> LossCurve | None:
     """About `points` evenly spaced losses of the log at `path` (the first and the last included), or None."""
     try:

@@ -51,7 +51,8 @@ class Measuring(Execution):
             return "discard", over, runs, durations
         if ref is None:
             return "keep", "", runs, durations
-        if judge.Judge.no_effect(metric, ref):
+        parent_log = self.history.log_path(ref.number)
+        if judge.Judge.no_effect(metric, ref, self.log_path, parent_log, self.config.metric_grep):
             return "discard", f"({judge.NO_EFFECT}: same {self.config.metric_name} as #{ref.number})", runs, durations
         others = [
             judge.runs_of(m, m.metric or 0.0)
@@ -61,10 +62,10 @@ class Measuring(Execution):
         others = [g for g in others if len(g) > 1]
         remeasured = ""
         while True:
-            noise = judge.pooled_noise([*others, ref.runs, runs])
+            noise = self._judge.noise([*others, ref.runs, runs])
             verdict = self._judge.decide(ref, runs, noise)
             short = verdict.action == "discard" and self._judge.gain(ref.mean, statistics.fmean(runs)) > 0
-            if short and not remeasured and len(ref.runs) == 1 and not self._judge.greedy:
+            if short and not remeasured and len(ref.runs) < judge.REMEASURE_BELOW and not self._judge.greedy:
                 # A close miss against a best measured once: that one run may have been lucky. Measure the
                 # best again (the branch goes back to it for that run) and judge once more.
                 ref = self._remeasure_best(table, number, meta, ref)
@@ -78,10 +79,10 @@ class Measuring(Execution):
                 return "crash", f"(confirmation run {len(runs) + 1} {why})", runs, durations
             runs.append(value)
             durations.append(again.duration_s)
-        status, note = verdict.action, (verdict.note + remeasured).strip()
-        slower = self._judge.slower_note(statistics.fmean(durations), ref)
-        if slower:
-            note = f"{note} {slower}".strip()
+        action, note = self._judge.with_compute(
+            verdict.action, (verdict.note + remeasured).strip(), statistics.fmean(durations), ref
+        )
+        status: str = action
         if status == "keep" and self.config.guard_command and not self._guard_passes(number):
             status, note = "discard", f"{note} (guard failed)".strip()
         return status, note, runs, durations

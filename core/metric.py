@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # A number standing on its own: the 1 of `top1_acc` or the nan of `banana` is not one. Commas that group
-# thousands (1,234.5) are read as such; a comma after other digits (a decimal comma, 0,5) makes no number,
-# so such a line never gives a wrong value.
+# thousands (1,234.5) are read as such, and so are Python's underscores (1_000.5) and hex (0x10); a comma
+# after other digits (a decimal comma, 0,5) makes no number, so such a line never gives a wrong value.
 _NUMBER = re.compile(
-    r"(?<![\w.])(?<!\d,)[-+]?(?:"
-    r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?!,\d)(?:\.\d*)?|\d+(?!\d)(?!,\d)\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+    r"(?<![\w.])(?<!\d,)[-+]?(?:0x[0-9a-f]+\b|"
+    r"(?:\d+(?:_\d+)+(?:\.(?:\d+(?:_\d+)*)?)?|\d{1,3}(?:,\d{3})+(?!\d)(?!,\d)(?:\.\d*)?"
+    r"|\d+(?![\d_])(?!,\d)\.?\d*|\.\d+)(?:e[-+]?\d+)?"
     r"|nan\b|inf(?:inity)?\b)",
     re.IGNORECASE,
 )
@@ -57,18 +58,30 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").rstrip("\r")
 
 
-def number_after(line: str, match: re.Match[str]) -> float | None:
-    """The pattern's first group if it has one, else the first number after the matched text (or inside it)."""
+def to_number(text: str) -> float:
+    """A number as _NUMBER finds it: `1,000.5`, `1_000.5`, `0x10`, `-0.0` (read as 0.0), `1e400` (inf)."""
+    plain = text.replace(",", "")
+    unsigned = plain.lstrip("+-")
+    value = float(int(unsigned, 16)) if unsigned[:2].lower() == "0x" else float(unsigned)
+    return (-value if plain.startswith("-") else value) + 0.0  # + 0.0 makes -0.0 the 0.0 it equals
+
+
+def _found_number(line: str, match: re.Match[str]) -> re.Match[str] | None:
     if match.re.groups and match.group(1) is not None:
         group = _NUMBER.search(match.group(1).strip())
         if group:
-            return float(group.group(0).replace(",", ""))
-    found = _NUMBER.search(line, match.end()) or _NUMBER.search(line, match.start(), match.end())
+            return group
+    return _NUMBER.search(line, match.end()) or _NUMBER.search(line, match.start(), match.end())
+
+
+def number_after(line: str, match: re.Match[str]) -> float | None:
+    """The pattern's first group if it has one, else the first number after the matched text (or inside it)."""
+    found = _found_number(line, match)
     if not found:
         return None
     try:
-        return float(found.group(0).replace(",", ""))
-    except ValueError:
+        return to_number(found.group(0))
+    except (ValueError, OverflowError):
         return None
 
 
@@ -201,6 +214,42 @@ def read_metric(path: Path, pattern: str) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return value
+
+
+def last_line(path: Path, pattern: str) -> str | None:
+    """The text of the last line matching `pattern` (after its last carriage return), None when none does."""
+    regex = re.compile(pattern)
+    for block in _blocks_from_end(path):
+        for raw in reversed(block.split(b"\n")):
+            for part in reversed(_decode(raw).split("\r")):
+                if regex.search(part):
+                    return part
+    return None
+
+
+def metric_problem(path: Path, pattern: str, name: str) -> str:
+    """Why a log gives no metric, in words for a crash row: `no line matches ^val_loss:`, `val_loss was -inf`,
+    `val_loss 1e400 is beyond the float range`."""
+    line = last_line(path, pattern)
+    if line is None:
+        return f"no {name} printed: no line matches {pattern}"
+    match = re.compile(pattern).search(line)
+    found = _found_number(line, match) if match else None
+    if found is None:
+        return f"no number on the {name} line: {line.strip()[:80]}"
+    text = found.group(0)
+    if re.fullmatch(r"[-+]?(nan|inf(inity)?)", text, re.IGNORECASE):
+        return f"{name} was {text}"
+    return f"{name} {text} is beyond the float range"
+
+
+def failure_note(exit_code: int | None, source: Path, pattern: str, name: str) -> str:
+    """Why a finished run gave no metric, for its crash row: its exit status (and whether it printed the
+    metric first), or, for a run that exited with 0, what the log holds instead of a number."""
+    if exit_code:
+        status = f"signal {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
+        return f"{status} after printing {name}" if read_metric(source, pattern) is not None else status
+    return metric_problem(source, pattern, name)
 
 
 def read_memory_gb(path: Path, pattern: str, unit: str = "mb") -> float | None:

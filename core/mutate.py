@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from .config import SessionConfig
 from .edits import text_edits
-from .knobs import format_number, module_assignments
+from .knobs import format_number, module_assignments, set_aside
 from .proposer import ExperimentRecord, Proposal, ProposalContext, content_key
 
 _DESCRIPTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) (\S+) -> (\S+)")
@@ -147,7 +147,7 @@ class MutateProposer:
                 return idea
         # A different random seed only samples noise; a "better" seed is not a finding.
         # A constant whose change had no effect does not reach the training: no value of it will.
-        tunable = [c for c in constants if "SEED" not in c.name.upper() and c.name.lower() not in ctx.no_effect]
+        tunable = [c for c in constants if "SEED" not in c.name.upper() and not set_aside(c.name, ctx.no_effect)]
         for name, up, factor in self._candidates(tunable):
             const = next(c for c in tunable if c.name == name)
             new_value = step(const.value, const.is_int, up, factor)

@@ -310,6 +310,9 @@ class Proposing(Measuring):
             for p, text in proposal.files.items()
         )
         names = judge.changed_names(diff)
+        if names and all("seed" in n for n in names):
+            shown = ", ".join(sorted(names))
+            raise ProposalSkipped(f"the proposal only changes the seed ({shown}): {judge.SEED_CHANGE}", proposal.usage)
         dead = judge.no_effect_names(read_results(self.results_path), self.history)
         if names and all(n in dead for n in names):
             shown = ", ".join(sorted(names))

@@ -41,7 +41,16 @@ class ResultRow:
         """The row as results.tsv holds it; without duration_s for a file written by karpathy/autoresearch."""
         description = " ".join(self.description.split()) or "-"
         duration = f"{self.duration_s:.1f}\t" if with_duration else ""
-        return f"{self.commit}\t{self.metric:.6f}\t{self.memory_gb:.1f}\t{duration}{self.status}\t{description}\n"
+        metric = metric_text(self.metric)
+        return f"{self.commit}\t{metric}\t{self.memory_gb:.1f}\t{duration}{self.status}\t{description}\n"
+
+
+def metric_text(value: float) -> str:
+    """Six decimals as the skill writes them, or every digit a float has when six would change the value
+    (1e-320 and 0.0, or 0.1234567 and 0.1234568, must not read the same): status, analyze and the branch
+    then agree on the best."""
+    six = f"{value:.6f}"
+    return six if float(six) == value else repr(value)
 
 
 def header(metric_name: str) -> str:

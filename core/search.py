@@ -21,7 +21,17 @@ from typing import Any
 
 from .config import SessionConfig
 from .edits import Edit, file_edits
-from .knobs import Knob, KnobChange, KnobReport, apply_changes, config_files_in, discover, format_number
+from .knobs import (
+    Knob,
+    KnobChange,
+    KnobReport,
+    all_set_aside,
+    apply_changes,
+    config_files_in,
+    discover,
+    format_number,
+    set_aside,
+)
 from .proposer import ExperimentRecord, Proposal, ProposalContext, ProposalSkipped, content_key
 from .results import is_pruned
 
@@ -50,7 +60,14 @@ def knob_report(
                 seen[path] = (root / path).read_text(encoding="utf-8", errors="surrogateescape")
             except OSError:
                 continue
-    return discover(seen, config.run_command, config.script_path, editable=files, exclude=config.knob_exclude)
+    return discover(
+        seen,
+        config.run_command,
+        config.script_path,
+        editable=files,
+        exclude=config.knob_exclude,
+        metric=config.metric_name,
+    )
 
 
 def distribution(knob: Knob, value: float) -> Any | None:
@@ -109,13 +126,13 @@ class SearchProposer:
         if ctx.crash is not None:
             return None
         report = knob_report(ctx.config, ctx.files, ctx.readonly, self.root)
-        knobs = list(report.searchable)
+        knobs = [k for k in report.searchable if not set_aside(k.name, ctx.no_effect)]
         if ctx.user_idea:
             idea = self._from_idea(ctx, report, ctx.user_idea)
             if idea is not None:
                 return idea
         if not knobs:
-            self.stop_reason = report.nothing_to_search()
+            self.stop_reason = report.nothing_to_search() if not report.searchable else all_set_aside(ctx.no_effect)
             return None
         start = self._start_values(knobs, ctx.history)
         space = {k.name: d for k in knobs if (d := distribution(k, start[k.name])) is not None}

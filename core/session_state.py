@@ -25,6 +25,7 @@ from .gitops import Repo
 from .history import ExperimentMeta, History
 from .judge import Judge
 from .loss_curve import LossCurve
+from .metric import failure_note
 from .proposer import (
     ExperimentRecord,
     Proposer,
@@ -60,15 +61,13 @@ def _exit_text(code: int | None) -> str:
     return f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
 
 
-def crash_why(outcome: RunOutcome, metric_name: str, printed: bool) -> str:
+def crash_why(outcome: RunOutcome, source: Path, pattern: str, metric_name: str) -> str:
     """Why a run gave no metric, for its crash row (a timeout is worded by the caller, which may re-measure)."""
     if outcome.cancelled:
         return "killed by the user"
     if outcome.timed_out:
         return "timeout"
-    if outcome.exit_code == 0:
-        return f"exit status 0 without printing {metric_name}"
-    return f"{_exit_text(outcome.exit_code)}{f' after printing {metric_name}' if printed else ''}"
+    return failure_note(outcome.exit_code, source, pattern, metric_name)
 
 
 class _Interrupted(Exception):

@@ -62,6 +62,19 @@ def infer_metric_name(script_text: str) -> str | None:
     return None
 
 
+def seed_plan(root: Path, config: SessionConfig) -> tuple[str | None, str]:
+    """(seed_via, a sentence for setup) from the script and the run command (core/seeds.py)."""
+    from .knobs import config_files_in
+    from .seeds import find_seed
+
+    root = Repo(root).root
+    files: dict[str, str] = {}
+    for path in [config.script_path, *config_files_in(config.run_command)]:
+        with contextlib.suppress(OSError):
+            files[path] = (root / path).read_text(encoding="utf-8", errors="surrogateescape")
+    return find_seed(files, config.run_command, config.script_path)
+
+
 def repo_files(root: Path) -> list[str]:
     return Repo(root).tracked_files()
 
@@ -119,6 +132,8 @@ def plan_session(root: Path, script: str, **options: Any) -> SessionConfig:
         if key in data:
             data[key] = [_inside(root, p, what, cwd) for p in data[key]]
     config = parse_config(data, source="")
+    if "seed_via" not in data:
+        config = config.model_copy(update={"seed_via": seed_plan(root, config)[0]})
     _offer_related_files(repo, config, data)
     for path in config.editable_files:
         if not repo.is_tracked(path):

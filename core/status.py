@@ -31,7 +31,8 @@ _LABEL = 13
 def fmt_metric(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:.6f}"
+    # A tiny value (1e-320) must not show as 0.000000 beside a real 0.
+    return f"{value:.6f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.6g}"
 
 
 def fmt_delta(delta: float, percent: float | None) -> str:

@@ -47,6 +47,7 @@ from .pruning import curve_path, load_curve
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
+from .seeds import seeded_command
 from .session_state import _DISK_FULL, _InfraLost, _now, crash_why
 from .worktrees import (
     WorkerDir,
@@ -443,7 +444,7 @@ class ParallelSession:
             held: list[int] = []  # the log, open: `rm -rf .autoresearch` during the run must not lose it
             try:
                 job.outcome = outcome = run(
-                    worker_command(loop.config.run_command, loop.root),
+                    worker_command(seeded_command(loop.config, env), loop.root),
                     log,
                     on_start=lambda _pid: _hold_open(log, held),
                     on_lines=watch.feeding(
@@ -566,7 +567,7 @@ class ParallelSession:
             job.durations.append(outcome.duration_s)
             return self._record(table, job, "discard", str(pruned.pruned["note"]))
         if job.metric is None:
-            why = crash_why(outcome, loop.config.metric_name, False)
+            why = crash_why(outcome, job.logs[-1], loop.config.metric_grep, loop.config.metric_name)
             if outcome.timed_out:
                 why = f"{judge.TIMED_OUT} {loop.config.timeout_minutes:g} min"
             if job.runs:
@@ -591,7 +592,8 @@ class ParallelSession:
             if verdict.action == "discard":
                 return self._record(table, job, "discard", f"{verdict.note} (measured on #{own.number}'s version)")
             return self._re_apply(table, job, own, ref, best)
-        if judge.Judge.no_effect(job.metric, ref) and len(job.runs) == 1:
+        logs = (job.logs[0], loop.history.log_path(ref.number))
+        if len(job.runs) == 1 and judge.Judge.no_effect(job.metric, ref, *logs, loop.config.metric_grep):
             return self._record(
                 table, job, "discard", f"({judge.NO_EFFECT}: same {loop.config.metric_name} as #{ref.number})"
             )
@@ -600,15 +602,13 @@ class ParallelSession:
             loop._emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
             self._again(job, "confirm")
             return table
-        note = verdict.note
-        slower = loop._judge.slower_note(statistics.fmean(job.durations), ref)
-        if slower:
-            note = f"{note} {slower}".strip()
-        if verdict.action == "keep" and loop.config.guard_command:
+        like = judge.under_like_load(ref, metas)  # not the baseline's duration, measured alone
+        action, note = loop._judge.with_compute(verdict.action, verdict.note, statistics.fmean(job.durations), like)
+        if action == "keep" and loop.config.guard_command:
             job.verdict = note
             self._again(job, "guard")
             return table
-        return self._record(table, job, verdict.action, note)
+        return self._record(table, job, action, note)
 
     def _re_apply(
         self, table: ResultsTable, job: Job, own: judge.Reference, ref: judge.Reference, best: str
@@ -653,7 +653,7 @@ class ParallelSession:
         others = [
             judge.runs_of(m, m.metric or 0.0) for n, m in metas.items() if n != ref.number and m.metric is not None
         ]
-        return judge.pooled_noise([*[g for g in others if len(g) > 1], ref.runs, runs])
+        return self.loop._judge.noise([*[g for g in others if len(g) > 1], ref.runs, runs])
 
     def _reference_of(
         self, table: ResultsTable, metas: Mapping[int, ExperimentMeta], commit: str

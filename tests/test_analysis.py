@@ -116,7 +116,7 @@ def test_summary(tmp_path: Path) -> None:
     assert "- Keep rate: 2 of 10 changes (20%)" in body
     assert "- Baseline -> best: 1.000000 -> 0.990000 (#8, commit `h000008`)" in body
     assert "- Improvement: -0.010000 (-1.00%), better" in body
-    assert "- Training time: 45m 0s in all, 5m 0s per run on average" in body
+    assert "- Training time: wall clock not recorded, 5m 0s per run on average" in body
     assert "- Tokens: 3,000 tokens (2,500 in, 500 out) · $0.0123" in body
     assert "- Experiments since the last improvement: 3" in body
 
@@ -308,3 +308,42 @@ def test_recommendations_say_only_what_the_rows_say(tmp_path: Path) -> None:
     assert "#6 `f6`" not in text.replace("(#6, #7)", "") and "retry" not in text
     # A change with no effect is never suggested again.
     assert "#8" not in text
+
+
+def test_every_summary_sentence_is_what_the_rows_and_the_history_say(tmp_path: Path) -> None:
+    rows = [
+        ("a000001", "2.000000", "baseline", "baseline (2 runs, noise 0, no seed varies)"),
+        ("b000002", "1.900000", "keep", "LR 0.01 -> 0.02 (clear: gain +0.1, noise 0, no seed varies)"),
+        ("c000003", "1.899000", "keep", "WD 0.1 -> 0.2 (clear: gain +0.001, noise 0, no seed varies)"),
+        ("d000004", "1.899500", "discard", "WIDTH 4 -> 8 (worse: gain -0.0005, noise 0, no seed varies)"),
+    ]
+    root = make_session(tmp_path, rows)
+    history = History(root)
+    # Two workers ran 117 s of wall clock in all, though the rows' durations add up to more.
+    spans = {1: ("00:00", "00:50", 1), 2: ("00:50", "01:50", 1), 3: ("00:51", "01:51", 2), 4: ("00:52", "01:57", 2)}
+    for number, (start, end, worker) in spans.items():
+        meta = ExperimentMeta(number=number, commit=rows[number - 1][0], status=rows[number - 1][2])
+        meta.started_at, meta.finished_at = f"2026-12-07T10:{start}+00:00", f"2026-12-07T10:{end}+00:00"
+        meta.extra["worker"] = worker
+        history.save_meta(meta)
+    text = build_analysis(root)
+    body = section(text, "Summary")
+    # The best change is the largest gain, not the last keep.
+    assert "- Best change: #2 `b000002` LR 0.01 -> 0.02" in body and "(the largest gain, -0.100000 (-5.00%))" in body
+    assert "- Training time: 1m 57s of wall clock for the session, 5m 0s per run on average" in body
+    assert "- Wall clock per worker (first start to last finish): worker 1: 1m 50s; worker 2: 1m 6s" in body
+    # At noise 0 the runs repeat exactly: noise decides nothing, and #4 already ran on the best.
+    assert "noise may decide" not in text and "retry it on top of the current best" not in text
+
+
+def test_a_recommended_next_step_stays_inside_the_knobs_range(tmp_path: Path) -> None:
+    # BATCH_SIZE starts at 32: the offline search gives it 8 to 128, so 91 -> 259 is never advised.
+    rows = [
+        ("a000001", "2.000000", "baseline", "baseline"),
+        ("b000002", "1.900000", "keep", "BATCH_SIZE 32 -> 91"),
+        ("c000003", "1.800000", "keep", "LR 0.01 -> 0.02"),
+    ]
+    advice = "\n".join(recommendations(load_session(make_session(tmp_path, rows))))
+    assert "BATCH_SIZE 91 -> 259" not in advice
+    assert "try going further in the same direction: BATCH_SIZE 91 -> 128." in advice
+    assert "try going further in the same direction: LR 0.02 -> 0.04." in advice

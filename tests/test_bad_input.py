@@ -293,8 +293,8 @@ CLI_CASES: list[Case] = [
     Case(
         "cli-unknown-command",
         "autoresearch frobnicate",
-        "autoresearch: unknown command 'frobnicate' (the commands are setup, run, watch, serve, status, analyze, demo, "
-        "config); see autoresearch --help.",
+        "autoresearch: unknown command 'frobnicate' (the commands are setup, run, watch, serve, status, analyze, "
+        "ablate, demo, config); see autoresearch --help.",
         exit=2,
         action=["frobnicate"],
     ),
@@ -678,7 +678,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-prints-metric-twice",
         "the script prints val_loss: 2.0, then val_loss: 1.5",
-        "#1 <commit> 1.500000 baseline baseline (2 runs, noise 0)",
+        "#1 <commit> 1.500000 baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="the last value counts: baseline row 1.500000",
         action='print("val_loss: 2.0")\nprint("val_loss: 1.5")\n',
@@ -686,7 +686,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-10mb-line",
         "the script prints one 10 MB line, then val_loss: 1.25",
-        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0)",
+        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="baseline row 1.250000; the whole line is in run.log",
         action='import sys\nsys.stdout.write("x" * 10_000_000 + "\\n")\nprint("val_loss: 1.25")\n',
@@ -694,7 +694,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-binary-output",
         "the script prints every byte value (NUL included), then val_loss: 1.25",
-        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0)",
+        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="baseline row 1.250000",
         action='import sys\nsys.stdout.buffer.write(bytes(range(256)) * 64 + b"\\n")\nsys.stdout.flush()\n'
@@ -703,7 +703,7 @@ SCRIPT_CASES: list[Case] = [
     Case(
         "script-not-utf8",
         "the script prints Latin-1 text (caf\\xe9), then val_loss: 1.25",
-        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0)",
+        "#1 <commit> 1.250000 baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="baseline row 1.250000",
         action='import sys\nsys.stdout.buffer.write("caf\\xe9 \\xff\\n".encode("latin-1"))\nsys.stdout.flush()\n'

@@ -76,7 +76,7 @@ PROCESS_CASES = [
     Case(
         "run-daemon-escapes",
         "run_command `(env -i sleep N >/dev/null 2>&1 &); python train.py`: a daemon without the run's token",
-        "#1 <commit> <n>.<n> baseline baseline (2 runs, noise 0)",
+        "#1 <commit> <n>.<n> baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="the run is recorded; the sleep is ended when the run ends (a normal exit too): no process the run "
         "started is left. Before, it stayed with parent 1",
@@ -84,7 +84,7 @@ PROCESS_CASES = [
     Case(
         "run-double-fork",
         "the training double-forks into a session of its own and execs sleep with an empty environment",
-        "#1 <commit> 1.500000 baseline baseline (2 runs, noise 0)",
+        "#1 <commit> 1.500000 baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="the same: the sleep is ended when the run ends",
     ),
@@ -186,7 +186,7 @@ TERMINAL_CASES = [
     Case(
         "model-escape-sequences",
         "Description: lr up \\e]0;PWNED-TITLE\\a\\e[2J\\e[31mRED\\e[0m",
-        "#2 <commit> <n>.<n> keep lr up RED (clear: gain +<n>.<n>, noise 0)",
+        "#2 <commit> <n>.<n> keep lr up RED (clear: gain +<n>.<n>, noise 0, no seed varies)",
         exit=0,
         outcome="no control character reaches stdout, results.tsv, the commit message, .autoresearch/ or `status`; "
         "before, the terminal's title changed and `status` cleared the screen",
@@ -194,7 +194,7 @@ TERMINAL_CASES = [
     Case(
         "model-nul-in-description",
         "a Description with a NUL in it (lr\\0up)",
-        "#2 <commit> <n>.<n> keep lr?up (clear: gain +<n>.<n>, noise 0)",
+        "#2 <commit> <n>.<n> keep lr?up (clear: gain +<n>.<n>, noise 0, no seed varies)",
         exit=0,
         outcome="recorded and committed, the tree clean; before, `ValueError: embedded null byte` stopped the loop "
         "with the tree dirty",
@@ -216,7 +216,7 @@ def test_control_characters_from_the_model_never_reach_a_terminal_or_a_record(
     assert git(root, "status", "--porcelain") == ""
     row = read_results(root / "results.tsv").rows[-1]
     shown = "lr up RED" if "RED" in description else "lr?up"
-    assert (row.status, row.description) == ("keep", f"{shown} (clear: gain +1.922, noise 0)")
+    assert (row.status, row.description) == ("keep", f"{shown} (clear: gain +1.922, noise 0, no seed varies)")
     assert not CONTROL.search((root / "results.tsv").read_text())
     assert git(root, "log", "-1", "--format=%B") == f"exp: {shown}"
     for meta in (root / ".autoresearch" / "experiments").glob("*/meta.json"):
@@ -265,7 +265,7 @@ SCRIPT_CASES = [
     Case(
         "script-thousands-separator",
         "the script prints val_loss: 1,234.5",
-        "#1 <commit> 1234.500000 baseline baseline (2 runs, noise 0)",
+        "#1 <commit> 1234.500000 baseline baseline (2 runs, noise 0, no seed varies)",
         exit=0,
         outcome="read as 1234.5 (commas grouping thousands); before, as 1.0 without a word",
         action='print("val_loss: 1,234.5")\n',

@@ -10,6 +10,7 @@ from autoresearch.core.knobs import (
     config_files_in,
     describe_knobs,
     discover,
+    exclude_patterns,
     parse_run_command,
 )
 
@@ -90,7 +91,7 @@ def test_yaml_json_and_toml_configs_with_nested_keys() -> None:
 def test_measurement_names_are_left_out_unless_the_config_says_otherwise() -> None:
     text = "SEED = 1\nEVAL_INTERVAL = 100\nlog_interval = 10\nbest_val_loss = 1e9\nrunning_mfu = -1.0\nLR = 0.1\n"
     assert [k.name for k in discover({"t.py": text}, "python t.py", "t.py").knobs] == ["LR"]
-    assert len(discover({"t.py": text}, "python t.py", "t.py", exclude=[]).knobs) == 6
+    assert len(discover({"t.py": text}, "python t.py", "t.py", exclude=["no-default"]).knobs) == 6
     assert "*seed*" in DEFAULT_EXCLUDE
 
 
@@ -110,3 +111,50 @@ def test_nothing_to_search_says_where_it_looked() -> None:
     empty = discover({"train.py": "import torch\n"}, "python train.py", "train.py")
     assert empty.nothing_to_search().startswith("nothing to search: no numeric knob (module constant, argparse")
     assert "in train.py;" in empty.nothing_to_search()
+
+
+KARPATHY_LIKE = """
+DEPTH = 8
+MATRIX_LR = 0.04
+H100_BF16_PEAK_FLOPS = 989.5e12
+SEED = 42
+step = 0
+total_training_time = 0
+smooth_train_loss = 0
+b2 = 0.0
+model = build(DEPTH, seed=SEED)
+while total_training_time < 300:
+    loss = model.step(MATRIX_LR, b2)
+    smooth_train_loss = 0.9 * smooth_train_loss + 0.1 * loss
+    total_training_time += 1.5
+    mfu = 100 * model.flops / H100_BF16_PEAK_FLOPS
+    print(f"step {step} loss {smooth_train_loss:.4f} mfu {mfu:.1f}")
+    step += 1
+    b2 -= MATRIX_LR * model.grad
+val_bpb = evaluate(model)
+print(f"val_bpb: {val_bpb:.6f}")
+print(f"mfu_percent: {mfu:.2f}")
+"""
+
+
+def test_state_and_printed_figures_are_not_knobs() -> None:
+    report = discover({"train.py": KARPATHY_LIKE}, "python train.py", "train.py", metric="val_bpb")
+    assert [k.name for k in report.knobs] == ["DEPTH", "MATRIX_LR"]
+    # Without the metric's name every print could be the metric's: only the state is left out.
+    names = [k.name for k in discover({"train.py": KARPATHY_LIKE}, "python train.py", "train.py").knobs]
+    assert names == ["DEPTH", "MATRIX_LR", "H100_BF16_PEAK_FLOPS"]
+
+
+def test_a_global_updated_in_a_function_is_state_and_a_local_of_the_same_name_is_not() -> None:
+    text = "LR = 0.1\nCOUNT_UP = 0\ndef tick():\n    global COUNT_UP\n    COUNT_UP = COUNT_UP + 1\n"
+    text += "def f(x):\n    LR = x * 2\n    return LR\nprint(f(LR), tick())\n"
+    assert [k.name for k in discover({"t.py": text}, "python t.py", "t.py", metric="loss").knobs] == ["LR"]
+
+
+def test_knob_exclude_adds_to_the_default_list_unless_it_says_no_default() -> None:
+    text = "SEED = 1\nSLEEP_S = 0.1\nb2 = 0.5\nLR = 0.1\nprint(SEED, SLEEP_S, b2, LR, 'loss')\n"
+    added = discover({"t.py": text}, "python t.py", "t.py", exclude=["SLEEP_S", "b2"], metric="loss")
+    assert [k.name for k in added.knobs] == ["LR"]
+    assert exclude_patterns(["SLEEP_S"]) == (*DEFAULT_EXCLUDE, "SLEEP_S")
+    only = discover({"t.py": text}, "python t.py", "t.py", exclude=["no-default", "b2"], metric="loss")
+    assert [k.name for k in only.knobs] == ["SEED", "SLEEP_S", "LR"]

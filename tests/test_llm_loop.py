@@ -89,11 +89,11 @@ def test_headless_run_follows_the_model(repo: Path, server: ScriptedLLMServer, m
 
     rows = read_results(repo / "results.tsv").rows
     assert [(r.status, r.description) for r in rows] == [
-        ("baseline", "baseline (2 runs, noise 0)"),
-        ("keep", "raise the learning rate to 0.04 (clear: gain +1.922, noise 0)"),
+        ("baseline", "baseline (2 runs, noise 0, no seed varies)"),
+        ("keep", "raise the learning rate to 0.04 (clear: gain +1.922, noise 0, no seed varies)"),
         ("crash", "much higher learning rate (exit status 1)"),
-        ("discard", "fix: a learning rate that does not diverge (worse: gain -0.4805, noise 0)"),
-        ("keep", "widen the model to 16 (clear: gain +1.44, noise 0)"),
+        ("discard", "fix: a learning rate that does not diverge (worse: gain -0.4805, noise 0, no seed varies)"),
+        ("keep", "widen the model to 16 (clear: gain +1.44, noise 0, no seed varies)"),
     ]
     assert rows[-1].metric == pytest.approx(0.1)
     assert len(server.requests) == 7 and server.pending == 0
@@ -158,7 +158,7 @@ def test_headless_shows_each_reflection_round_and_runs_only_what_compiles(
     )
     rows = read_results(repo / "results.tsv").rows
     assert [r.status for r in rows] == ["baseline", "keep"]
-    assert rows[0].description == "baseline (2 runs, noise 0)"
+    assert rows[0].description == "baseline (2 runs, noise 0, no seed varies)"
     assert rows[1].description.startswith("raise the learning rate (clear: gain +")
     assert "LEARNING_RATE = 0.04\n" in (repo / "train.py").read_text()
     assert len(server.requests) == 3

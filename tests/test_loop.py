@@ -113,7 +113,10 @@ def test_continues_a_session_started_by_the_skill(repo: Path) -> None:
     assert len(table.rows) == 4
     # The skill's rows were not measured here: the current code is measured again before any judgement.
     assert table.rows[2].status == "baseline"
-    assert table.rows[2].description == "baseline (2 runs, noise 0; re-measured here, #1 was measured elsewhere)"
+    assert (
+        table.rows[2].description
+        == "baseline (2 runs, noise 0, no seed varies; re-measured here, #1 was measured elsewhere)"
+    )
     assert "#1 (3.461812) was not measured by autoresearch on this machine" in done.stdout
     assert table.rows[3].status in ("keep", "discard")
     assert "#4 " in done.stdout and "#1 baseline starting" not in done.stdout

@@ -7,7 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from autoresearch.core.metric import find_last, read_memory_gb, read_metric, tail_text
+from autoresearch.core.metric import failure_note, find_last, read_memory_gb, read_metric, tail_text
 
 
 def log(tmp_path: Path, content: str | bytes) -> Path:
@@ -195,3 +195,46 @@ def test_a_metric_after_a_huge_line_is_found_with_a_pattern_that_needs_lines(tmp
         tracemalloc.stop()
     assert value == 1.5
     assert peak < 6 * 30 << 20, f"peak {peak} bytes"  # the line itself a few times (its copies), not its square
+
+
+@pytest.mark.parametrize(
+    ("line", "value"),
+    [
+        ("val_loss: 1_000.0", 1000.0),
+        ("val_loss: 1_000", 1000.0),
+        ("val_loss: 0x10", 16.0),
+        ("val_loss: -0x1F", -31.0),
+        ("val_loss: 1e-320", 1e-320),
+        ("val_loss: 1,000.5", 1000.5),
+    ],
+)
+def test_every_form_python_prints_is_read_as_the_number_printed(tmp_path: Path, line: str, value: float) -> None:
+    assert read_metric(log(tmp_path, f"{line}\n"), "^val_loss:") == value
+
+
+def test_negative_zero_is_the_zero_it_equals(tmp_path: Path) -> None:
+    value = read_metric(log(tmp_path, "val_loss: -0.0\n"), "^val_loss:")
+    assert value == 0.0 and str(value) == "0.0"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("val_loss: 1e400\n", "val_loss 1e400 is beyond the float range"),
+        ("val_loss: 0x" + "f" * 300 + "\n", "is beyond the float range"),
+        ("val_loss: -inf\n", "val_loss was -inf"),
+        ("val_loss: nan\n", "val_loss was nan"),
+        ("val_loss: N/A\n", "no number on the val_loss line: val_loss: N/A"),
+        ("step 1 loss: 0.3\n", "no val_loss printed: no line matches ^val_loss:"),
+    ],
+)
+def test_a_metric_that_cannot_be_read_is_refused_with_a_reason(tmp_path: Path, content: str, reason: str) -> None:
+    path = log(tmp_path, content)
+    assert read_metric(path, "^val_loss:") is None
+    assert reason in failure_note(0, path, "^val_loss:", "val_loss")
+
+
+def test_a_failed_exit_is_the_reason_and_says_whether_the_metric_came_first(tmp_path: Path) -> None:
+    path = log(tmp_path, "val_loss: 0.5\nTraceback\n")
+    assert failure_note(1, path, "^val_loss:", "val_loss") == "exit status 1 after printing val_loss"
+    assert failure_note(-9, log(tmp_path, "step 1\n"), "^val_loss:", "val_loss") == "signal 9"

@@ -250,3 +250,24 @@ def test_header_without_newline(tmp_path: Path) -> None:
     assert read_results(path).rows == ()
     assert repair_torn_tail(path) is False
     assert path.read_text() == KARPATHY.splitlines()[0] + "\n"
+
+
+@pytest.mark.parametrize("value", [1e-320, 0.0, 0.1234567, 2.487933333333333, 1e300, 0.9979, -3.5])
+def test_results_tsv_keeps_every_digit_the_value_has(tmp_path: Path, value: float) -> None:
+    path = tmp_path / "results.tsv"
+    write_header(path, "val_loss")
+    append_row(path, row(value))
+    assert read_results(path).rows[0].metric == value
+    if value in (0.0, 0.9979, -3.5):  # six decimals, as the skill writes them, whenever they are exact
+        assert path.read_text().split("\n")[1].split("\t")[1] == f"{value:.6f}"
+
+
+def test_a_denormal_best_is_the_best_for_status_as_for_the_branch(tmp_path: Path) -> None:
+    path = tmp_path / "results.tsv"
+    write_header(path, "val_loss")
+    append_row(path, row(0.0, "baseline"))
+    append_row(path, row(1e-320, "discard"))
+    append_row(path, row(5e-324, "keep", "bbbbbbb"))
+    table = read_results(path)
+    assert table.best(higher_is_better=True) == (2 + 1, table.rows[2])
+    assert table.best(higher_is_better=False) == (1, table.rows[0])

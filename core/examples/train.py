@@ -15,7 +15,7 @@ EPOCHS = 6
 HIDDEN_UNITS = 8
 WEIGHT_DECAY = 0.01
 INIT_SCALE = 0.5
-SEED = 0
+SEED = int(os.environ.get("AUTORESEARCH_SEED", "0"))  # autoresearch varies it to measure the noise across seeds
 
 TIME_BUDGET_S = float(os.environ.get("AUTORESEARCH_TIME_BUDGET_S", "60"))
 
