@@ -170,13 +170,24 @@ async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_
     assert git(demo_session, "status", "--porcelain") == ""
 
 
-async def test_kill_records_a_crash_and_the_loop_goes_on(slow_session: Path) -> None:
+async def test_kill_asks_first_then_records_a_crash_and_the_loop_goes_on(slow_session: Path) -> None:
     app = AutoresearchApp(slow_session, "run")
     async with running(app, (100, 30)) as pilot:
         screen = run_screen(pilot)
         await wait_for(pilot, lambda: screen.state.number == 2 and screen.state.phase == "running")
         assert screen.check_action("kill", ())
-        await pilot.press("k")
+        await pilot.press("k")  # k moves up in the table, as in lazygit and k9s; it kills nothing
+        await pilot.pause(0.1)
+        assert app.screen is screen and screen.state.phase == "running"
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")  # declined: the run goes on
+        await pilot.pause(0.1)
+        assert app.screen is screen and screen.state.phase == "running" and screen.state.done == 1
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        await pilot.press("y")
         await wait_for(pilot, lambda: screen.state.done == 2)
         number, row = screen.state.rows[-1]
         assert (number, row.status) == (2, "crash")
@@ -291,6 +302,45 @@ async def test_log_tail_counts_new_lines_while_scrolled_up_and_stays_bounded(tmp
         assert log.line_count <= tail.max_lines
 
 
+async def test_the_panes_follow_after_a_resize_and_end_follows_without_scrolling_the_table(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        tail = screen.query_one(LogTail)
+        activity = screen.query_one("#activity", Log)
+        screen.buffer.put(LogAppended(12, tuple(f"step {i} loss: 0.5" for i in range(300))))
+        screen.buffer.put(RunStarted(12, "abc1234", 1, 120, 240, SAMPLE_NOW))
+        await pilot.pause(0.4)
+        for size in ((80, 24), (200, 60), (100, 30)):  # a tmux reattach from terminals of other sizes
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.2)
+            for i in range(30):
+                screen.buffer.put(RunStarted(13 + i, f"{i:07d}", 1, 120, 240, SAMPLE_NOW))
+            screen.buffer.put(LogAppended(12, tuple(f"after {size} {i}" for i in range(50))))
+            last = f"after {size} 49"
+            await wait_for(pilot, lambda: tail.log_widget.lines[-1] == last)  # noqa: B023
+            await pilot.pause(0.2)
+            assert tail.log_widget.is_vertical_scroll_end and tail.new_lines == 0
+            assert activity.is_vertical_scroll_end
+            assert not tail.query_one("#new-lines", Label).has_class("-visible")
+        table = screen.query_one(ResultsTable)
+        assert table.has_focus
+        table.move_cursor(row=0)
+        await pilot.press("end")  # the table has focus, yet End follows the run rather than scrolling sideways
+        await pilot.pause(0.1)
+        assert table.scroll_x == 0 and table.cursor_row == table.row_count - 1
+        assert tail.log_widget.is_vertical_scroll_end and tail.new_lines == 0
+        await pilot.press("k", "k")
+        assert table.cursor_row == table.row_count - 3
+        await pilot.press("g")
+        assert table.cursor_row == 0
+        await pilot.press("G")
+        assert table.cursor_row == table.row_count - 1
+
+
 async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
     root = tmp_path / "sample"
     make_sample_session(root)
@@ -368,7 +418,7 @@ async def test_a_loop_that_cannot_start_says_why_in_one_sentence(slow_session: P
     assert rows(slow_session) == 0
 
 
-async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_pauses_that_worker(
+async def test_with_two_workers_w_switches_the_log_x_kills_the_shown_run_and_p_pauses_that_worker(
     slow_session: Path,
 ) -> None:
     import json
@@ -391,7 +441,7 @@ async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_p
         assert screen.state.shown_worker == 2
         assert screen.query_one(LogTail).border_title == "run.log worker 2"
         await pilot.press("P")  # worker 2 pauses after its run
-        await pilot.press("k")  # and its run ends now
+        await pilot.press("x", "y")  # and its run ends now, once confirmed
         await wait_for(pilot, lambda: screen.state.done == 2)
         number, row = screen.state.rows[-1]
         assert row.status == "crash" and "killed by the user" in row.description

@@ -28,7 +28,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from .dialogs import ConfirmDialog, HelpPanel, IdeaDialog
@@ -43,6 +43,7 @@ from .widgets import (
     ResultsTable,
     RunHeader,
     RunSpark,
+    TailLog,
 )
 
 TICK_S = 0.25
@@ -97,7 +98,7 @@ class RunScreen(Screen[None]):
         Binding("p", "pause", "Pause", id="pause"),
         Binding("p", "resume", "Resume", id="resume"),
         Binding("s", "stop", "Stop"),
-        Binding("k", "kill", "Kill run"),
+        Binding("x", "kill", "Kill run"),
         Binding("w", "next_worker", "Log"),
         Binding("P", "hold_worker", "Pause worker", show=False),
         Binding("enter", "open_experiment", "Open"),
@@ -105,7 +106,7 @@ class RunScreen(Screen[None]):
         Binding("a", "analysis", "Analysis"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_app", "Quit"),
-        Binding("end", "follow_log", "Follow log", show=False),
+        Binding("end", "follow_log", "Follow log", show=False, priority=True),
     ]
 
     def __init__(
@@ -135,7 +136,7 @@ class RunScreen(Screen[None]):
             yield MetricPlot(id="plot")
             with Vertical(id="side"):
                 yield RunSpark(id="spark")
-                yield Log(max_lines=200, id="activity")
+                yield TailLog(max_lines=200, id="activity")
         with Horizontal(id="bottom"):
             yield ResultsTable(id="results")
             yield LogTail(id="logtail")
@@ -229,7 +230,7 @@ class RunScreen(Screen[None]):
         changed: set[str] = set()
         table = self.query_one(ResultsTable)
         logtail = self.query_one(LogTail)
-        activity = self.query_one("#activity", Log)
+        activity = self.query_one("#activity", TailLog)
         notes: list[str] = []
         for event in self.buffer.drain():
             if isinstance(event, ResultRecorded) and any(n == event.number for n, _ in self.state.rows):
@@ -361,7 +362,31 @@ class RunScreen(Screen[None]):
         self.refresh_parts({"header"})
 
     def action_kill(self) -> None:
+        """Kill the run in flight (the shown worker's, with workers) once the user confirms."""
         if self.loop is None:
+            return
+        if self.state.workers:
+            shown = self.state.workers.get(self.state.shown_worker)
+            if shown is None or shown.started_at is None:
+                return
+            question = f"Kill worker {shown.worker}'s run now?"
+        elif self.state.phase == "running":
+            question = f"Kill run #{self.state.number} now?"
+        else:
+            return
+        self.app.push_screen(
+            ConfirmDialog(
+                question,
+                "It is recorded as a crash and its commit reverted; the loop goes on with the next idea.",
+                yes="Kill",
+                no="Keep running",
+                destructive=True,
+            ),
+            self.confirm_kill,
+        )
+
+    def confirm_kill(self, answer: bool | None) -> None:
+        if not answer or self.loop is None or self.state.stopped is not None:
             return
         if self.state.workers:
             shown = self.state.workers.get(self.state.shown_worker)
@@ -369,11 +394,9 @@ class RunScreen(Screen[None]):
                 return
             self.loop.skip(shown.worker)
             self.notify(f"Killing worker {shown.worker}'s run; it is recorded as a crash.", timeout=3)
-            return
-        if self.state.phase != "running":
-            return
-        self.loop.skip()
-        self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
+        elif self.state.phase == "running":
+            self.loop.skip()
+            self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
 
     def action_hold_worker(self) -> None:
         """Pause the shown worker after its run, or let it take ideas again."""
@@ -411,7 +434,13 @@ class RunScreen(Screen[None]):
         self.refresh_parts({"header", "spark"})
 
     def action_follow_log(self) -> None:
+        """End follows everything live again: the log, the events and the newest result."""
         self.query_one(LogTail).follow()
+        self.query_one("#activity", TailLog).follow()
+        table = self.query_one(ResultsTable)
+        if table.row_count:
+            table.move_cursor(row=table.row_count - 1, column=0, animate=False)
+        table.scroll_to(x=0, animate=False)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -233,11 +233,54 @@ class KeysFooter(Footer):
                 widget.tooltip = tooltip or None
 
 
+LIST_KEYS: list[BindingType] = [
+    Binding("j", "cursor_down", "Down", show=False),
+    Binding("k", "cursor_up", "Up", show=False),
+    Binding("g", "scroll_top", "Top", show=False),
+    Binding("G", "scroll_bottom", "Bottom", show=False),
+]
+"""j/k/g/G as lazygit and k9s users move in a list; arrows, Home/End and PgUp/PgDn keep working."""
+
+SCROLL_KEYS: list[BindingType] = [
+    Binding("j", "scroll_down", "Down", show=False),
+    Binding("k", "scroll_up", "Up", show=False),
+    Binding("g", "scroll_home", "Top", show=False),
+    Binding("G", "scroll_end", "Bottom", show=False),
+]
+"""The same keys in a pane that scrolls rather than moving a cursor."""
+
+
 class TailLog(Log):
-    """Textual's Log, but a line that only lengthens it repaints it and its scrollbar: Textual lays out the
+    """Textual's Log, following its end until the user scrolls up, resized or not.
+
+    Textual's Log follows only while the view sits at the end, which a resize breaks for good (a shorter pane
+    leaves the view above the new end): this one keeps following as a state that only the user's scrolling
+    changes. A line that only lengthens it also repaints only it and its scrollbar, where Textual lays out the
     whole screen again on any change of a widget's virtual size, every tick while a log fills up."""
 
+    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
+
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+    following: var[bool] = var(True)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.following = self.is_vertical_scroll_end
+
+    def on_resize(self) -> None:
+        if self.following:
+            self.call_after_refresh(self.follow)
+
+    def follow(self) -> None:
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.following = True
+
+    def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> TailLog:
+        following = self.following if scroll_end is None else scroll_end
+        super().write_lines(lines, scroll_end=False)
+        if following and not self.is_vertical_scrollbar_grabbed:
+            self.follow()
+        return self
 
     def watch_virtual_size(self, size: Size) -> None:
         # Showing or hiding the scrollbar still lays the screen out (show_vertical_scrollbar does).
@@ -270,14 +313,14 @@ class LogTail(Vertical):
         yield Label("", id="new-lines")
 
     @property
-    def log_widget(self) -> Log:
-        return self.query_one(Log)
+    def log_widget(self) -> TailLog:
+        return self.query_one(TailLog)
 
     def on_mount(self) -> None:
-        self.watch(self.log_widget, "scroll_y", self._scrolled, init=False)
+        self.watch(self.log_widget, "following", self._following, init=False)
 
-    def _scrolled(self, _value: float) -> None:
-        if self.log_widget.is_vertical_scroll_end:
+    def _following(self, following: bool) -> None:
+        if following:
             self.new_lines = 0
 
     def watch_new_lines(self, count: int) -> None:
@@ -287,7 +330,7 @@ class LogTail(Vertical):
 
     def write_lines(self, lines: Sequence[str], dropped: int = 0) -> None:
         log = self.log_widget
-        following = log.is_vertical_scroll_end
+        following = log.following
         batch: list[str] = []
         if dropped:
             batch.append(f"… {dropped} lines skipped to keep up …")
@@ -299,7 +342,7 @@ class LogTail(Vertical):
             self.new_lines += len(batch)
 
     def follow(self) -> None:
-        self.log_widget.scroll_end(animate=False)
+        self.log_widget.follow()
         self.new_lines = 0
 
     @property
@@ -414,7 +457,7 @@ class ResultsTable(DataTable[object]):
     """The results, one row per experiment, added as they arrive."""
 
     COLUMNS = ("#", "commit", "metric", "mem", "time", "status", "description")
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True), *LIST_KEYS]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
