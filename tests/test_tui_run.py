@@ -260,13 +260,23 @@ async def test_an_idea_is_queued_for_the_agent(slow_session: Path) -> None:
         await pilot.press("enter")
         assert isinstance(app.screen, IdeaDialog)  # an empty idea is refused where it was typed
         assert "Write the idea first" in str(app.screen.query_one("#idea-error", Label).render())
+        # The offline agent cannot follow a free-form idea: it says so in the dialog instead of dropping it later.
         app.screen.query_one("#idea", Input).value = "try a cosine schedule"
         await pilot.press("enter")
+        assert isinstance(app.screen, IdeaDialog)
+        assert "LEARNING_RATE = 0.01" in str(app.screen.query_one("#idea-error", Label).render())
+        app.screen.query_one("#idea", Input).value = "set LEARNING_RATE = 0.25"
+        await pilot.press("enter")
         assert app.screen is screen
-        assert screen.ideas_queued == ["try a cosine schedule"]
-        assert History(slow_session).pending_ideas() == ["try a cosine schedule"]
+        assert screen.ideas_queued == ["set LEARNING_RATE = 0.25"]
+        assert History(slow_session).pending_ideas() == ["set LEARNING_RATE = 0.25"]
         activity = screen.query_one("#activity", Log)
         await wait_for(pilot, lambda: any("idea queued" in line for line in activity.lines))
+        # Queued another way (a watcher, a script), the loop refuses it out loud and leaves ideas.txt as it was.
+        assert screen.loop is not None
+        screen.loop.queue_idea("try a cosine schedule")
+        await wait_for(pilot, lambda: any("idea not queued" in line for line in activity.lines))
+        assert History(slow_session).pending_ideas() == ["set LEARNING_RATE = 0.25"]
         await quit_and_wait(pilot)
 
 

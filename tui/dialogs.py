@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -50,9 +51,15 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class IdeaDialog(ModalScreen["str | None"]):
-    """One line of the user's own idea, for the agent to implement next."""
+    """One line of the user's own idea, for the agent to implement next; `problem` says why the agent could
+    not follow an idea (the offline agent reads only `NAME = value`), so it is refused where it was typed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, problem: Callable[[str], str | None] = lambda _idea: None, example: str = "") -> None:
+        super().__init__()
+        self.problem = problem
+        self.example = example or "try a cosine learning-rate schedule"
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -61,7 +68,7 @@ class IdeaDialog(ModalScreen["str | None"]):
                 "The agent implements it as the next experiment, after the one in flight.",
                 classes="dialog-detail",
             )
-            yield Input(placeholder="e.g. try a cosine learning-rate schedule", id="idea")
+            yield Input(placeholder=f"e.g. {self.example}", id="idea")
             yield Label("", id="idea-error", classes="field-error")
             yield Static("enter queue · escape cancel", classes="dialog-hint")
 
@@ -70,6 +77,10 @@ class IdeaDialog(ModalScreen["str | None"]):
         text = " ".join(event.value.split())
         if not text:
             self.query_one("#idea-error", Label).update("Write the idea first, or press escape to cancel.")
+            return
+        problem = self.problem(text)
+        if problem is not None:
+            self.query_one("#idea-error", Label).update(f"Not queued: {problem}.")
             return
         self.dismiss(text)
 

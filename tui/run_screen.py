@@ -187,6 +187,7 @@ class RunScreen(Screen[None]):
         state = self.state
         state.tag = config.tag
         state.metric_name = config.metric_name
+        state.agent = config.agent
         state.higher_is_better = config.higher_is_better
         state.max_experiments = config.max_experiments
         state.budget_s = config.time_budget_s
@@ -456,7 +457,12 @@ class RunScreen(Screen[None]):
         self.app.push_screen(ExperimentScreen(self.root, number, dict(self.state.rows), self.state.metric_name))
 
     def action_idea(self) -> None:
-        self.app.push_screen(IdeaDialog(), self.queue_idea)
+        if self.state.agent == "mutate":
+            from autoresearch.core.search import offline_idea_problem
+
+            self.app.push_screen(IdeaDialog(offline_idea_problem, "LEARNING_RATE = 0.01"), self.queue_idea)
+        else:
+            self.app.push_screen(IdeaDialog(), self.queue_idea)
 
     def queue_idea(self, text: str | None) -> None:
         if not text:
