@@ -44,8 +44,6 @@ def offline_idea_problem(idea: str) -> str | None:
     )
 
 
-
-
 def knob_report(
     config: SessionConfig, files: Mapping[str, str], readonly: Mapping[str, str], root: Path | None
 ) -> KnobReport:

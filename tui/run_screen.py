@@ -454,7 +454,18 @@ class RunScreen(Screen[None]):
         if number is None:
             self.notify("No experiment yet.", timeout=2)
             return
-        self.app.push_screen(ExperimentScreen(self.root, number, dict(self.state.rows), self.state.metric_name))
+        state = self.state
+        self.app.push_screen(
+            ExperimentScreen(
+                self.root,
+                number,
+                dict(state.rows),
+                state.metric_name,
+                queue_idea=self.queue_idea,
+                agent=state.agent,
+                higher_is_better=state.higher_is_better,
+            )
+        )
 
     def action_idea(self) -> None:
         if self.state.agent == "mutate":
