@@ -462,3 +462,65 @@ async def test_with_two_workers_w_switches_the_log_x_kills_the_shown_run_and_p_p
         assert screen.state.workers[1].state != "held"  # worker 1 goes on
         await quit_and_wait(pilot)
     assert not (slow_session / ".autoresearch" / "workers").exists()
+
+
+async def test_filter_sort_palette_theme_and_events_pane_as_lazygit_and_k9s_users_expect(tmp_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        table = screen.query_one(ResultsTable)
+        # The description gets the room: at 120 columns it is read whole, not cut to ten characters.
+        others = sum(c.get_render_width(table) for c in table.ordered_columns if str(c.key.value) != "description")
+        assert table.scrollable_content_region.width - others >= 30
+        await pilot.press("slash")
+        await pilot.press(*"discard")
+        statuses = {table.get_row_at(i)[5].plain.split()[-1] for i in range(table.row_count)}
+        assert statuses == {"discard"} and 0 < table.row_count < 11
+        await pilot.press("enter")  # the filter stays, the table has the keys again
+        assert table.has_focus and table.row_count < 11 and "/discard" in str(table.border_title)
+        await pilot.press("slash", "escape")
+        assert table.row_count == 11
+        await pilot.press("S")  # sorted by the metric, best first
+        metrics = [table.get_row_at(i)[2].plain for i in range(table.row_count)]
+        measured = [float(m) for m in metrics if m != "—"]
+        assert measured == sorted(measured)
+        await pilot.press("e")
+        assert screen.maximized is screen.query_one("#activity")
+        await pilot.press("e")
+        assert screen.maximized is None
+        assert app.theme == "textual-dark"
+        await pilot.press("T")
+        assert app.theme == "textual-light"
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"analysis")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "AnalysisScreen")
+        await pilot.press("escape")
+        # A finished or loaded session's header tells what happened, not "no run yet"; the gain is signed as
+        # the analysis signs it (a lower loss is a negative change).
+        header = str(screen.query_one(RunHeader).render())
+        assert "no run yet" not in header and "last run" in header
+        assert "−" in header.split("base")[1]
+
+
+async def test_at_60x18_the_footer_keeps_help_and_quit_and_the_help_fits(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(60, 18)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        await pilot.pause(0.1)
+        visible = [key for key in screen.query(FooterKey) if key.region.right <= 60 and key.region.width > 0]
+        assert {"Help", "Quit"} <= {key.description.strip() for key in visible}
+        await pilot.press("question_mark")
+        text = str(screen.query_one("#help-text").render())
+        help_panel = screen.query_one(HelpPanel)
+        assert max(len(line) for line in text.splitlines()) <= help_panel.content_region.width

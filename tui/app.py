@@ -8,12 +8,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.driver import Driver
+from textual.screen import Screen
 from textual.worker import Worker
 
 from .analysis_screen import AnalysisScreen
@@ -28,7 +30,8 @@ EXIT_GRACE_S = 60.0
 class AutoresearchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "autoresearch"
-    ENABLE_COMMAND_PALETTE = False
+    ENABLE_COMMAND_PALETTE = True
+    COMMAND_PALETTE_DISPLAY = "Commands"
 
     def __init__(
         self,
@@ -48,6 +51,25 @@ class AutoresearchApp(App[int]):
         self.loop_factory = loop_factory
         self.clock = clock
         self.setup_result: SetupResult | None = None
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """ctrl+p: every action the screen's keys give, named as in the footer and help, with its key."""
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or not active.enabled or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                binding.description.strip(),
+                f"key {self.get_key_display(binding)}",
+                partial(self.run_action, binding.action, active.node),
+            )
+        yield SystemCommand("Light / dark theme", "key T on the run screen", self.action_toggle_theme)
+        yield SystemCommand("Theme", "choose any of Textual's themes", self.action_change_theme)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def get_driver_class(self) -> type[Driver]:
         driver = super().get_driver_class()

@@ -37,6 +37,7 @@ from .state import EventBuffer, RunState
 from .widgets import (
     BREAKPOINTS,
     PLOT_LEGEND,
+    FilterInput,
     KeysFooter,
     LogTail,
     MetricPlot,
@@ -95,6 +96,9 @@ class RunScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = BREAKPOINTS
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Help and Quit first: a narrow footer cuts the keys at its end.
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_app", "Quit"),
         Binding("p", "pause", "Pause", id="pause"),
         Binding("p", "resume", "Resume", id="resume"),
         Binding("s", "stop", "Stop"),
@@ -104,8 +108,11 @@ class RunScreen(Screen[None]):
         Binding("enter", "open_experiment", "Open"),
         Binding("i", "idea", "Idea"),
         Binding("a", "analysis", "Analysis"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit_app", "Quit"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("S", "sort", "Sort results", show=False),
+        Binding("e", "events", "Events full screen", show=False),
+        Binding("z", "zoom", "Zoom the focused pane", show=False),
+        Binding("T", "app.toggle_theme", "Light / dark theme", show=False),
         Binding("end", "follow_log", "Follow log", show=False, priority=True),
     ]
 
@@ -140,8 +147,9 @@ class RunScreen(Screen[None]):
         with Horizontal(id="bottom"):
             yield ResultsTable(id="results")
             yield LogTail(id="logtail")
+        yield FilterInput(placeholder="filter: status, words of the description, commit (escape closes)", id="filter")
         yield HelpPanel(id="help", classes="dialog help")
-        yield KeysFooter()
+        yield KeysFooter(show_command_palette=False)
 
     # Start-up: read the session from disk in a worker, then start the loop.
 
@@ -196,6 +204,7 @@ class RunScreen(Screen[None]):
         state.cost_usd = snapshot.cost_usd
         state.set_results(snapshot.rows)
         table = self.query_one(ResultsTable)
+        table.higher_is_better = config.higher_is_better
         table.set_metric_name(config.metric_name)
         table.add_results(state.rows)
         self.refresh_parts({"header", "plot", "spark"})
@@ -442,6 +451,44 @@ class RunScreen(Screen[None]):
         if table.row_count:
             table.move_cursor(row=table.row_count - 1, column=0, animate=False)
         table.scroll_to(x=0, animate=False)
+
+    def action_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: FilterInput.Changed) -> None:
+        if event.input.id == "filter":
+            event.stop()
+            self.query_one(ResultsTable).set_filter(event.value)
+
+    def on_filter_input_closed(self, event: FilterInput.Closed) -> None:
+        box = self.query_one(FilterInput)
+        box.display = False
+        table = self.query_one(ResultsTable)
+        if not event.keep:
+            box.value = ""
+            table.set_filter("")
+        table.focus()
+
+    def action_sort(self) -> None:
+        column = self.query_one(ResultsTable).next_sort()
+        self.notify(f"Results sorted by {column} (S for the next column).", timeout=2)
+
+    def action_events(self) -> None:
+        """The events pane over the whole screen, its lines uncut; e again brings the layout back."""
+        activity = self.query_one("#activity", TailLog)
+        if self.maximized is activity:
+            self.minimize()
+            return
+        self.maximize(activity, container=False)
+        activity.focus()
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None:
+            self.maximize(self.focused, container=False)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -14,9 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import Reactive, reactive, var
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Label, Log, Sparkline
+from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline
 from textual.widgets._footer import FooterKey
 from textual.widgets.data_table import ColumnKey
 from textual_plotext import PlotextPlot
@@ -135,8 +136,10 @@ class RunHeader(TextLine):
         stats.append("  base ")
         stats.append(fmt_metric(state.baseline), "cyan")
         if improvement is not None:
-            sign = "+" if improvement >= 0 else "−"
-            stats.append(f"  {sign}{abs(improvement):.2f}%", "bold green" if improvement > 0 else "bold")
+            # The metric's own change, signed as the analysis writes it (-12.3% on a loss is better).
+            change = improvement if state.higher_is_better else -improvement
+            sign = "+" if change >= 0 else "−"
+            stats.append(f"  {sign}{abs(change):.2f}%", "bold green" if improvement > 0 else "bold")
         if state.tokens or state.cost_usd:
             stats.append(f"  tok {fmt_tokens(state.tokens)} ${state.cost_usd:.2f}", "dim")
         progress = Text(no_wrap=True, overflow="ellipsis")
@@ -161,8 +164,13 @@ class RunHeader(TextLine):
             progress.append(f" {min(999, int(100 * elapsed / state.budget_s))}%")
             if over:
                 progress.append(f" over budget (timeout {fmt_clock(state.timeout_s)})", "red")
+        elif state.stopped is not None and state.rows:
+            verdict = "finished" if state.stopped.ok else "stopped"
+            progress.append(f" {verdict}: {len(state.rows)} experiments · a analysis · enter open", "dim")
         elif state.last_duration_s is not None:
             progress.append(f" last run {fmt_clock(state.last_duration_s)}", "dim")
+        elif state.rows:
+            progress.append(f" last run {fmt_clock(state.rows[-1][1].duration_s)}", "dim")
         else:
             progress.append(" no run yet", "dim")
         if width >= TWO_LINE_HEADER:
@@ -248,6 +256,23 @@ SCROLL_KEYS: list[BindingType] = [
     Binding("G", "scroll_end", "Bottom", show=False),
 ]
 """The same keys in a pane that scrolls rather than moving a cursor."""
+
+
+class FilterInput(Input):
+    """The `/` box over the results: filters as it is typed; enter keeps the filter, escape clears it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close(False)", "Clear filter")]
+
+    class Closed(Message):
+        def __init__(self, keep: bool) -> None:
+            super().__init__()
+            self.keep = keep
+
+    def action_close(self, keep: bool) -> None:
+        self.post_message(self.Closed(keep))
+
+    async def action_submit(self) -> None:
+        self.post_message(self.Closed(bool(self.value.strip())))
 
 
 class TailLog(Log):
@@ -459,12 +484,62 @@ class ResultsTable(DataTable[object]):
     COLUMNS = ("#", "commit", "metric", "mem", "time", "status", "description")
     BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True), *LIST_KEYS]
 
+    SORTS = ("#", "metric", "time", "status")
+    """The columns `S` sorts by, in turn; a click on any of them sorts by it too."""
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
+        self.all_rows: list[tuple[int, ResultRow]] = []
+        self.filter_text = ""
+        self.sort_column = "#"
+        self.higher_is_better = False
 
     def on_mount(self) -> None:
         for name in self.COLUMNS:
             self.add_column(name, key=name)
+
+    def matches(self, number: int, row: ResultRow) -> bool:
+        """A filter word matches the status, the description, the commit or the number; all words must."""
+        haystack = f"#{number} {row.status} {row.commit} {row.description}".lower()
+        return all(word in haystack for word in self.filter_text.lower().split())
+
+    def sort_key(self, item: tuple[int, ResultRow]) -> tuple[float, int]:
+        number, row = item
+        if self.sort_column == "metric":
+            crashed = row.status == "crash"
+            value = row.metric if not self.higher_is_better else -row.metric
+            return (float("inf") if crashed else value, number)
+        if self.sort_column == "time":
+            return (-row.duration_s, number)
+        if self.sort_column == "status":
+            return (("keep", "baseline", "discard", "crash").index(row.status) if row.status in MARKERS else 9, number)
+        return (0.0, number)
+
+    def show_rows(self) -> None:
+        """Rebuild the rows the filter and the sort select, keeping the highlighted experiment."""
+        selected = self.selected_number()
+        self.clear()
+        for number, row in sorted((r for r in self.all_rows if self.matches(*r)), key=self.sort_key):
+            self._add_row(number, row)
+        label = f"results · {self.sort_column}" + (f" · /{self.filter_text}" if self.filter_text else "")
+        self.border_title = label if (self.filter_text or self.sort_column != "#") else "results"
+        if selected is not None and str(selected) in {key.value for key in self.rows}:
+            self.move_cursor(row=self.get_row_index(str(selected)), animate=False)
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = " ".join(text.split())
+        self.show_rows()
+
+    def next_sort(self, column: str | None = None) -> str:
+        order = self.SORTS
+        self.sort_column = column or order[(order.index(self.sort_column) + 1) % len(order)]
+        self.show_rows()
+        return self.sort_column
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = str(event.column_key.value)
+        self.next_sort(column if column in self.SORTS else "#")
 
     def set_metric_name(self, name: str) -> None:
         column = self.columns.get(ColumnKey("metric"))
@@ -474,7 +549,16 @@ class ResultsTable(DataTable[object]):
             self.refresh()
 
     def add_result(self, number: int, row: ResultRow) -> None:
+        self.all_rows.append((number, row))
+        if self.filter_text or self.sort_column != "#":
+            self.show_rows()
+            return
         following = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        self._add_row(number, row)
+        if following:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def _add_row(self, number: int, row: ResultRow) -> None:
         metric = "—" if row.status == "crash" else fmt_metric(row.metric)
         self.add_row(
             Text(str(number), style="dim"),
@@ -486,8 +570,6 @@ class ResultsTable(DataTable[object]):
             safe_line(row.description),
             key=str(number),
         )
-        if following:
-            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def add_results(self, rows: Iterable[tuple[int, ResultRow]]) -> None:
         for number, row in rows:
