@@ -388,7 +388,9 @@ def _cmd_demo(root: Path, args: argparse.Namespace) -> int:
     demo_root, _config = prepare_demo(Path(args.dir).resolve() if args.dir else None, **options)
     print(f"demo repository: {demo_root}", flush=True)
     if args.headless or not _interactive():
-        return run_headless(demo_root)
+        code = run_headless(demo_root)
+        print(f"The demo repository stays in {demo_root}; reopen it with: autoresearch -C {demo_root} run", flush=True)
+        return code
     from autoresearch.tui import launch
 
     return launch(demo_root, "run")

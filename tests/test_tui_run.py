@@ -168,6 +168,9 @@ async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_
         await quit_and_wait(pilot)
     assert app.return_value == 0
     assert git(demo_session, "status", "--porcelain") == ""
+    farewell = app.run_started.farewell() if app.run_started else ""
+    assert farewell.startswith("Session demo: ") and "experiments recorded; best val_loss" in farewell
+    assert f"autoresearch -C {demo_session} run" in farewell  # the demo's repository, reopened
 
 
 async def test_kill_asks_first_then_records_a_crash_and_the_loop_goes_on(slow_session: Path) -> None:

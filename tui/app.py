@@ -51,6 +51,9 @@ class AutoresearchApp(App[int]):
         self.loop_factory = loop_factory
         self.clock = clock
         self.setup_result: SetupResult | None = None
+        self.farewell = ""
+        """Printed once the app has given the terminal back: what happened and what to type next."""
+        self.run_started: RunScreen | None = None
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """ctrl+p: every action the screen's keys give, named as in the footer and help, with its key."""
@@ -94,7 +97,8 @@ class AutoresearchApp(App[int]):
             self.start_run()
 
     def start_run(self) -> None:
-        self.push_screen(RunScreen(self.root, self.loop_factory, self.clock))
+        self.run_started = RunScreen(self.root, self.loop_factory, self.clock)
+        self.push_screen(self.run_started)
 
     def run_screen(self) -> RunScreen | None:
         for screen in self.screen_stack:
@@ -104,6 +108,7 @@ class AutoresearchApp(App[int]):
 
     def setup_done(self, result: SetupResult | None) -> None:
         if result is None:
+            self.farewell = "Setup cancelled; nothing was written. Run autoresearch setup SCRIPT again when ready."
             self.exit(1)
             return
         self.setup_result = result
@@ -118,12 +123,15 @@ class AutoresearchApp(App[int]):
 
     def edit_done(self, result: SetupResult | None) -> None:
         self.setup_result = result
+        self.farewell = "Settings saved." if result is not None else "Nothing was changed."
         self.exit(0 if result is not None else 1)
 
     def start_after_setup(self, start: bool | None) -> None:
         if start:
             self.start_run()
         else:
+            tag = self.setup_result.config.tag if self.setup_result else ""
+            self.farewell = f"Session {tag} is ready; start it with: autoresearch run"
             self.exit(0)
 
     # A hang-up or a kill must still stop the training tree and leave the session consistent.
@@ -164,4 +172,8 @@ class AutoresearchApp(App[int]):
         finally:
             # Whatever ended the app, the loop thread must not outlive it with a run in flight.
             self.stop_loop()
+        if self.run_started is not None:
+            self.farewell = self.run_started.farewell()
+        if self.farewell:
+            print(self.farewell, flush=True)
         return result if isinstance(result, int) else 0

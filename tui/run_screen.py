@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 import traceback
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from .widgets import (
     RunHeader,
     RunSpark,
     TailLog,
+    fmt_metric,
 )
 
 TICK_S = 0.25
@@ -568,6 +570,24 @@ class RunScreen(Screen[None]):
     def confirm_quit(self, answer: bool | None) -> None:
         if answer:
             self.shut_down()
+
+    def farewell(self) -> str:
+        """What is printed once the screen is gone: where the session stands and how to go on."""
+        state = self.state
+        where = "" if self.root == Path.cwd() else f" -C {shlex.quote(str(self.root))}"
+        done = f"{state.done} experiment{'s' if state.done != 1 else ''} recorded"
+        best = ""
+        if state.best is not None:
+            best = f"; best {state.metric_name} {fmt_metric(state.best)} (#{state.best_number()}"
+            if state.improvement is not None:
+                change = state.improvement if state.higher_is_better else -state.improvement
+                best += f", {change:+.2f}% against the baseline"
+            best += ")"
+        return (
+            f"Session {state.tag or '?'}: {done}{best}.\n"
+            f"Go on with: autoresearch{where} run · results: autoresearch{where} status · "
+            f"report: autoresearch{where} analyze"
+        )
 
     def shut_down(self, exit_code: int | None = None) -> None:
         """Stop the loop (killing a run in flight) and exit once its thread has finished."""
