@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from autoresearch.tui.sample import make_sample_session
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+from tests.conftest import TERMINAL_WAIT_S
+
+pytestmark = [
+    pytest.mark.terminal,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 APP = """\
 import sys
@@ -36,7 +42,7 @@ class Pane:
     def keys(self, *keys: str) -> None:
         subprocess.run([*self.tmux, "send-keys", "-t", "t", *keys], check=True)
 
-    def wait_for(self, test: Callable[[str], bool], timeout_s: float = 60) -> float:
+    def wait_for(self, test: Callable[[str], bool], timeout_s: float = TERMINAL_WAIT_S) -> float:
         began = time.monotonic()
         while time.monotonic() - began < timeout_s:
             if test(self.screen()):
@@ -60,7 +66,7 @@ def test_escape_closes_the_help_in_a_real_terminal(tmp_path: Path) -> None:
     pane = Pane(tmp_path / "tmux.sock")
     pane.start(f"ESCDELAY=25 {sys.executable} {script} {root}")
     try:
-        pane.wait_for(lambda s: "commit" in s and "Quit" in s, 90)
+        pane.wait_for(lambda s: "commit" in s and "Quit" in s)
         closed = []
         for _ in range(3):
             pane.keys("?")
