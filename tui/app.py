@@ -31,7 +31,6 @@ class AutoresearchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "autoresearch"
     ENABLE_COMMAND_PALETTE = True
-    COMMAND_PALETTE_DISPLAY = "Commands"
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar
@@ -375,6 +376,18 @@ class LogTail(Vertical):
         return self.log_widget.lines
 
 
+def even_ticks(bottom: float, top: float, count: int) -> tuple[list[float], list[str]]:
+    """At most `count` ticks on round values an equal step apart (1, 2 or 5 times a power of ten), each label
+    the exact value it marks: plotext's own ticks step unevenly on a short plot."""
+    rough = (top - bottom) / max(1, count)
+    power = 10 ** math.floor(math.log10(rough)) if rough > 0 else 1.0
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    first = math.ceil(bottom / step)
+    values = [i * step for i in range(first, math.floor(top / step) + 1)]
+    decimals = max(0, -math.floor(math.log10(step)))
+    return values, [f"{v:.{decimals}f}" for v in values]
+
+
 class MetricPlot(PlotextPlot):
     """The metric per experiment: keep, discard and crash with their own marks, best-so-far, baseline."""
 
@@ -414,7 +427,9 @@ class MetricPlot(PlotextPlot):
         pad = (high - low) * 0.1 or abs(high) * 0.05 or 1.0
         crash_y = low - 1.5 * pad
         crashed = any(r.status == "crash" for _, r in self.rows)
-        plt.ylim(low - (2 * pad if crashed else pad), high + pad)
+        bottom, top = low - (2 * pad if crashed else pad), high + pad
+        plt.ylim(bottom, top)
+        plt.yticks(*even_ticks(bottom, top, max(2, (self.size.height - 4) // 2)))
         mono = self.app.no_color
         last = max(n for n, _ in self.rows)
         plt.xlim(0.5, last + 0.5)
