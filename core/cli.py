@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="plain lines instead of the screen")
     demo.add_argument("--model", help="use this litellm model instead of the offline agent")
     demo.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server")
-    demo.add_argument("--experiments", type=int, metavar="N", help="number of experiments (15)")
+    demo.add_argument("--experiments", type=int, metavar="N", help="number of experiments (40)")
     demo.add_argument("--dir", metavar="PATH", help="make the demo repository here instead of a temp dir")
 
     config = sub.add_parser("config", help="show the session's settings, or change one: config KEY VALUE")

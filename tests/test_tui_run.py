@@ -527,3 +527,23 @@ async def test_at_60x18_the_footer_keeps_help_and_quit_and_the_help_fits(tmp_pat
         text = str(screen.query_one("#help-text").render())
         help_panel = screen.query_one(HelpPanel)
         assert max(len(line) for line in text.splitlines()) <= help_panel.content_region.width
+
+
+async def test_the_best_experiments_loss_curve_shows_beside_the_current_runs(tmp_path: Path) -> None:
+    from textual.widgets import Sparkline
+
+    root = tmp_path / "sample"
+    events = make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        for event in events:
+            screen.buffer.put(event)
+        best = screen.state.best_number()
+        best_spark = screen.query_one("#best-spark", Sparkline)
+        await wait_for(pilot, lambda: len(best_spark.data or []) >= 2)
+        await wait_for(pilot, lambda: "run loss" in str(screen.query_one("#spark-label").render()))
+        label = str(screen.query_one("#spark-label").render())
+        assert f"best #{best}" in label and "run loss" in label
+        assert best_spark.display and screen.query_one("#run-spark", Sparkline).data

@@ -23,6 +23,7 @@ from autoresearch.core.events import (
     WorkerLog,
 )
 from autoresearch.core.history import History
+from autoresearch.core.loss_curve import loss_curve
 from autoresearch.core.sanitize import safe_line, safe_text
 from textual import events, work
 from textual.app import ComposeResult
@@ -50,6 +51,7 @@ from .widgets import (
 )
 
 TICK_S = 0.25
+BEST_CURVE_POINTS = 60
 ERROR_LOG = "tui-error.log"
 
 
@@ -137,6 +139,7 @@ class RunScreen(Screen[None]):
         self.ideas_queued: list[str] = []
         self._header_plain = ""
         self._bindings_key: tuple[bool, ...] = ()
+        self._best_curve_of: int | None = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -174,9 +177,18 @@ class RunScreen(Screen[None]):
     def load_session(self) -> SessionSnapshot:
         return load_snapshot(self.root)
 
+    @work(thread=True, group="best-curve", exclusive=True, exit_on_error=False)
+    def load_best_curve(self, number: int) -> tuple[int, list[float]]:
+        curve = loss_curve(History(self.root).log_path(number), points=BEST_CURVE_POINTS)
+        return number, list(curve.points) if curve else []
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group == "load":
+        if worker.group == "best-curve" and event.state == WorkerState.SUCCESS and worker.result is not None:
+            number, points = worker.result
+            if number == self._best_curve_of:
+                self.query_one(RunSpark).show_best(number, points)
+        elif worker.group == "load":
             if event.state == WorkerState.SUCCESS and isinstance(worker.result, SessionSnapshot):
                 self.show_snapshot(worker.result)
                 self.start_loop()
@@ -286,6 +298,10 @@ class RunScreen(Screen[None]):
         if "spark" in changed or "plot" in changed:
             label, data = state.sparkline_data()
             self.query_one(RunSpark).show(label, data)
+        if "plot" in changed and state.best_number() != self._best_curve_of:
+            self._best_curve_of = state.best_number()
+            if self._best_curve_of is not None:
+                self.load_best_curve(self._best_curve_of)
         if "banner" in changed:
             self.show_banner()
 

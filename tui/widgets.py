@@ -13,7 +13,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import Reactive, reactive, var
@@ -465,24 +465,47 @@ class MetricPlot(PlotextPlot):
 
 
 class RunSpark(Vertical):
-    """A sparkline of the running experiment's loss, or of the best-so-far when the log prints none."""
+    """A sparkline of the running experiment's loss (or of the best-so-far when the log prints none), and
+    beside it the loss curve of the best experiment, to see at a glance whether this run is doing better."""
 
     DEFAULT_CSS = """
     RunSpark { height: 2; }
     RunSpark > TextLine { width: 100%; }
-    RunSpark > Sparkline { height: 1; }
+    RunSpark > Horizontal { height: 1fr; }
+    RunSpark Sparkline { height: 1fr; width: 1fr; }
+    RunSpark #best-spark { margin-left: 1; display: none; }
+    RunSpark.-best #best-spark { display: block; }
     """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.caption = ""
+        self.best_caption = ""
 
     def compose(self) -> ComposeResult:
         yield TextLine("", id="spark-label")
-        yield Sparkline([], id="spark")
+        with Horizontal():
+            yield Sparkline([], id="run-spark")
+            yield Sparkline([], id="best-spark")
 
     def show(self, label: str, data: list[float]) -> None:
         caption = {"loss": "run loss", "best": "best so far"}.get(label, label)
         if data:
             caption += f" {data[0]:.4g} → {data[-1]:.4g}"
-        self.query_one("#spark-label", TextLine).update(Text(caption, style="dim"))
-        self.query_one(Sparkline).data = data
+        self.caption = caption
+        self._label()
+        self.query_one("#run-spark", Sparkline).data = data
+
+    def show_best(self, number: int | None, data: list[float]) -> None:
+        """The best experiment's loss curve; none when it printed no loss."""
+        self.best_caption = f"best #{number} {data[0]:.4g} → {data[-1]:.4g}" if number and data else ""
+        self.set_class(bool(self.best_caption), "-best")
+        self.query_one("#best-spark", Sparkline).data = data
+        self._label()
+
+    def _label(self) -> None:
+        text = self.caption + (f"  │  {self.best_caption}" if self.best_caption else "")
+        self.query_one("#spark-label", TextLine).update(Text(text, style="dim"))
 
 
 def status_style(status: str, mono: bool = False) -> str:
