@@ -389,22 +389,26 @@ class RunScreen(Screen[None]):
         self.state.stop_requested = True
         self.refresh_parts({"header"})
 
+    def kill_target(self) -> tuple[str, int | None] | None:
+        """What x would kill now: (what to call it, the worker or None without workers); None: nothing runs."""
+        state = self.state
+        if self.loop is None or state.stopped is not None:
+            return None
+        if state.workers:
+            shown = state.workers.get(state.shown_worker)
+            if shown is None or shown.started_at is None:
+                return None
+            return f"worker {shown.worker}'s run", shown.worker
+        return (f"run #{state.number}", None) if state.phase == "running" else None
+
     def action_kill(self) -> None:
         """Kill the run in flight (the shown worker's, with workers) once the user confirms."""
-        if self.loop is None:
-            return
-        if self.state.workers:
-            shown = self.state.workers.get(self.state.shown_worker)
-            if shown is None or shown.started_at is None:
-                return
-            question = f"Kill worker {shown.worker}'s run now?"
-        elif self.state.phase == "running":
-            question = f"Kill run #{self.state.number} now?"
-        else:
+        target = self.kill_target()
+        if target is None:
             return
         self.app.push_screen(
             ConfirmDialog(
-                question,
+                f"Kill {target[0]} now?",
                 "It is recorded as a crash and its commit reverted; the loop goes on with the next idea.",
                 yes="Kill",
                 no="Keep running",
@@ -414,17 +418,12 @@ class RunScreen(Screen[None]):
         )
 
     def confirm_kill(self, answer: bool | None) -> None:
-        if not answer or self.loop is None or self.state.stopped is not None:
+        target = self.kill_target()
+        if not answer or target is None or self.loop is None:
             return
-        if self.state.workers:
-            shown = self.state.workers.get(self.state.shown_worker)
-            if shown is None or shown.started_at is None:
-                return
-            self.loop.skip(shown.worker)
-            self.notify(f"Killing worker {shown.worker}'s run; it is recorded as a crash.", timeout=3)
-        elif self.state.phase == "running":
-            self.loop.skip()
-            self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
+        what, worker = target
+        self.loop.skip(worker)
+        self.notify(f"Killing {what}; it is recorded as a crash.", timeout=3)
 
     def action_hold_worker(self) -> None:
         """Pause the shown worker after its run, or let it take ideas again."""

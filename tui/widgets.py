@@ -36,7 +36,7 @@ STATUS_RICH = {"baseline": "bold cyan", "keep": "bold green", "discard": "yellow
 STATUS_MONO = {"baseline": "bold", "keep": "bold", "discard": "", "crash": "bold reverse"}
 """With NO_COLOR the status words and marks carry the meaning; crash stands out in reverse video."""
 MARKERS = {"baseline": "◆", "keep": "●", "discard": "○", "crash": "✕"}
-PLOT_LEGEND = "● keep  ○ discard  ✕ crash  ◆ baseline (── its level)  ••• best so far"
+PLOT_LEGEND = "● keep  ○ discard  ✕ crash  ◆ baseline  ••• best so far"
 PLOT_COLORS = {"baseline": "cyan", "keep": "green", "discard": "orange", "crash": "red"}
 
 
@@ -303,9 +303,9 @@ class TailLog(Log):
 
     def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> TailLog:
         following = self.following if scroll_end is None else scroll_end
-        super().write_lines(lines, scroll_end=False)
-        if following and not self.is_vertical_scrollbar_grabbed:
-            self.follow()
+        if following and not self.is_vertical_scroll_end:
+            self.follow()  # a resize left the view above the end: back to it, then Textual's own path follows
+        super().write_lines(lines, scroll_end=following)
         return self
 
     def watch_virtual_size(self, size: Size) -> None:
@@ -429,7 +429,7 @@ class MetricPlot(PlotextPlot):
         crashed = any(r.status == "crash" for _, r in self.rows)
         bottom, top = low - (2 * pad if crashed else pad), high + pad
         plt.ylim(bottom, top)
-        plt.yticks(*even_ticks(bottom, top, max(2, (self.size.height - 4) // 2)))
+        plt.yticks(*even_ticks(bottom, top, max(4, (self.size.height - 3) // 2)))
         mono = self.app.no_color
         last = max(n for n, _ in self.rows)
         plt.xlim(0.5, last + 0.5)
