@@ -80,3 +80,29 @@ def test_escape_closes_the_help_in_a_real_terminal(tmp_path: Path) -> None:
         assert "Quit" in pane.screen()
     finally:
         pane.kill()
+
+
+def test_o_opens_the_diff_in_the_pager_and_the_app_comes_back(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    seen = tmp_path / "paged.txt"
+    pager = tmp_path / "pager.sh"
+    pager.write_text(f'#!/bin/sh\ncat "$1" > {seen}\necho PAGER-SHOWN; read answer\n')
+    pager.chmod(0o755)
+    pane = Pane(tmp_path / "tmux.sock")
+    pane.start(f"PAGER={pager} ESCDELAY=25 {sys.executable} {script} {root}")
+    try:
+        pane.wait_for(lambda s: "commit" in s and "Quit" in s)
+        pane.keys("g", "j", "j", "Enter")  # the third experiment: a discarded change
+        pane.wait_for(lambda s: "experiment #3" in s and "BATCH_SIZE" in s)
+        pane.keys("o")
+        pane.wait_for(lambda s: "PAGER-SHOWN" in s)  # the app gave the terminal to the pager
+        assert "+BATCH_SIZE = 16" in seen.read_text()
+        pane.keys("Enter")  # the pager exits
+        pane.wait_for(lambda s: "experiment #3" in s and "PAGER-SHOWN" not in s)
+        pane.keys("Escape")
+        pane.wait_for(lambda s: "commit" in s and "Quit" in s)
+    finally:
+        pane.kill()
