@@ -17,9 +17,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
-from .experiment_screen import Pane, diff_text, summary_text
+from .experiment_screen import diff_text, summary_text
 from .session_data import ExperimentDetail, load_experiment
-from .widgets import TextLine
+from .widgets import Pane, TextLine
 
 
 def loss_caption(losses: list[float]) -> Text:

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Sparkline, Static
 from textual.worker import Worker, WorkerState
@@ -28,7 +28,8 @@ from .session_data import ExperimentDetail, load_experiment
 from .state import best_so_far
 from .widgets import (
     BREAKPOINTS,
-    SCROLL_KEYS,
+    Pane,
+    PaneLog,
     TextLine,
     fmt_clock,
     fmt_metric,
@@ -107,17 +108,6 @@ def summary_text(detail: ExperimentDetail, metric_name: str, compact: bool = Fal
     rationale = meta.rationale.strip() if meta else ""
     text.append(rationale or "No rationale was recorded for this experiment.", "" if rationale else "dim")
     return text
-
-
-class Pane(VerticalScroll):
-    """A scrolling pane that z can zoom to the whole screen (Textual's scroll containers refuse to)."""
-
-    ALLOW_MAXIMIZE = True
-    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
-
-
-class PaneLog(Log):
-    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
 
 
 def try_again_idea(description: str, agent: str) -> str:

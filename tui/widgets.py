@@ -13,7 +13,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import Reactive, reactive, var
@@ -257,6 +257,17 @@ SCROLL_KEYS: list[BindingType] = [
     Binding("G", "scroll_end", "Bottom", show=False),
 ]
 """The same keys in a pane that scrolls rather than moving a cursor."""
+
+
+class Pane(VerticalScroll):
+    """A scrolling pane with j/k/g/G that z can zoom to the whole screen (Textual's scroll containers refuse to)."""
+
+    ALLOW_MAXIMIZE = True
+    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
+
+
+class PaneLog(Log):
+    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
 
 
 class FilterInput(Input):
