@@ -174,5 +174,6 @@ class AutoresearchApp(App[int]):
         if self.run_started is not None:
             self.farewell = self.run_started.farewell()
         if self.farewell:
-            print(self.farewell, flush=True)
+            with contextlib.suppress(OSError):  # after a hang-up there is no terminal to print to
+                print(self.farewell, flush=True)
         return result if isinstance(result, int) else 0
