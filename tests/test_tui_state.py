@@ -173,3 +173,19 @@ def test_plot_ticks_step_evenly_on_round_values_each_labelled_with_its_value() -
         assert len(steps) == 1  # one step between every pair of ticks
         assert all(bottom <= v <= top for v in values)
         assert [float(label) for label in labels] == [round(v, 12) for v in values]
+
+
+def test_a_finished_sessions_header_says_it_finished_and_signs_the_gain_as_the_analysis() -> None:
+    from autoresearch.tui.widgets import RunHeader
+
+    state = RunState(tag="demo", metric_name="val_loss")
+    state.set_results(
+        [
+            ResultRow("a" * 40, 0.072, 0.0, 1.0, "baseline", "baseline"),
+            ResultRow("b" * 40, 0.020, 0.0, 1.0, "keep", "LEARNING_RATE 0.02 -> 0.1"),
+        ]
+    )
+    state.stopped = LoopStopped("reached max_experiments (2)", ok=True, experiments=2)
+    header = RunHeader.render_text(state, 0.0, 100).plain
+    assert "finished: 2 experiments" in header and "no run yet" not in header
+    assert "−72.22%" in header  # a lower loss is a negative change, as the analysis writes it
