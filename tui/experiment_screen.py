@@ -213,6 +213,7 @@ class ExperimentScreen(Screen[None]):
         caption = f"loss {losses[0]:.4g} → {losses[-1]:.4g} ({len(losses)} points)" if losses else "no loss printed"
         self.query_one("#curve-label", TextLine).update(Text(caption, style="dim"))
         self.query_one("#curve", Sparkline).data = losses
+        self.refresh_bindings()  # r (try again) applies to discarded and crashed experiments only
 
     def action_back(self) -> None:
         self.dismiss(None)
