@@ -103,3 +103,30 @@ def test_demo_in_tmux_pause_resume_quit(tmux: Tmux, tmp_path: Path) -> None:
     status = subprocess.run(["git", "status", "--porcelain"], cwd=demo_dir, capture_output=True, text=True)
     assert status.stdout == ""
     assert not (demo_dir / ".autoresearch" / "journal.json").exists()
+
+
+def test_after_a_resize_the_live_panes_keep_following(tmux: Tmux, tmp_path: Path) -> None:
+    """A tmux reattach from a terminal of another size resizes the app; its events and log go on following."""
+    import re
+
+    demo_dir = tmp_path / "demo"
+    command = f"{sys.executable} -m autoresearch.core.cli demo --dir {demo_dir} --experiments 40; sleep 60"
+    tmux("new-session", "-d", "-x", "120", "-y", "36", "-s", "demo", command)
+    screen = tmux.wait_for(lambda s: re.search(r"#[3-9] running", s) is not None)
+    tmux("resize-window", "-t", "demo", "-x", "80", "-y", "24")
+    tmux.wait_for(lambda s: "val_loss per experiment" in s and len(s.splitlines()) <= 24)
+    started = max(int(n) for n in re.findall(r"#(\d+) running", screen))
+
+    def followed(s: str) -> bool:
+        running = [int(n) for n in re.findall(r"#(\d+) running", s)]
+        return bool(running) and max(running) >= started + 3 and "new line" not in s
+
+    screen = tmux.wait_for(followed)
+    tmux("resize-window", "-t", "demo", "-x", "120", "-y", "36")
+    later = max(int(n) for n in re.findall(r"#(\d+) running", screen))
+    tmux.wait_for(lambda s: any(int(n) >= later + 2 for n in re.findall(r"#(\d+) running", s)))
+    tmux.keys("q")
+    screen = tmux.wait_for(lambda s: "Go on with" in s or "Quit anyway?" in s)
+    if "Go on with" not in screen:
+        tmux.keys("y")
+    tmux.wait_for(lambda s: "Go on with" in s)

@@ -106,3 +106,35 @@ def test_o_opens_the_diff_in_the_pager_and_the_app_comes_back(tmp_path: Path) ->
         pane.wait_for(lambda s: "commit" in s and "Quit" in s)
     finally:
         pane.kill()
+
+
+NOTES_APP = """\
+import sys
+import time
+from pathlib import Path
+from autoresearch.core.events import Info
+from autoresearch.tui.app import AutoresearchApp
+from autoresearch.tui.sample import IdleLoop
+
+class NotesLoop(IdleLoop):
+    def run(self):
+        for i in range(400):  # twice what the events pane keeps
+            self.sink(Info(f"note {i} of 400"))
+            time.sleep(0.005)
+        return super().run()
+
+sys.exit(AutoresearchApp(Path(sys.argv[1]), "run", loop_factory=NotesLoop).run_until_done())
+"""
+
+
+def test_the_events_pane_still_shows_the_newest_line_once_it_holds_its_most(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    script = tmp_path / "notes.py"
+    script.write_text(NOTES_APP)
+    pane = Pane(tmp_path / "tmux.sock")
+    pane.start(f"{sys.executable} {script} {root}")
+    try:
+        pane.wait_for(lambda s: "note 399 of 400" in s)
+    finally:
+        pane.kill()

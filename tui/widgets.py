@@ -316,7 +316,13 @@ class TailLog(Log):
         following = self.following if scroll_end is None else scroll_end
         if following and not self.is_vertical_scroll_end:
             self.follow()  # a resize left the view above the end: back to it, then Textual's own path follows
+        lines = list(lines)
+        full = self.max_lines is not None and self.line_count + len(lines) > self.max_lines
         super().write_lines(lines, scroll_end=following)
+        if full:
+            # Textual repaints only the rows below the old end, which the oldest lines' removal left where the
+            # view already was: the view would freeze on what it showed when the log first filled up.
+            self.refresh()
         return self
 
     def watch_virtual_size(self, size: Size) -> None:
