@@ -598,10 +598,14 @@ class RunScreen(Screen[None]):
                 change = state.improvement if state.higher_is_better else -state.improvement
                 best += f", {change:+.2f}% against the baseline"
             best += ")"
+        go_on = (
+            f"The run goes on in its own process; watch it again with: autoresearch{where} watch"
+            if getattr(self.loop, "remote", False)
+            else f"Go on with: autoresearch{where} run"
+        )
         return (
             f"Session {state.tag or '?'}: {done}{best}.\n"
-            f"Go on with: autoresearch{where} run · results: autoresearch{where} status · "
-            f"report: autoresearch{where} analyze"
+            f"{go_on} · results: autoresearch{where} status · report: autoresearch{where} analyze"
         )
 
     def shut_down(self, exit_code: int | None = None) -> None:
