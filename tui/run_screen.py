@@ -532,7 +532,8 @@ class RunScreen(Screen[None]):
         )
 
     def action_idea(self) -> None:
-        if self.state.agent == "mutate":
+        # A watcher's dialog also takes the serve token, so there the loop itself refuses what it cannot follow.
+        if self.state.agent == "mutate" and not getattr(self.loop, "remote", False):
             from autoresearch.core.search import offline_idea_problem
 
             self.app.push_screen(IdeaDialog(offline_idea_problem, "LEARNING_RATE = 0.01"), self.queue_idea)
