@@ -185,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="plain lines instead of the screen")
     demo.add_argument("--model", help="use this litellm model instead of the offline agent")
     demo.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server")
-    demo.add_argument("--experiments", type=int, metavar="N", help="number of experiments (15)")
+    demo.add_argument("--experiments", type=int, metavar="N", help="number of experiments (40)")
     demo.add_argument("--dir", metavar="PATH", help="make the demo repository here instead of a temp dir")
 
     config = sub.add_parser("config", help="show the session's settings, or change one: config KEY VALUE")
@@ -432,7 +432,9 @@ def _cmd_demo(root: Path, args: argparse.Namespace) -> int:
     demo_root, _config = prepare_demo(Path(args.dir).resolve() if args.dir else None, **options)
     print(f"demo repository: {demo_root}", flush=True)
     if args.headless or not _interactive():
-        return run_headless(demo_root)
+        code = run_headless(demo_root)
+        print(f"The demo repository stays in {demo_root}; reopen it with: autoresearch -C {demo_root} run", flush=True)
+        return code
     from autoresearch.tui import launch
 
     return launch(demo_root, "run")
@@ -449,9 +451,41 @@ def session_root(start: Path) -> Path:
     return start
 
 
+def _unknown_arguments(command: str | None, sub: argparse.ArgumentParser, extra: list[str]) -> str:
+    """What to type instead of arguments the command does not take: a session setting given to another command
+    is changed with `autoresearch config`; a misspelt flag gets the nearest one."""
+    import difflib
+
+    given = next((arg for arg in extra if arg.startswith("-")), extra[0])
+    flag, _, value = given.partition("=")
+    name = flag.lstrip("-").replace("-", "_")
+    if command not in (None, "setup") and name in _SETUP_FLAGS:
+        after = extra[extra.index(given) + 1 :]
+        value = value or (after[0] if after and not after[0].startswith("-") else "VALUE")
+        return (
+            f"{flag} is a session setting, not an option of {command}: "
+            f"change it with autoresearch config {name} {value}"
+        )
+    options = [opt for action in sub._actions for opt in action.option_strings if opt.startswith("--")]
+    near = difflib.get_close_matches(flag, options, n=1, cutoff=0.6)
+    what = "unknown option" if given.startswith("-") else "unexpected argument"
+    return f"{what} {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else "")
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub: argparse.ArgumentParser = action.choices[command]
+            return sub
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = _subparser(parser, args.command)
+        sub.error(_unknown_arguments(args.command, sub, extra))
     if args.command is None:
         parser.print_help()
         return 0

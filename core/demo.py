@@ -14,7 +14,8 @@ from typing import Any
 from .config import SessionConfig
 from .setup import setup_session
 
-DEMO_EXPERIMENTS = 15
+DEMO_EXPERIMENTS = 40
+"""About a minute and a half on a laptop: long enough to try the keys (p holds it as long as you like)."""
 
 
 def example_script() -> str:

@@ -182,16 +182,32 @@ def check_interpreter(root: Path, config: SessionConfig) -> str | None:
 # Why a run gave no metric.
 
 
-def diagnose(config: SessionConfig, outcome: RunOutcome | None, log: Path, what: str = "The baseline run") -> str:
-    """One sentence: what happened, the last line of the log, and what to change (run command, grep, script)."""
+def _fix(config: SessionConfig, key: str, flag: str, value: str, in_setup: bool) -> str:
+    """The command that changes a setting: `config KEY VALUE` on a session, setup's flag before there is one."""
+    if in_setup:
+        return f"`autoresearch setup {config.script_path} --{flag} {value} --yes`"
+    return f"`autoresearch config {key} {value}`"
+
+
+def diagnose(
+    config: SessionConfig,
+    outcome: RunOutcome | None,
+    log: Path,
+    what: str = "The baseline run",
+    in_setup: bool = False,
+) -> str:
+    """One sentence: what happened, the last line of the log, and what to change (run command, grep, script).
+
+    `in_setup`: no session exists yet, so the advice names setup's flags instead of `autoresearch config`."""
     tail = tail_text(log, max_lines=3, max_bytes=300).strip().splitlines()
     last_line = f"last line of {RUN_LOG}: {safe_line(tail[-1]).strip()[:120]}" if tail else f"{RUN_LOG} is empty"
     text = tail_text(log, max_lines=40, max_bytes=8192)
-    change_command = f"fix the run command (`autoresearch config run_command '...'`; now `{config.run_command}`)"
+    run_fix = _fix(config, "run_command", "run-command", "'...'", in_setup)
+    change_command = f"fix the run command ({run_fix}; now `{config.run_command}`)"
     if outcome is not None and outcome.timed_out:
         return (
             f"{what} hit the {config.timeout_minutes:g} min timeout ({last_line}); raise timeout_minutes "
-            f"(`autoresearch config timeout_minutes N`) or shorten the run, then run again."
+            f"({_fix(config, 'timeout_minutes', 'timeout', 'N', in_setup)}) or shorten the run, then run again."
         )
     printed = find_last(log, config.metric_grep)
     if outcome is not None and outcome.exit_code:
@@ -217,11 +233,12 @@ def diagnose(config: SessionConfig, outcome: RunOutcome | None, log: Path, what:
             f"{what} printed {config.metric_name} {printed:g}, which is not a finite number ({last_line}); "
             "fix the training (a NaN or inf usually means it diverged) and run again."
         )
+    grep_fix = _fix(config, "metric_grep", "grep", "REGEX", in_setup) + (" or --metric NAME" if in_setup else "")
     near = _mentions(log, config.metric_name)
     hint = f"; a line that mentions it: {near!r}" if near and tail and near != tail[-1].strip()[:80] else ""
     return (
         f"{what} produced no {config.metric_name} matching {config.metric_grep!r} ({last_line}{hint}); "
-        "fix the grep (`autoresearch config metric_grep REGEX`) or make the script print it, then run again."
+        f"fix the grep ({grep_fix}) or make the script print it, then run again."
     )
 
 
@@ -272,7 +289,7 @@ def trial_run(
         failed = outcome.timed_out or bool(outcome.exit_code) or outcome.cancelled
         metric = None if failed else read_metric(log, config.metric_grep)
         if metric is None:
-            return TrialResult(False, diagnose(config, outcome, log, what="The check run"))
+            return TrialResult(False, diagnose(config, outcome, log, what="The check run", in_setup=True))
         line = _matching_line(log, config.metric_grep)
         return TrialResult(
             True,

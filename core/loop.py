@@ -27,6 +27,7 @@ from .results import (
     check_writable,
     read_results,
 )
+from .search import offline_idea_problem
 from .session_state import _DISK_FULL, _InfraLost, _Interrupted
 from .writable import unwritable_message
 
@@ -86,7 +87,12 @@ class ExperimentLoop(Experiment):
             self._cond.notify_all()
 
     def queue_idea(self, text: str) -> None:
+        """Queue the user's idea for the next proposal; one the agent cannot follow is refused, out loud."""
         if text.strip():
+            problem = offline_idea_problem(text) if self.config.agent == "mutate" else None
+            if problem is not None:
+                self._emit(ev.Info(f"idea not queued: {problem}; it was: {' '.join(text.split())}"))
+                return
             self.history.queue_idea(text)
             self._emit(ev.Info(f"idea queued for the next experiment: {' '.join(text.split())}"))
 

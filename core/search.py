@@ -45,6 +45,16 @@ SAMPLES_PER_KNOB = 12
 SIGNIFICANT = 3
 
 
+def offline_idea_problem(idea: str) -> str | None:
+    """Why the offline agents cannot follow a queued idea (they read `NAME = value` only), or None."""
+    if _IDEA.search(idea):
+        return None
+    return (
+        "the offline agent follows only ideas that set a knob, e.g. LEARNING_RATE = 0.01 (for free-form ideas, "
+        "choose a model: autoresearch config model NAME)"
+    )
+
+
 def knob_report(
     config: SessionConfig, files: Mapping[str, str], readonly: Mapping[str, str], root: Path | None
 ) -> KnobReport:

@@ -14,6 +14,9 @@ import pytest
 from tests.ray_cluster import RayHead, ray_head
 
 FIXTURES = Path(__file__).parent / "fixtures"
+TERMINAL_WAIT_S = float(os.environ.get("AUTORESEARCH_TERMINAL_WAIT_S", "180"))
+"""How long a real-terminal test waits for what it looks for: long enough for a machine loaded several times
+over (CI on two shared cores); a test waits on what the screen shows, so a fast machine never waits this long."""
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test User",
     "GIT_AUTHOR_EMAIL": "test@example.com",

@@ -377,9 +377,24 @@ CLI_CASES: list[Case] = [
     Case(
         "cli-unknown-flag",
         "autoresearch run --bogus",
-        "autoresearch: unrecognized arguments: --bogus; see autoresearch --help.",
+        "autoresearch run: unknown option --bogus; see autoresearch run --help.",
         exit=2,
         action=["run", "--bogus"],
+    ),
+    Case(
+        "cli-setting-given-to-run",
+        "autoresearch run --workers 2",
+        "autoresearch run: --workers is a session setting, not an option of run: change it with autoresearch config "
+        "workers 2; see autoresearch run --help.",
+        exit=2,
+        action=["run", "--workers", "2"],
+    ),
+    Case(
+        "cli-misspelt-flag",
+        "setup train.py --yse",
+        "autoresearch setup: unknown option --yse (did you mean --yes?); see autoresearch setup --help.",
+        exit=2,
+        action=["setup", "train.py", "--yse"],
     ),
     Case(
         "cli-script-missing",
@@ -540,8 +555,8 @@ REPO_CASES: list[Case] = [
         "repo-setup-check-no-match",
         "setup --check --grep '^loss:' when the script prints val_loss: 3.461812",
         "autoresearch: The check run produced no val_loss matching '^loss:' (last line of run.log: val_loss: "
-        "3.461812); fix the grep (`autoresearch config metric_grep REGEX`) or make the script print it, then run "
-        "again. Nothing was set up.",
+        "3.461812); fix the grep (`autoresearch setup train.py --grep REGEX --yes` or --metric NAME) or make the "
+        "script print it, then run again. Nothing was set up.",
         action=_check_no_match,
     ),
     Case(

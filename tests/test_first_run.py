@@ -65,7 +65,9 @@ def test_setup_check_of_a_failing_script_names_the_run_command_for_a_missing_mod
     done = cli(root, "setup", "makemore.py", "--yes", *args)
     assert done.returncode == 1
     assert "the run command's python has no module torch_not_here" in done.stderr
-    assert "fix the run command (`autoresearch config run_command '...'`" in done.stderr
+    # No session exists yet, so the advice names setup's flag, not `autoresearch config` (which would fail).
+    assert "fix the run command (`autoresearch setup makemore.py --run-command '...' --yes`" in done.stderr
+    assert "autoresearch config" not in done.stderr
     assert done.stderr.rstrip().endswith("Nothing was set up.")
     assert not (root / ".autoresearch.json").exists()
     assert git(root, "branch", "--list", "autoresearch/*") == ""

@@ -15,9 +15,14 @@ from autoresearch.core.history import History
 from autoresearch.core.results import read_results
 from autoresearch.core.setup import setup_session
 
+from tests.conftest import TERMINAL_WAIT_S
 from tests.test_tui_run import SLOW_SCRIPT, git
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [
+    pytest.mark.terminal,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 def processes_in(root: Path) -> list[psutil.Process]:
@@ -54,7 +59,7 @@ def test_hangup_mid_run_leaves_a_consistent_session_and_no_process(tmp_path: Pat
     command = f"cd {root} && {sys.executable} -m autoresearch.core.cli run"
     subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "24", "-s", "hup", command], check=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + TERMINAL_WAIT_S
         screen = ""
         while time.monotonic() < deadline:
             screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "hup"], capture_output=True, text=True).stdout
@@ -66,7 +71,7 @@ def test_hangup_mid_run_leaves_a_consistent_session_and_no_process(tmp_path: Pat
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + TERMINAL_WAIT_S
     while processes_in(root) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_in(root) == []

@@ -168,15 +168,29 @@ async def test_pause_flips_the_key_and_stops_new_experiments_until_resumed(demo_
         await quit_and_wait(pilot)
     assert app.return_value == 0
     assert git(demo_session, "status", "--porcelain") == ""
+    farewell = app.run_started.farewell() if app.run_started else ""
+    assert farewell.startswith("Session demo: ") and "experiments recorded; best val_loss" in farewell
+    assert f"autoresearch -C {demo_session} run" in farewell  # the demo's repository, reopened
 
 
-async def test_kill_records_a_crash_and_the_loop_goes_on(slow_session: Path) -> None:
+async def test_kill_asks_first_then_records_a_crash_and_the_loop_goes_on(slow_session: Path) -> None:
     app = AutoresearchApp(slow_session, "run")
     async with running(app, (100, 30)) as pilot:
         screen = run_screen(pilot)
         await wait_for(pilot, lambda: screen.state.number == 2 and screen.state.phase == "running")
         assert screen.check_action("kill", ())
-        await pilot.press("k")
+        await pilot.press("k")  # k moves up in the table, as in lazygit and k9s; it kills nothing
+        await pilot.pause(0.1)
+        assert app.screen is screen and screen.state.phase == "running"
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")  # declined: the run goes on
+        await pilot.pause(0.1)
+        assert app.screen is screen and screen.state.phase == "running" and screen.state.done == 1
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        await pilot.press("y")
         await wait_for(pilot, lambda: screen.state.done == 2)
         number, row = screen.state.rows[-1]
         assert (number, row.status) == (2, "crash")
@@ -249,13 +263,23 @@ async def test_an_idea_is_queued_for_the_agent(slow_session: Path) -> None:
         await pilot.press("enter")
         assert isinstance(app.screen, IdeaDialog)  # an empty idea is refused where it was typed
         assert "Write the idea first" in str(app.screen.query_one("#idea-error", Label).render())
+        # The offline agent cannot follow a free-form idea: it says so in the dialog instead of dropping it later.
         app.screen.query_one("#idea", Input).value = "try a cosine schedule"
         await pilot.press("enter")
+        assert isinstance(app.screen, IdeaDialog)
+        assert "LEARNING_RATE = 0.01" in str(app.screen.query_one("#idea-error", Label).render())
+        app.screen.query_one("#idea", Input).value = "set LEARNING_RATE = 0.25"
+        await pilot.press("enter")
         assert app.screen is screen
-        assert screen.ideas_queued == ["try a cosine schedule"]
-        assert History(slow_session).pending_ideas() == ["try a cosine schedule"]
+        assert screen.ideas_queued == ["set LEARNING_RATE = 0.25"]
+        assert History(slow_session).pending_ideas() == ["set LEARNING_RATE = 0.25"]
         activity = screen.query_one("#activity", Log)
         await wait_for(pilot, lambda: any("idea queued" in line for line in activity.lines))
+        # Queued another way (a watcher, a script), the loop refuses it out loud and leaves ideas.txt as it was.
+        assert screen.loop is not None
+        screen.loop.queue_idea("try a cosine schedule")
+        await wait_for(pilot, lambda: any("idea not queued" in line for line in activity.lines))
+        assert History(slow_session).pending_ideas() == ["set LEARNING_RATE = 0.25"]
         await quit_and_wait(pilot)
 
 
@@ -289,6 +313,45 @@ async def test_log_tail_counts_new_lines_while_scrolled_up_and_stays_bounded(tmp
             screen.buffer.put(LogAppended(12, tuple(f"x {i}" for i in range(400))))
             screen.tick()
         assert log.line_count <= tail.max_lines
+
+
+async def test_the_panes_follow_after_a_resize_and_end_follows_without_scrolling_the_table(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        tail = screen.query_one(LogTail)
+        activity = screen.query_one("#activity", Log)
+        screen.buffer.put(LogAppended(12, tuple(f"step {i} loss: 0.5" for i in range(300))))
+        screen.buffer.put(RunStarted(12, "abc1234", 1, 120, 240, SAMPLE_NOW))
+        await pilot.pause(0.4)
+        for size in ((80, 24), (200, 60), (100, 30)):  # a tmux reattach from terminals of other sizes
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.2)
+            for i in range(30):
+                screen.buffer.put(RunStarted(13 + i, f"{i:07d}", 1, 120, 240, SAMPLE_NOW))
+            screen.buffer.put(LogAppended(12, tuple(f"after {size} {i}" for i in range(50))))
+            last = f"after {size} 49"
+            await wait_for(pilot, lambda: tail.log_widget.lines[-1] == last)  # noqa: B023
+            await pilot.pause(0.2)
+            assert tail.log_widget.is_vertical_scroll_end and tail.new_lines == 0
+            assert activity.is_vertical_scroll_end
+            assert not tail.query_one("#new-lines", Label).has_class("-visible")
+        table = screen.query_one(ResultsTable)
+        assert table.has_focus
+        table.move_cursor(row=0)
+        await pilot.press("end")  # the table has focus, yet End follows the run rather than scrolling sideways
+        await pilot.pause(0.1)
+        assert table.scroll_x == 0 and table.cursor_row == table.row_count - 1
+        assert tail.log_widget.is_vertical_scroll_end and tail.new_lines == 0
+        await pilot.press("k", "k")
+        assert table.cursor_row == table.row_count - 3
+        await pilot.press("g")
+        assert table.cursor_row == 0
+        await pilot.press("G")
+        assert table.cursor_row == table.row_count - 1
 
 
 async def test_keys_answer_while_the_log_floods(tmp_path: Path) -> None:
@@ -368,7 +431,7 @@ async def test_a_loop_that_cannot_start_says_why_in_one_sentence(slow_session: P
     assert rows(slow_session) == 0
 
 
-async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_pauses_that_worker(
+async def test_with_two_workers_w_switches_the_log_x_kills_the_shown_run_and_p_pauses_that_worker(
     slow_session: Path,
 ) -> None:
     import json
@@ -391,7 +454,7 @@ async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_p
         assert screen.state.shown_worker == 2
         assert screen.query_one(LogTail).border_title == "run.log worker 2"
         await pilot.press("P")  # worker 2 pauses after its run
-        await pilot.press("k")  # and its run ends now
+        await pilot.press("x", "y")  # and its run ends now, once confirmed
         await wait_for(pilot, lambda: screen.state.done == 2)
         number, row = screen.state.rows[-1]
         assert row.status == "crash" and "killed by the user" in row.description
@@ -402,3 +465,85 @@ async def test_with_two_workers_w_switches_the_log_k_kills_the_shown_run_and_p_p
         assert screen.state.workers[1].state != "held"  # worker 1 goes on
         await quit_and_wait(pilot)
     assert not (slow_session / ".autoresearch" / "workers").exists()
+
+
+async def test_filter_sort_palette_theme_and_events_pane_as_lazygit_and_k9s_users_expect(tmp_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        table = screen.query_one(ResultsTable)
+        # The description gets the room: at 120 columns it is read whole, not cut to ten characters.
+        others = sum(c.get_render_width(table) for c in table.ordered_columns if str(c.key.value) != "description")
+        assert table.scrollable_content_region.width - others >= 30
+        await pilot.press("slash")
+        await pilot.press(*"discard")
+        statuses = {table.get_row_at(i)[5].plain.split()[-1] for i in range(table.row_count)}
+        assert statuses == {"discard"} and 0 < table.row_count < 11
+        await pilot.press("enter")  # the filter stays, the table has the keys again
+        assert table.has_focus and table.row_count < 11 and "/discard" in str(table.border_title)
+        await pilot.press("slash", "escape")
+        assert table.row_count == 11
+        await pilot.press("S")  # sorted by the metric, best first
+        metrics = [table.get_row_at(i)[2].plain for i in range(table.row_count)]
+        measured = [float(m) for m in metrics if m != "—"]
+        assert measured == sorted(measured)
+        await pilot.press("e")
+        assert screen.maximized is screen.query_one("#activity")
+        await pilot.press("e")
+        assert screen.maximized is None
+        assert app.theme == "textual-dark"
+        await pilot.press("T")
+        assert app.theme == "textual-light"
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"analysis")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "AnalysisScreen")
+        await pilot.press("escape")
+        # A finished or loaded session's header tells what happened, not "no run yet"; the gain is signed as
+        # the analysis signs it (a lower loss is a negative change).
+        header = str(screen.query_one(RunHeader).render())
+        assert "no run yet" not in header and "last run" in header
+        assert "−" in header.split("base")[1]
+
+
+async def test_at_60x18_the_footer_keeps_help_and_quit_and_the_help_fits(tmp_path: Path) -> None:
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(60, 18)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        await pilot.pause(0.1)
+        visible = [key for key in screen.query(FooterKey) if key.region.right <= 60 and key.region.width > 0]
+        assert {"Help", "Quit"} <= {key.description.strip() for key in visible}
+        await pilot.press("question_mark")
+        text = str(screen.query_one("#help-text").render())
+        help_panel = screen.query_one(HelpPanel)
+        assert max(len(line) for line in text.splitlines()) <= help_panel.content_region.width
+
+
+async def test_the_best_experiments_loss_curve_shows_beside_the_current_runs(tmp_path: Path) -> None:
+    from textual.widgets import Sparkline
+
+    root = tmp_path / "sample"
+    events = make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        for event in events:
+            screen.buffer.put(event)
+        best = screen.state.best_number()
+        best_spark = screen.query_one("#best-spark", Sparkline)
+        await wait_for(pilot, lambda: len(best_spark.data or []) >= 2)
+        await wait_for(pilot, lambda: "run loss" in str(screen.query_one("#spark-label").render()))
+        label = str(screen.query_one("#spark-label").render())
+        assert f"best #{best}" in label and "run loss" in label
+        assert best_spark.display and screen.query_one("#run-spark", Sparkline).data

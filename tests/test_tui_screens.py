@@ -82,3 +82,50 @@ async def test_analysis_screen_renders_the_report_and_writes_it(tmp_path: Path) 
         assert "What Worked" in screen.written.read_text()
         await pilot.press("escape")
     assert app.return_value == 0
+
+
+async def test_experiment_screen_at_80x24_reads_the_diff_zooms_copies_retries_and_compares(tmp_path: Path) -> None:
+    from autoresearch.core.history import History
+    from autoresearch.tui.compare_screen import CompareScreen
+    from textual.widgets import Sparkline
+
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    app = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        run = app.screen
+        assert isinstance(run, RunScreen)
+        await wait_for(pilot, lambda: run.state.done == 11)
+        run.query_one(ResultsTable).move_cursor(row=2)
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, ExperimentScreen)
+        await wait_for(pilot, lambda: screen.detail is not None)
+        await pilot.pause(0.1)
+        # The changed lines of a one-line change are above the fold of the diff pane.
+        box = screen.query_one("#diff-box")
+        lines = str(screen.query_one("#diff-text").render()).splitlines()
+        added = next(i for i, line in enumerate(lines) if line.startswith("+BATCH_SIZE"))
+        assert box.display and added < box.scrollable_content_region.height
+        assert screen.query_one(Sparkline).data  # the experiment's own loss curve
+        await pilot.press("d", "z")
+        assert screen.maximized is box
+        await pilot.press("z")
+        assert screen.maximized is None
+        await pilot.press("l")  # under 120 columns the log takes the diff's place
+        await pilot.pause(0.05)
+        assert screen.query_one("#exp-log").display and not box.display
+        await pilot.press("y")
+        assert screen.detail is not None and screen.detail.row is not None
+        assert app.clipboard == screen.detail.row.commit and len(app.clipboard) >= 7
+        await pilot.press("r")  # try a discarded experiment again: queued as an idea
+        assert any("BATCH_SIZE" in idea for idea in History(root).pending_ideas())
+        await pilot.press("c")
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        await wait_for(pilot, lambda: "Loading" not in str(compare.query_one("#summary-right").render()))
+        await wait_for(pilot, lambda: "Loading" not in str(compare.query_one("#summary-left").render()))
+        assert "#3" in str(compare.query_one("#summary-left").render())
+        assert "#3" not in str(compare.query_one("#summary-right").render())
+        await pilot.press("escape", "escape")
+        assert app.screen is run

@@ -65,6 +65,7 @@ async def test_defaults_are_inferred_from_the_script_and_the_repository(repo: Pa
         assert screen.query_one("#field-metric_name", Input).value == "val_loss"
         assert screen.query_one("#field-run_command", Input).value == "python train.py"
         assert screen.query_one("#field-tag", Input).value  # a date such as nov26
+        assert "found 2 tracked files" in str(screen.query_one("#wizard-status").render())
         assert screen.query_one("#field-editable_files", SelectionList).selected == ["train.py"]
         assert screen.query_one("#field-readonly_files", SelectionList).selected == []
         assert screen.errors == {}
@@ -154,8 +155,9 @@ async def test_create_makes_the_session_as_setup_yes_does_with_a_program_md(repo
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         assert app.setup_result is not None and app.setup_result.program_written
-        await pilot.press("n")
+        await pilot.press("n")  # Later
     assert app.return_value == 0
+    assert app.farewell == "Session nov26 is ready; start it with: autoresearch run"
     config = load_config(repo)
     assert (config.tag, config.branch, config.time_budget_minutes, config.timeout_minutes) == (
         "nov26",
@@ -178,6 +180,7 @@ async def test_cancel_changes_nothing(repo: Path) -> None:
         await open_wizard(pilot)
         await pilot.press("escape")
     assert app.return_value == 1
+    assert app.farewell.startswith("Setup cancelled; nothing was written.")
     after = (git(repo, "branch", "--list"), git(repo, "status", "--porcelain"), sorted(p.name for p in repo.iterdir()))
     assert after == before
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -160,3 +161,31 @@ def test_importing_the_tui_package_loads_no_ui_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_plot_ticks_step_evenly_on_round_values_each_labelled_with_its_value() -> None:
+    from autoresearch.tui.widgets import even_ticks
+
+    for bottom, top, count in ((0.0129, 0.0793, 4), (0.0129, 0.0793, 7), (2.31, 2.97, 5), (-1.0, 1.0, 2)):
+        values, labels = even_ticks(bottom, top, count)
+        assert 2 <= len(values) <= count + 1
+        steps = {round(b - a, 12) for a, b in itertools.pairwise(values)}
+        assert len(steps) == 1  # one step between every pair of ticks
+        assert all(bottom <= v <= top for v in values)
+        assert [float(label) for label in labels] == [round(v, 12) for v in values]
+
+
+def test_a_finished_sessions_header_says_it_finished_and_signs_the_gain_as_the_analysis() -> None:
+    from autoresearch.tui.widgets import RunHeader
+
+    state = RunState(tag="demo", metric_name="val_loss")
+    state.set_results(
+        [
+            ResultRow("a" * 40, 0.072, 0.0, 1.0, "baseline", "baseline"),
+            ResultRow("b" * 40, 0.020, 0.0, 1.0, "keep", "LEARNING_RATE 0.02 -> 0.1"),
+        ]
+    )
+    state.stopped = LoopStopped("reached max_experiments (2)", ok=True, experiments=2)
+    header = RunHeader.render_text(state, 0.0, 100).plain
+    assert "finished: 2 experiments" in header and "no run yet" not in header
+    assert "−72.22%" in header  # a lower loss is a negative change, as the analysis writes it

@@ -12,13 +12,12 @@ from autoresearch.core.errors import UserError
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Markdown
 from textual.worker import Worker, WorkerState
 
 from .session_data import SessionSnapshot, load_snapshot
-from .widgets import BREAKPOINTS, PLOT_LEGEND, MetricPlot
+from .widgets import BREAKPOINTS, PLOT_LEGEND, MetricPlot, Pane
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class AnalysisScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield MetricPlot(id="analysis-plot")
-        with VerticalScroll(id="analysis-box"):
+        with Pane(id="analysis-box"):
             yield Markdown("Analysing the session…", id="analysis")
         yield Footer()
 

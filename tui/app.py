@@ -8,12 +8,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.driver import Driver
+from textual.screen import Screen
 from textual.worker import Worker
 
 from .analysis_screen import AnalysisScreen
@@ -28,7 +30,7 @@ EXIT_GRACE_S = 60.0
 class AutoresearchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "autoresearch"
-    ENABLE_COMMAND_PALETTE = False
+    ENABLE_COMMAND_PALETTE = True
 
     def __init__(
         self,
@@ -48,6 +50,28 @@ class AutoresearchApp(App[int]):
         self.loop_factory = loop_factory
         self.clock = clock
         self.setup_result: SetupResult | None = None
+        self.farewell = ""
+        """Printed once the app has given the terminal back: what happened and what to type next."""
+        self.run_started: RunScreen | None = None
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """ctrl+p: every action the screen's keys give, named as in the footer and help, with its key."""
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or not active.enabled or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                binding.description.strip(),
+                f"key {self.get_key_display(binding)}",
+                partial(self.run_action, binding.action, active.node),
+            )
+        yield SystemCommand("Light / dark theme", "key T on the run screen", self.action_toggle_theme)
+        yield SystemCommand("Theme", "choose any of Textual's themes", self.action_change_theme)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def get_driver_class(self) -> type[Driver]:
         driver = super().get_driver_class()
@@ -72,7 +96,8 @@ class AutoresearchApp(App[int]):
             self.start_run()
 
     def start_run(self) -> None:
-        self.push_screen(RunScreen(self.root, self.loop_factory, self.clock))
+        self.run_started = RunScreen(self.root, self.loop_factory, self.clock)
+        self.push_screen(self.run_started)
 
     def run_screen(self) -> RunScreen | None:
         for screen in self.screen_stack:
@@ -82,6 +107,7 @@ class AutoresearchApp(App[int]):
 
     def setup_done(self, result: SetupResult | None) -> None:
         if result is None:
+            self.farewell = "Setup cancelled; nothing was written. Run autoresearch setup SCRIPT again when ready."
             self.exit(1)
             return
         self.setup_result = result
@@ -96,12 +122,15 @@ class AutoresearchApp(App[int]):
 
     def edit_done(self, result: SetupResult | None) -> None:
         self.setup_result = result
+        self.farewell = "Settings saved." if result is not None else "Nothing was changed."
         self.exit(0 if result is not None else 1)
 
     def start_after_setup(self, start: bool | None) -> None:
         if start:
             self.start_run()
         else:
+            tag = self.setup_result.config.tag if self.setup_result else ""
+            self.farewell = f"Session {tag} is ready; start it with: autoresearch run"
             self.exit(0)
 
     # A hang-up or a kill must still stop the training tree and leave the session consistent.
@@ -142,4 +171,9 @@ class AutoresearchApp(App[int]):
         finally:
             # Whatever ended the app, the loop thread must not outlive it with a run in flight.
             self.stop_loop()
+        if self.run_started is not None:
+            self.farewell = self.run_started.farewell()
+        if self.farewell:
+            with contextlib.suppress(OSError):  # after a hang-up there is no terminal to print to
+                print(self.farewell, flush=True)
         return result if isinstance(result, int) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -50,9 +51,15 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class IdeaDialog(ModalScreen["str | None"]):
-    """One line of the user's own idea, for the agent to implement next."""
+    """One line of the user's own idea, for the agent to implement next; `problem` says why the agent could
+    not follow an idea (the offline agent reads only `NAME = value`), so it is refused where it was typed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, problem: Callable[[str], str | None] = lambda _idea: None, example: str = "") -> None:
+        super().__init__()
+        self.problem = problem
+        self.example = example or "try a cosine learning-rate schedule"
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -61,7 +68,7 @@ class IdeaDialog(ModalScreen["str | None"]):
                 "The agent implements it as the next experiment, after the one in flight.",
                 classes="dialog-detail",
             )
-            yield Input(placeholder="e.g. try a cosine learning-rate schedule", id="idea")
+            yield Input(placeholder=f"e.g. {self.example}", id="idea")
             yield Label("", id="idea-error", classes="field-error")
             yield Static("enter queue · escape cancel", classes="dialog-hint")
 
@@ -71,6 +78,10 @@ class IdeaDialog(ModalScreen["str | None"]):
         if not text:
             self.query_one("#idea-error", Label).update("Write the idea first, or press escape to cancel.")
             return
+        problem = self.problem(text)
+        if problem is not None:
+            self.query_one("#idea-error", Label).update(f"Not queued: {problem}.")
+            return
         self.dismiss(text)
 
     def action_cancel(self) -> None:
@@ -79,30 +90,37 @@ class IdeaDialog(ModalScreen["str | None"]):
 
 HELP_TEXT = """\
 [b]Run screen[/b]
-  [b]p[/b]       pause after the current experiment; again to resume
-  [b]s[/b]       stop after the current run
-  [b]k[/b]       kill the current run now (a crash row; the loop goes on); with workers, the shown worker's
-  [b]w[/b]       with workers: show the next worker's log
-  [b]P[/b]       with workers: pause the shown worker after its run; again to resume it
-  [b]enter[/b]   open the highlighted experiment: diff, rationale, log
-  [b]i[/b]       queue an idea of yours; the agent implements it next
-  [b]a[/b]       analysis of the session so far
-  [b]tab[/b]     move between the results table and the log
-  [b]end[/b]     follow the end of the log again
-  [b]q[/b]       quit; while a run is active it asks first, then kills
-          the run and reverts its commit
+  [b]p[/b]      pause after this experiment; again: resume
+  [b]s[/b]      stop after the current run
+  [b]x[/b]      kill the current run (asks; a crash row)
+  [b]w P[/b]    workers: next worker's log / pause it
+  [b]enter[/b]  open the highlighted experiment
+  [b]j k[/b]    down / up in a list (arrows work too)
+  [b]g G[/b]    first / last row;  [b]end[/b]  follow live
+  [b]/[/b]      filter results: status, words, commit
+  [b]S[/b]      sort results: # metric time status
+  [b]e[/b]      events full screen;  [b]z[/b]  zoom pane
+  [b]i[/b]      queue an idea for the agent
+  [b]a[/b]      analysis of the session so far
+  [b]T[/b]      light / dark theme
+  [b]ctrl+p[/b] every command, searchable
+  [b]tab[/b]    next pane
+  [b]q[/b]      quit (asks while a run is active)
 
 [b]Experiment screen[/b]
-  [b]\\[ ][/b]     previous / next experiment
-  [b]d l[/b]     focus the diff / the log;  [b]z[/b]  zoom the focused pane
-  [b]escape[/b]  back
+  [b][ ][/b]    previous / next experiment
+  [b]d l[/b]    diff / log;  [b]z[/b]  zoom it
+  [b]o[/b]      open it in $PAGER
+  [b]y[/b]      copy the commit hash (OSC 52)
+  [b]r[/b]      try a discarded one again
+  [b]c[/b]      compare with the best
+  [b]escape[/b] back
 
 [b]Analysis screen[/b]
-  [b]w[/b]       write autoresearch-<tag>-analysis.md
-  [b]escape[/b]  back
+  [b]w[/b]      write autoresearch-<tag>-analysis.md
 
-[b]Plot[/b]  ◆ baseline  ● keep  ○ discard  ✕ crash (drawn at the bottom)
-  dotted: the best so far; straight line: the baseline
+[b]Plot[/b]  ◆ baseline ● keep ○ discard ✕ crash
+  dotted: best so far; straight: the baseline
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 import traceback
 from collections.abc import Callable
@@ -22,13 +23,14 @@ from autoresearch.core.events import (
     WorkerLog,
 )
 from autoresearch.core.history import History
+from autoresearch.core.loss_curve import loss_curve
 from autoresearch.core.sanitize import safe_line, safe_text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from .dialogs import ConfirmDialog, HelpPanel, IdeaDialog
@@ -37,15 +39,19 @@ from .state import EventBuffer, RunState
 from .widgets import (
     BREAKPOINTS,
     PLOT_LEGEND,
+    FilterInput,
     KeysFooter,
     LogTail,
     MetricPlot,
     ResultsTable,
     RunHeader,
     RunSpark,
+    TailLog,
+    fmt_metric,
 )
 
 TICK_S = 0.25
+BEST_CURVE_POINTS = 60
 ERROR_LOG = "tui-error.log"
 
 
@@ -94,18 +100,24 @@ class RunScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = BREAKPOINTS
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Help and Quit first: a narrow footer cuts the keys at its end.
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_app", "Quit"),
         Binding("p", "pause", "Pause", id="pause"),
         Binding("p", "resume", "Resume", id="resume"),
         Binding("s", "stop", "Stop"),
-        Binding("k", "kill", "Kill run"),
+        Binding("x", "kill", "Kill run"),
         Binding("w", "next_worker", "Log"),
         Binding("P", "hold_worker", "Pause worker", show=False),
         Binding("enter", "open_experiment", "Open"),
         Binding("i", "idea", "Idea"),
         Binding("a", "analysis", "Analysis"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit_app", "Quit"),
-        Binding("end", "follow_log", "Follow log", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("S", "sort", "Sort results", show=False),
+        Binding("e", "events", "Events full screen", show=False),
+        Binding("z", "zoom", "Zoom the focused pane", show=False),
+        Binding("T", "app.toggle_theme", "Light / dark theme", show=False),
+        Binding("end", "follow_log", "Follow log", show=False, priority=True),
     ]
 
     def __init__(
@@ -127,6 +139,7 @@ class RunScreen(Screen[None]):
         self.ideas_queued: list[str] = []
         self._header_plain = ""
         self._bindings_key: tuple[bool, ...] = ()
+        self._best_curve_of: int | None = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -135,12 +148,13 @@ class RunScreen(Screen[None]):
             yield MetricPlot(id="plot")
             with Vertical(id="side"):
                 yield RunSpark(id="spark")
-                yield Log(max_lines=200, id="activity")
+                yield TailLog(max_lines=200, id="activity")
         with Horizontal(id="bottom"):
             yield ResultsTable(id="results")
             yield LogTail(id="logtail")
+        yield FilterInput(placeholder="filter: status, words of the description, commit (escape closes)", id="filter")
         yield HelpPanel(id="help", classes="dialog help")
-        yield KeysFooter()
+        yield KeysFooter(show_command_palette=False)
 
     # Start-up: read the session from disk in a worker, then start the loop.
 
@@ -163,9 +177,18 @@ class RunScreen(Screen[None]):
     def load_session(self) -> SessionSnapshot:
         return load_snapshot(self.root)
 
+    @work(thread=True, group="best-curve", exclusive=True, exit_on_error=False)
+    def load_best_curve(self, number: int) -> tuple[int, list[float]]:
+        curve = loss_curve(History(self.root).log_path(number), points=BEST_CURVE_POINTS)
+        return number, list(curve.points) if curve else []
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group == "load":
+        if worker.group == "best-curve" and event.state == WorkerState.SUCCESS and worker.result is not None:
+            number, points = worker.result
+            if number == self._best_curve_of:
+                self.query_one(RunSpark).show_best(number, points)
+        elif worker.group == "load":
             if event.state == WorkerState.SUCCESS and isinstance(worker.result, SessionSnapshot):
                 self.show_snapshot(worker.result)
                 self.start_loop()
@@ -186,6 +209,7 @@ class RunScreen(Screen[None]):
         state = self.state
         state.tag = config.tag
         state.metric_name = config.metric_name
+        state.agent = config.agent
         state.higher_is_better = config.higher_is_better
         state.max_experiments = config.max_experiments
         state.budget_s = config.time_budget_s
@@ -194,6 +218,7 @@ class RunScreen(Screen[None]):
         state.cost_usd = snapshot.cost_usd
         state.set_results(snapshot.rows)
         table = self.query_one(ResultsTable)
+        table.higher_is_better = config.higher_is_better
         table.set_metric_name(config.metric_name)
         table.add_results(state.rows)
         self.refresh_parts({"header", "plot", "spark"})
@@ -229,7 +254,7 @@ class RunScreen(Screen[None]):
         changed: set[str] = set()
         table = self.query_one(ResultsTable)
         logtail = self.query_one(LogTail)
-        activity = self.query_one("#activity", Log)
+        activity = self.query_one("#activity", TailLog)
         notes: list[str] = []
         for event in self.buffer.drain():
             if isinstance(event, ResultRecorded) and any(n == event.number for n, _ in self.state.rows):
@@ -273,6 +298,10 @@ class RunScreen(Screen[None]):
         if "spark" in changed or "plot" in changed:
             label, data = state.sparkline_data()
             self.query_one(RunSpark).show(label, data)
+        if "plot" in changed and state.best_number() != self._best_curve_of:
+            self._best_curve_of = state.best_number()
+            if self._best_curve_of is not None:
+                self.load_best_curve(self._best_curve_of)
         if "banner" in changed:
             self.show_banner()
 
@@ -360,20 +389,41 @@ class RunScreen(Screen[None]):
         self.state.stop_requested = True
         self.refresh_parts({"header"})
 
-    def action_kill(self) -> None:
-        if self.loop is None:
-            return
-        if self.state.workers:
-            shown = self.state.workers.get(self.state.shown_worker)
+    def kill_target(self) -> tuple[str, int | None] | None:
+        """What x would kill now: (what to call it, the worker or None without workers); None: nothing runs."""
+        state = self.state
+        if self.loop is None or state.stopped is not None:
+            return None
+        if state.workers:
+            shown = state.workers.get(state.shown_worker)
             if shown is None or shown.started_at is None:
-                return
-            self.loop.skip(shown.worker)
-            self.notify(f"Killing worker {shown.worker}'s run; it is recorded as a crash.", timeout=3)
+                return None
+            return f"worker {shown.worker}'s run", shown.worker
+        return (f"run #{state.number}", None) if state.phase == "running" else None
+
+    def action_kill(self) -> None:
+        """Kill the run in flight (the shown worker's, with workers) once the user confirms."""
+        target = self.kill_target()
+        if target is None:
             return
-        if self.state.phase != "running":
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Kill {target[0]} now?",
+                "It is recorded as a crash and its commit reverted; the loop goes on with the next idea.",
+                yes="Kill",
+                no="Keep running",
+                destructive=True,
+            ),
+            self.confirm_kill,
+        )
+
+    def confirm_kill(self, answer: bool | None) -> None:
+        target = self.kill_target()
+        if not answer or target is None or self.loop is None:
             return
-        self.loop.skip()
-        self.notify(f"Killing run #{self.state.number}; it is recorded as a crash.", timeout=3)
+        what, worker = target
+        self.loop.skip(worker)
+        self.notify(f"Killing {what}; it is recorded as a crash.", timeout=3)
 
     def action_hold_worker(self) -> None:
         """Pause the shown worker after its run, or let it take ideas again."""
@@ -411,7 +461,51 @@ class RunScreen(Screen[None]):
         self.refresh_parts({"header", "spark"})
 
     def action_follow_log(self) -> None:
+        """End follows everything live again: the log, the events and the newest result."""
         self.query_one(LogTail).follow()
+        self.query_one("#activity", TailLog).follow()
+        table = self.query_one(ResultsTable)
+        if table.row_count:
+            table.move_cursor(row=table.row_count - 1, column=0, animate=False)
+        table.scroll_to(x=0, animate=False)
+
+    def action_filter(self) -> None:
+        box = self.query_one(FilterInput)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: FilterInput.Changed) -> None:
+        if event.input.id == "filter":
+            event.stop()
+            self.query_one(ResultsTable).set_filter(event.value)
+
+    def on_filter_input_closed(self, event: FilterInput.Closed) -> None:
+        box = self.query_one(FilterInput)
+        box.display = False
+        table = self.query_one(ResultsTable)
+        if not event.keep:
+            box.value = ""
+            table.set_filter("")
+        table.focus()
+
+    def action_sort(self) -> None:
+        column = self.query_one(ResultsTable).next_sort()
+        self.notify(f"Results sorted by {column} (S for the next column).", timeout=2)
+
+    def action_events(self) -> None:
+        """The events pane over the whole screen, its lines uncut; e again brings the layout back."""
+        activity = self.query_one("#activity", TailLog)
+        if self.maximized is activity:
+            self.minimize()
+            return
+        self.maximize(activity, container=False)
+        activity.focus()
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None:
+            self.maximize(self.focused, container=False)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -424,10 +518,27 @@ class RunScreen(Screen[None]):
         if number is None:
             self.notify("No experiment yet.", timeout=2)
             return
-        self.app.push_screen(ExperimentScreen(self.root, number, dict(self.state.rows), self.state.metric_name))
+        state = self.state
+        self.app.push_screen(
+            ExperimentScreen(
+                self.root,
+                number,
+                dict(state.rows),
+                state.metric_name,
+                queue_idea=self.queue_idea,
+                agent=state.agent,
+                higher_is_better=state.higher_is_better,
+            )
+        )
 
     def action_idea(self) -> None:
-        self.app.push_screen(IdeaDialog(), self.queue_idea)
+        # A watcher's dialog also takes the serve token, so there the loop itself refuses what it cannot follow.
+        if self.state.agent == "mutate" and not getattr(self.loop, "remote", False):
+            from autoresearch.core.search import offline_idea_problem
+
+            self.app.push_screen(IdeaDialog(offline_idea_problem, "LEARNING_RATE = 0.01"), self.queue_idea)
+        else:
+            self.app.push_screen(IdeaDialog(), self.queue_idea)
 
     def queue_idea(self, text: str | None) -> None:
         if not text:
@@ -475,6 +586,28 @@ class RunScreen(Screen[None]):
     def confirm_quit(self, answer: bool | None) -> None:
         if answer:
             self.shut_down()
+
+    def farewell(self) -> str:
+        """What is printed once the screen is gone: where the session stands and how to go on."""
+        state = self.state
+        where = "" if self.root == Path.cwd() else f" -C {shlex.quote(str(self.root))}"
+        done = f"{state.done} experiment{'s' if state.done != 1 else ''} recorded"
+        best = ""
+        if state.best is not None:
+            best = f"; best {state.metric_name} {fmt_metric(state.best)} (#{state.best_number()}"
+            if state.improvement is not None:
+                change = state.improvement if state.higher_is_better else -state.improvement
+                best += f", {change:+.2f}% against the baseline"
+            best += ")"
+        go_on = (
+            f"The run goes on in its own process; watch it again with: autoresearch{where} watch"
+            if getattr(self.loop, "remote", False)
+            else f"Go on with: autoresearch{where} run"
+        )
+        return (
+            f"Session {state.tag or '?'}: {done}{best}.\n"
+            f"{go_on} · results: autoresearch{where} status · report: autoresearch{where} analyze"
+        )
 
     def shut_down(self, exit_code: int | None = None) -> None:
         """Stop the loop (killing a run in flight) and exit once its thread has finished."""

@@ -414,7 +414,8 @@ class SetupScreen(Screen["SetupResult | None"]):
         editable_list.add_options([Selection(f, f, f in editable) for f in defaults.files])
         readonly_list.add_options([Selection(f, f, f in readonly) for f in defaults.files])
         status = self.query_one("#wizard-status", Static)
-        found = f"found {len(defaults.files)} tracked files"
+        count = len(defaults.files)
+        found = f"found {count} tracked file{'s' if count != 1 else ''}"
         if defaults.gpus:
             found += f" and {len(defaults.gpus)} GPU{'s' if len(defaults.gpus) > 1 else ''} (one worker each)"
         guess = f"; metric guessed from the script: {defaults.metric_name}" if defaults.metric_name else ""

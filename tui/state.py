@@ -99,6 +99,7 @@ class RunState:
 
     tag: str = ""
     metric_name: str = "metric"
+    agent: str = ""
     higher_is_better: bool = False
     max_experiments: int = 0
     rows: list[tuple[int, ResultRow]] = field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar
@@ -12,11 +13,12 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import Reactive, reactive, var
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Label, Log, Sparkline
+from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline
 from textual.widgets._footer import FooterKey
 from textual.widgets.data_table import ColumnKey
 from textual_plotext import PlotextPlot
@@ -34,7 +36,7 @@ STATUS_RICH = {"baseline": "bold cyan", "keep": "bold green", "discard": "yellow
 STATUS_MONO = {"baseline": "bold", "keep": "bold", "discard": "", "crash": "bold reverse"}
 """With NO_COLOR the status words and marks carry the meaning; crash stands out in reverse video."""
 MARKERS = {"baseline": "◆", "keep": "●", "discard": "○", "crash": "✕"}
-PLOT_LEGEND = "● keep  ○ discard  ✕ crash  ◆ baseline (── its level)  ••• best so far"
+PLOT_LEGEND = "● keep  ○ discard  ✕ crash  ◆ baseline  ••• best so far"
 PLOT_COLORS = {"baseline": "cyan", "keep": "green", "discard": "orange", "crash": "red"}
 
 
@@ -135,8 +137,10 @@ class RunHeader(TextLine):
         stats.append("  base ")
         stats.append(fmt_metric(state.baseline), "cyan")
         if improvement is not None:
-            sign = "+" if improvement >= 0 else "−"
-            stats.append(f"  {sign}{abs(improvement):.2f}%", "bold green" if improvement > 0 else "bold")
+            # The metric's own change, signed as the analysis writes it (-12.3% on a loss is better).
+            change = improvement if state.higher_is_better else -improvement
+            sign = "+" if change >= 0 else "−"
+            stats.append(f"  {sign}{abs(change):.2f}%", "bold green" if improvement > 0 else "bold")
         if state.tokens or state.cost_usd:
             stats.append(f"  tok {fmt_tokens(state.tokens)} ${state.cost_usd:.2f}", "dim")
         progress = Text(no_wrap=True, overflow="ellipsis")
@@ -161,8 +165,13 @@ class RunHeader(TextLine):
             progress.append(f" {min(999, int(100 * elapsed / state.budget_s))}%")
             if over:
                 progress.append(f" over budget (timeout {fmt_clock(state.timeout_s)})", "red")
+        elif state.stopped is not None and state.rows:
+            verdict = "finished" if state.stopped.ok else "stopped"
+            progress.append(f" {verdict}: {len(state.rows)} experiments · a analysis · enter open", "dim")
         elif state.last_duration_s is not None:
             progress.append(f" last run {fmt_clock(state.last_duration_s)}", "dim")
+        elif state.rows:
+            progress.append(f" last run {fmt_clock(state.rows[-1][1].duration_s)}", "dim")
         else:
             progress.append(" no run yet", "dim")
         if width >= TWO_LINE_HEADER:
@@ -233,11 +242,88 @@ class KeysFooter(Footer):
                 widget.tooltip = tooltip or None
 
 
+LIST_KEYS: list[BindingType] = [
+    Binding("j", "cursor_down", "Down", show=False),
+    Binding("k", "cursor_up", "Up", show=False),
+    Binding("g", "scroll_top", "Top", show=False),
+    Binding("G", "scroll_bottom", "Bottom", show=False),
+]
+"""j/k/g/G as lazygit and k9s users move in a list; arrows, Home/End and PgUp/PgDn keep working."""
+
+SCROLL_KEYS: list[BindingType] = [
+    Binding("j", "scroll_down", "Down", show=False),
+    Binding("k", "scroll_up", "Up", show=False),
+    Binding("g", "scroll_home", "Top", show=False),
+    Binding("G", "scroll_end", "Bottom", show=False),
+]
+"""The same keys in a pane that scrolls rather than moving a cursor."""
+
+
+class Pane(VerticalScroll):
+    """A scrolling pane with j/k/g/G that z can zoom to the whole screen (Textual's scroll containers refuse to)."""
+
+    ALLOW_MAXIMIZE = True
+    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
+
+
+class PaneLog(Log):
+    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
+
+
+class FilterInput(Input):
+    """The `/` box over the results: filters as it is typed; enter keeps the filter, escape clears it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close(False)", "Clear filter")]
+
+    class Closed(Message):
+        def __init__(self, keep: bool) -> None:
+            super().__init__()
+            self.keep = keep
+
+    def action_close(self, keep: bool) -> None:
+        self.post_message(self.Closed(keep))
+
+    async def action_submit(self) -> None:
+        self.post_message(self.Closed(bool(self.value.strip())))
+
+
 class TailLog(Log):
-    """Textual's Log, but a line that only lengthens it repaints it and its scrollbar: Textual lays out the
+    """Textual's Log, following its end until the user scrolls up, resized or not.
+
+    Textual's Log follows only while the view sits at the end, which a resize breaks for good (a shorter pane
+    leaves the view above the new end): this one keeps following as a state that only the user's scrolling
+    changes. A line that only lengthens it also repaints only it and its scrollbar, where Textual lays out the
     whole screen again on any change of a widget's virtual size, every tick while a log fills up."""
 
+    BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
+
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+    following: var[bool] = var(True)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.following = self.is_vertical_scroll_end
+
+    def on_resize(self) -> None:
+        if self.following:
+            self.call_after_refresh(self.follow)
+
+    def follow(self) -> None:
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.following = True
+
+    def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> TailLog:
+        following = self.following if scroll_end is None else scroll_end
+        if following and not self.is_vertical_scroll_end:
+            self.follow()  # a resize left the view above the end: back to it, then Textual's own path follows
+        lines = list(lines)
+        full = self.max_lines is not None and self.line_count + len(lines) > self.max_lines
+        super().write_lines(lines, scroll_end=following)
+        if full:
+            # Textual repaints only the rows below the old end, which the oldest lines' removal left where the
+            # view already was: the view would freeze on what it showed when the log first filled up.
+            self.refresh()
+        return self
 
     def watch_virtual_size(self, size: Size) -> None:
         # Showing or hiding the scrollbar still lays the screen out (show_vertical_scrollbar does).
@@ -270,14 +356,14 @@ class LogTail(Vertical):
         yield Label("", id="new-lines")
 
     @property
-    def log_widget(self) -> Log:
-        return self.query_one(Log)
+    def log_widget(self) -> TailLog:
+        return self.query_one(TailLog)
 
     def on_mount(self) -> None:
-        self.watch(self.log_widget, "scroll_y", self._scrolled, init=False)
+        self.watch(self.log_widget, "following", self._following, init=False)
 
-    def _scrolled(self, _value: float) -> None:
-        if self.log_widget.is_vertical_scroll_end:
+    def _following(self, following: bool) -> None:
+        if following:
             self.new_lines = 0
 
     def watch_new_lines(self, count: int) -> None:
@@ -287,7 +373,7 @@ class LogTail(Vertical):
 
     def write_lines(self, lines: Sequence[str], dropped: int = 0) -> None:
         log = self.log_widget
-        following = log.is_vertical_scroll_end
+        following = log.following
         batch: list[str] = []
         if dropped:
             batch.append(f"… {dropped} lines skipped to keep up …")
@@ -299,12 +385,24 @@ class LogTail(Vertical):
             self.new_lines += len(batch)
 
     def follow(self) -> None:
-        self.log_widget.scroll_end(animate=False)
+        self.log_widget.follow()
         self.new_lines = 0
 
     @property
     def lines(self) -> Sequence[str]:
         return self.log_widget.lines
+
+
+def even_ticks(bottom: float, top: float, count: int) -> tuple[list[float], list[str]]:
+    """At most `count` ticks on round values an equal step apart (1, 2 or 5 times a power of ten), each label
+    the exact value it marks: plotext's own ticks step unevenly on a short plot."""
+    rough = (top - bottom) / max(1, count)
+    power = 10 ** math.floor(math.log10(rough)) if rough > 0 else 1.0
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    first = math.ceil(bottom / step)
+    values = [i * step for i in range(first, math.floor(top / step) + 1)]
+    decimals = max(0, -math.floor(math.log10(step)))
+    return values, [f"{v:.{decimals}f}" for v in values]
 
 
 class MetricPlot(PlotextPlot):
@@ -346,7 +444,9 @@ class MetricPlot(PlotextPlot):
         pad = (high - low) * 0.1 or abs(high) * 0.05 or 1.0
         crash_y = low - 1.5 * pad
         crashed = any(r.status == "crash" for _, r in self.rows)
-        plt.ylim(low - (2 * pad if crashed else pad), high + pad)
+        bottom, top = low - (2 * pad if crashed else pad), high + pad
+        plt.ylim(bottom, top)
+        plt.yticks(*even_ticks(bottom, top, max(4, (self.size.height - 3) // 2)))
         mono = self.app.no_color
         last = max(n for n, _ in self.rows)
         plt.xlim(0.5, last + 0.5)
@@ -382,24 +482,47 @@ class MetricPlot(PlotextPlot):
 
 
 class RunSpark(Vertical):
-    """A sparkline of the running experiment's loss, or of the best-so-far when the log prints none."""
+    """A sparkline of the running experiment's loss (or of the best-so-far when the log prints none), and
+    beside it the loss curve of the best experiment, to see at a glance whether this run is doing better."""
 
     DEFAULT_CSS = """
     RunSpark { height: 2; }
     RunSpark > TextLine { width: 100%; }
-    RunSpark > Sparkline { height: 1; }
+    RunSpark > Horizontal { height: 1fr; }
+    RunSpark Sparkline { height: 1fr; width: 1fr; }
+    RunSpark #best-spark { margin-left: 1; display: none; }
+    RunSpark.-best #best-spark { display: block; }
     """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.caption = ""
+        self.best_caption = ""
 
     def compose(self) -> ComposeResult:
         yield TextLine("", id="spark-label")
-        yield Sparkline([], id="spark")
+        with Horizontal():
+            yield Sparkline([], id="run-spark")
+            yield Sparkline([], id="best-spark")
 
     def show(self, label: str, data: list[float]) -> None:
         caption = {"loss": "run loss", "best": "best so far"}.get(label, label)
         if data:
             caption += f" {data[0]:.4g} → {data[-1]:.4g}"
-        self.query_one("#spark-label", TextLine).update(Text(caption, style="dim"))
-        self.query_one(Sparkline).data = data
+        self.caption = caption
+        self._label()
+        self.query_one("#run-spark", Sparkline).data = data
+
+    def show_best(self, number: int | None, data: list[float]) -> None:
+        """The best experiment's loss curve; none when it printed no loss."""
+        self.best_caption = f"best #{number} {data[0]:.4g} → {data[-1]:.4g}" if number and data else ""
+        self.set_class(bool(self.best_caption), "-best")
+        self.query_one("#best-spark", Sparkline).data = data
+        self._label()
+
+    def _label(self) -> None:
+        text = self.caption + (f"  │  {self.best_caption}" if self.best_caption else "")
+        self.query_one("#spark-label", TextLine).update(Text(text, style="dim"))
 
 
 def status_style(status: str, mono: bool = False) -> str:
@@ -414,14 +537,64 @@ class ResultsTable(DataTable[object]):
     """The results, one row per experiment, added as they arrive."""
 
     COLUMNS = ("#", "commit", "metric", "mem", "time", "status", "description")
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", show=True), *LIST_KEYS]
+
+    SORTS = ("#", "metric", "time", "status")
+    """The columns `S` sorts by, in turn; a click on any of them sorts by it too."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
+        self.all_rows: list[tuple[int, ResultRow]] = []
+        self.filter_text = ""
+        self.sort_column = "#"
+        self.higher_is_better = False
 
     def on_mount(self) -> None:
         for name in self.COLUMNS:
             self.add_column(name, key=name)
+
+    def matches(self, number: int, row: ResultRow) -> bool:
+        """A filter word matches the status, the description, the commit or the number; all words must."""
+        haystack = f"#{number} {row.status} {row.commit} {row.description}".lower()
+        return all(word in haystack for word in self.filter_text.lower().split())
+
+    def sort_key(self, item: tuple[int, ResultRow]) -> tuple[float, int]:
+        number, row = item
+        if self.sort_column == "metric":
+            crashed = row.status == "crash"
+            value = row.metric if not self.higher_is_better else -row.metric
+            return (float("inf") if crashed else value, number)
+        if self.sort_column == "time":
+            return (-row.duration_s, number)
+        if self.sort_column == "status":
+            return (("keep", "baseline", "discard", "crash").index(row.status) if row.status in MARKERS else 9, number)
+        return (0.0, number)
+
+    def show_rows(self) -> None:
+        """Rebuild the rows the filter and the sort select, keeping the highlighted experiment."""
+        selected = self.selected_number()
+        self.clear()
+        for number, row in sorted((r for r in self.all_rows if self.matches(*r)), key=self.sort_key):
+            self._add_row(number, row)
+        label = f"results · {self.sort_column}" + (f" · /{self.filter_text}" if self.filter_text else "")
+        self.border_title = label if (self.filter_text or self.sort_column != "#") else "results"
+        if selected is not None and str(selected) in {key.value for key in self.rows}:
+            self.move_cursor(row=self.get_row_index(str(selected)), animate=False)
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = " ".join(text.split())
+        self.show_rows()
+
+    def next_sort(self, column: str | None = None) -> str:
+        order = self.SORTS
+        self.sort_column = column or order[(order.index(self.sort_column) + 1) % len(order)]
+        self.show_rows()
+        return self.sort_column
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = str(event.column_key.value)
+        self.next_sort(column if column in self.SORTS else "#")
 
     def set_metric_name(self, name: str) -> None:
         column = self.columns.get(ColumnKey("metric"))
@@ -431,7 +604,16 @@ class ResultsTable(DataTable[object]):
             self.refresh()
 
     def add_result(self, number: int, row: ResultRow) -> None:
+        self.all_rows.append((number, row))
+        if self.filter_text or self.sort_column != "#":
+            self.show_rows()
+            return
         following = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        self._add_row(number, row)
+        if following:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def _add_row(self, number: int, row: ResultRow) -> None:
         metric = "—" if row.status == "crash" else fmt_metric(row.metric)
         self.add_row(
             Text(str(number), style="dim"),
@@ -443,8 +625,6 @@ class ResultsTable(DataTable[object]):
             safe_line(row.description),
             key=str(number),
         )
-        if following:
-            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def add_results(self, rows: Iterable[tuple[int, ResultRow]]) -> None:
         for number, row in rows:
