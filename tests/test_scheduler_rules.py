@@ -114,7 +114,7 @@ def test_runs_that_all_fail_the_same_way_stop_the_session_and_the_offline_agent_
     recorded = rows(repo)
     assert [s for s, _ in recorded] == ["baseline", "crash", "crash", "crash"]
     for _, description in recorded[1:]:
-        assert description.endswith("(exit status 0 without printing val_loss)")
+        assert description.endswith("(no val_loss printed: no line matches ^val_loss:)")
     assert not [e for e in seen if isinstance(e, ev.ExperimentStarted) and e.kind == "fix"]
 
 
