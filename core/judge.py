@@ -20,7 +20,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +28,7 @@ from .config import SessionConfig
 from .crash_log import crash_reason
 from .effect import same_training
 from .history import ExperimentMeta, History
-from .results import ResultsTable, is_better
+from .results import ResultRow, ResultsTable, is_better
 
 SLOWER_FACTOR = 1.5
 """A run this many times as long as the run it is compared with is marked (and a re-measure that slow means
@@ -71,10 +71,30 @@ class Reference:
     number: int
     runs: tuple[float, ...]
     duration_s: float
+    selected: int = 0
+    """How many of `runs` (the first ones) selected it: a keep's own runs, kept because they beat the best
+    before it, so on average luckier than its truth (a baseline's are 0: nothing chose it)."""
+
+    @property
+    def judged(self) -> tuple[float, ...]:
+        """The runs a change is judged against: the re-measures on fresh seeds once there are any, so that a
+        keep selected on a lucky run regresses to its mean; until then every run."""
+        return self.runs[self.selected :] or self.runs
+
+    @property
+    def fresh(self) -> int:
+        """Runs of its code that did not select it."""
+        return len(self.runs) - self.selected
+
+    @property
+    def groups(self) -> tuple[tuple[float, ...], ...]:
+        """Its runs as groups for the noise: the runs that selected it apart from the fresh ones, whose mean
+        differs from theirs by the luck of the selection, not by the noise."""
+        return (self.runs[: self.selected], self.runs[self.selected :]) if self.selected else (self.runs,)
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.runs)
+        return statistics.fmean(self.judged)
 
 
 @dataclass(frozen=True)
@@ -144,7 +164,7 @@ class Judge:
                 percent = f"{cfg.relative_floor * 100:g} %"
                 return Verdict("discard", f"(within noise: gain {gain:+.4g} under the {percent} floor, {noise.text()})")
         else:
-            z = gain / (noise.sigma * math.sqrt(1 / n + 1 / len(ref.runs)))
+            z = gain / (noise.sigma * math.sqrt(1 / n + 1 / len(ref.judged)))
         sigmas = "" if not math.isfinite(z) else f" = {z:.1f}σ"
         said = f"gain {gain:+.4g}{sigmas}, {noise.text()}"
         big_enough = gain >= cfg.min_gain and gain > 0
@@ -218,12 +238,27 @@ def _numbers(value: object) -> tuple[float, ...]:
     return ()
 
 
+def own_runs(meta: ExperimentMeta | None, metric: float) -> tuple[float, ...]:
+    """An experiment's own runs, whose mean is its row's metric."""
+    return (_numbers(meta.extra.get("runs")) if meta is not None else ()) or (metric,)
+
+
 def runs_of(meta: ExperimentMeta | None, metric: float) -> tuple[float, ...]:
     """Every run of an experiment's code: its own (whose mean is the row's metric), then later re-measures."""
-    if meta is None:
-        return (metric,)
-    own = _numbers(meta.extra.get("runs")) or (metric,)
-    return own + _numbers(meta.extra.get("remeasured_runs"))
+    return own_runs(meta, metric) + (_numbers(meta.extra.get("remeasured_runs")) if meta is not None else ())
+
+
+def groups_of(meta: ExperimentMeta, metric: float) -> tuple[tuple[float, ...], ...]:
+    """An experiment's runs as groups for the noise (Reference.groups)."""
+    remeasured = _numbers(meta.extra.get("remeasured_runs"))
+    own = own_runs(meta, metric)
+    return (own, remeasured) if meta.status == "keep" else (own + remeasured,)
+
+
+def reference_of(number: int, row: ResultRow, meta: ExperimentMeta | None, duration_s: float) -> Reference:
+    """A kept or baseline row as what changes are judged against (meta None when it is not this row's)."""
+    selected = len(own_runs(meta, row.metric)) if row.status == "keep" else 0
+    return Reference(number, runs_of(meta, row.metric), duration_s, selected)
 
 
 def matches(meta: ExperimentMeta | None, commit: str, status: str) -> bool:
@@ -261,7 +296,7 @@ def reference(table: ResultsTable, metas: dict[int, ExperimentMeta], higher: boo
         if isinstance(durations, list) and durations and all(isinstance(d, (int, float)) for d in durations)
         else row.duration_s
     )
-    return Reference(number, runs_of(meta, row.metric), duration)
+    return reference_of(number, row, meta, duration)
 
 
 LIKE_LOAD_RUNS = 3
@@ -281,15 +316,16 @@ def under_like_load(ref: Reference, metas: Mapping[int, ExperimentMeta]) -> Refe
     ]
     if len(durations) < LIKE_LOAD_RUNS:
         return ref
-    return Reference(ref.number, ref.runs, statistics.median(durations))
+    return replace(ref, duration_s=statistics.median(durations))
 
 
 def session_noise(metas: dict[int, ExperimentMeta], host: str) -> Noise:
     """The pooled noise of every version run more than once on this machine."""
     groups = [
-        runs_of(m, m.metric or 0.0)
+        group
         for m in metas.values()
-        if m.metric is not None and m.extra.get("host", host) == host and len(runs_of(m, m.metric)) > 1
+        if m.metric is not None and m.extra.get("host", host) == host
+        for group in groups_of(m, m.metric)
     ]
     return pooled_noise(groups)
 

@@ -4,6 +4,7 @@ run again after a timeout, and why a baseline failed."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 from . import events as ev
 from . import judge
@@ -55,17 +56,17 @@ class Measuring(Execution):
         if judge.Judge.no_effect(metric, ref, self.log_path, parent_log, self.config.metric_grep):
             return "discard", f"({judge.NO_EFFECT}: same {self.config.metric_name} as #{ref.number})", runs, durations
         others = [
-            judge.runs_of(m, m.metric or 0.0)
+            group
             for n, m in metas.items()
             if n not in (number, ref.number) and m.metric is not None
+            for group in judge.groups_of(m, m.metric)
         ]
-        others = [g for g in others if len(g) > 1]
         remeasured = ""
         while True:
-            noise = self._judge.noise([*others, ref.runs, runs])
+            noise = self._judge.noise([*others, *ref.groups, runs])
             verdict = self._judge.decide(ref, runs, noise)
             short = verdict.action == "discard" and self._judge.gain(ref.mean, statistics.fmean(runs)) > 0
-            if short and not remeasured and len(ref.runs) < judge.REMEASURE_BELOW and not self._judge.greedy:
+            if short and not remeasured and ref.fresh < judge.REMEASURE_BELOW and not self._judge.greedy:
                 # A close miss against a best measured once: that one run may have been lucky. Measure the
                 # best again (the branch goes back to it for that run) and judge once more.
                 ref = self._remeasure_best(table, number, meta, ref)
@@ -124,7 +125,7 @@ class Measuring(Execution):
         best_meta.extra["remeasured_runs"] = [*best_meta.extra.get("remeasured_runs", []), value]
         best_meta.extra["remeasured_durations"] = [*best_meta.extra.get("remeasured_durations", []), duration_s]
         self.history.save_meta(best_meta)
-        return Reference(ref.number, (*ref.runs, value), ref.duration_s)
+        return replace(ref, runs=(*ref.runs, value))
 
     def _remeasure_best(self, table: ResultsTable, number: int, meta: ExperimentMeta, ref: Reference) -> Reference:
         """Run the best's code once more while the change waits: reset to the parent, run, put the change back."""

@@ -651,9 +651,12 @@ class ParallelSession:
 
     def _noise(self, metas: Mapping[int, ExperimentMeta], ref: judge.Reference, runs: list[float]) -> judge.Noise:
         others = [
-            judge.runs_of(m, m.metric or 0.0) for n, m in metas.items() if n != ref.number and m.metric is not None
+            group
+            for n, m in metas.items()
+            if n != ref.number and m.metric is not None
+            for group in judge.groups_of(m, m.metric)
         ]
-        return self.loop._judge.noise([*[g for g in others if len(g) > 1], ref.runs, runs])
+        return self.loop._judge.noise([*others, *ref.groups, runs])
 
     def _reference_of(
         self, table: ResultsTable, metas: Mapping[int, ExperimentMeta], commit: str
@@ -666,10 +669,10 @@ class ParallelSession:
         ]
         for number, row, meta in measured:
             if meta.commit == commit:
-                return judge.Reference(number, judge.runs_of(meta, row.metric), row.duration_s)
+                return judge.reference_of(number, row, meta, row.duration_s)
         for number, row, meta in reversed(measured):
             if self.loop.repo.try_run("merge-base", "--is-ancestor", meta.commit, commit) is not None:
-                return judge.Reference(number, judge.runs_of(meta, row.metric), row.duration_s)
+                return judge.reference_of(number, row, meta, row.duration_s)
         return None
 
     def _check_branch(self) -> None:

@@ -97,6 +97,18 @@ def test_without_a_repeat_yet_a_win_is_confirmed_and_deterministic_runs_have_no_
     assert not Judge.no_effect(1.0, exact, logs["coarse"], logs["coarse2"], grep)  # two digits show nothing
 
 
+def test_a_keep_is_judged_against_its_fresh_runs_once_it_has_any() -> None:
+    # Kept on a lucky run (0.95) that beat the best before it: once re-measured on other seeds (1.0, 1.002),
+    # changes are judged against those, not against a mean that still carries the luck that selected it.
+    lucky = Reference(3, (0.95, 1.0, 1.002), 10.0, selected=1)
+    assert (lucky.judged, lucky.fresh, lucky.mean) == ((1.0, 1.002), 2, 1.001)
+    assert Reference(3, (0.95,), 10.0, selected=1).judged == (0.95,)  # nothing fresh yet: its own run
+    assert (REF.judged, REF.fresh) == (REF.runs, 2)  # a baseline: nothing selected it
+    verdict = Judge(config()).decide(lucky, [0.996], NOISE)
+    assert verdict == Verdict("keep", "(clear: gain +0.005 = 4.1σ, noise 0.001)")
+    assert Judge(config()).decide(Reference(3, lucky.runs, 10.0), [0.996], NOISE).action == "discard"
+
+
 def test_pooled_noise() -> None:
     noise = pooled_noise([[1.0, 1.002], [2.0, 2.004, 2.002], [5.0]])
     assert noise.df == 3
@@ -254,6 +266,18 @@ def test_a_close_miss_against_a_best_that_ran_once_measures_the_best_again(tmp_p
     final = read_results(root / "results.tsv").best(higher_is_better=False)
     assert final is not None and git(root, "rev-parse", "--short=7", "HEAD") == final[1].commit
     assert git(root, "status", "--porcelain") == ""
+
+
+def test_real_gains_after_a_lucky_keep_are_kept(tmp_path: Path) -> None:
+    # Seed 4 of the benchmark: an early change is kept on a draw 3.4σ luckier than its truth, and each of the
+    # 4σ gains after it used to lose to that lucky best (17 of 20 kept). Judged against the best's runs on
+    # fresh seeds, every real gain is kept.
+    root = _noisy_session(tmp_path / "b", "noise", 20, 0.04, seed=4)
+    rows = read_results(root / "results.tsv").rows
+    assert [r.status for r in rows[1:]] == ["keep"] * 20, [r.description for r in rows]
+    metas = _metas(root)
+    again = [n for n, r in enumerate(rows, 1) if "re-measured)" in r.description]
+    assert again and all(metas[n - 1]["extra"].get("remeasured_runs") for n in again)  # type: ignore[union-attr]
 
 
 def test_over_budget_is_not_kept_and_a_much_longer_run_is_marked(tmp_path: Path) -> None:
