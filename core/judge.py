@@ -5,7 +5,8 @@ The loop measures, this module decides. The rule (docs/JUDGING.md):
 - The noise is the pooled standard deviation of repeated runs of the same code in this session (the
   baseline is run `baseline_runs` times; confirmation re-runs and re-measures add to it).
 - A change's gain is the best's mean minus the change's mean (in the better direction); its z is that gain
-  over the noise of a difference of two means, sigma * sqrt(1/runs + 1/best_runs).
+  over the noise of a difference of two means, sigma * sqrt(1/runs + 1/best_runs). A kept best re-measured on
+  fresh seeds is judged by those runs alone: its own runs selected it, so they carry luck (Reference.judged).
 - z >= noise_sigmas (and gain >= min_gain): kept. A gain of at least half that margin is run again, up to
   `confirm_runs` times, and judged on the mean of all its runs. Anything less is discarded.
 - `judging: greedy` is the original rule: strictly better than the best is kept, one baseline run.
