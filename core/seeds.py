@@ -8,10 +8,13 @@ the script's own: single runs stay comparable, and the spread between repeats is
 How a run gets its seed:
 - `AUTORESEARCH_SEED` in its environment (always set on a repeat; scripts read it, docs/JUDGING.md);
 - and, when the script takes the seed as an argparse default or the run command passes it as a flag,
-  that flag appended to the run command (`--seed=2`), the last value on the command line winning.
+  that flag appended to the run command (`--seed=2`), the last value on the command line winning;
+- or, when the seed is an integer constant of the script the run command runs with python (`SEED = 1337`),
+  the script run from its text with that constant's value replaced (`python -c <program> train.py ...`): the
+  file, the tree and the branch are never changed, so nothing can be left behind by a run that dies.
 
-When neither is possible (the seed is a constant, or a literal in `torch.manual_seed(1337)`), setup says so,
-and the judge applies a relative floor (core/judge.py).
+When none is possible (a literal in `torch.manual_seed(1337)`, a constant of an imported module), setup says
+so, and the judge applies a relative floor (core/judge.py).
 """
 
 from __future__ import annotations
@@ -47,9 +50,62 @@ def seed_env(log_name: str, number: int) -> dict[str, str]:
 def seeded_command(config: SessionConfig, env: Mapping[str, str]) -> str:
     """The run command for a run with this environment: the seed flag appended on a repeat."""
     seed = env.get(ENV)
-    if seed is None or not (config.seed_via or "").startswith("-"):
+    via = config.seed_via or ""
+    if seed is None or via == ENV or not via:
         return config.run_command
-    return f"{config.run_command} {shlex.quote(f'{config.seed_via}={seed}')}"
+    if via.startswith("-"):
+        return f"{config.run_command} {shlex.quote(f'{via}={seed}')}"
+    words = _constant_words(config.run_command, config.script_path)
+    if words is None:
+        return config.run_command
+    at = words.index(config.script_path)
+    return shlex.join([*words[:at], "-c", _with_constant(via, int(seed)), *words[at:]])
+
+
+_OPERATORS = ("&&", "||", ";", "|", "&", ">", "<", ">>", "2>", "2>&1")
+
+# Runs the script (argv[1]) as `python script` would (in __main__), from its text with one constant's value
+# replaced; it imports nothing of autoresearch, so it runs wherever the executor runs the command.
+_PROGRAM = r"""import sys
+
+
+def _seeded(path):
+    import os, re
+
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    text, found = re.subn(r"^({name}[ \t]*(?::[^=\n]*)?=[ \t]*)[-+]?\d+\b", r"\g<1>{seed}", text, 1, re.M)
+    if not found:
+        print("autoresearch: no {name} = <int> in " + path + ": this run keeps its own seed", file=sys.stderr)
+    full = os.path.abspath(path)
+    sys.path[0] = os.path.dirname(full)
+    return compile(text, full, "exec"), full
+
+
+_code, __file__ = _seeded(sys.argv[1])
+del _seeded
+sys.argv = sys.argv[1:]
+exec(globals().pop("_code"))
+"""
+
+
+def _with_constant(name: str, seed: int) -> str:
+    return _PROGRAM.format(name=re.escape(name), seed=seed)
+
+
+def _constant_words(run_command: str, script_path: str) -> list[str] | None:
+    """The run command's words when it is `[VAR=x] python [flags] SCRIPT args` with nothing else for the shell
+    (a constant can then be replaced by running the script from its text), else None."""
+    from .knobs import parse_run_command
+
+    try:
+        words = shlex.split(run_command)
+    except ValueError:
+        return None
+    parsed = parse_run_command(run_command)
+    if parsed.interpreter is None or parsed.script != script_path or any(w in _OPERATORS for w in words):
+        return None
+    return words if script_path in words else None
 
 
 def find_seed(files: Mapping[str, str], run_command: str, script_path: str) -> tuple[str | None, str]:
@@ -66,6 +122,12 @@ def find_seed(files: Mapping[str, str], run_command: str, script_path: str) -> t
         flag = written if written.startswith("-") else f"--{knob.name}" if knob.place.source == "argparse" else ""
         if flag:
             return flag, f"Repeats vary the seed through {flag} (and {ENV})."
+        constant = knob.place.source == "constant" and knob.place.path == script_path and knob.is_int
+        if constant and knob.name.isidentifier() and _constant_words(run_command, script_path) is not None:
+            return knob.name, (
+                f"Repeats vary the seed through {knob.name} in {knob.place.describe()}: a repeat runs the script with "
+                "its value replaced, the file untouched."
+            )
         return None, (
             f"{knob.name} is fixed in {knob.place.describe()}, so repeats cannot vary it: read it from {ENV} "
             f"(`{knob.name} = int(os.environ.get('{ENV}', {knob.text()}))`) so the noise is measured across seeds; "

@@ -456,6 +456,7 @@ def test_an_equal_coarse_metric_is_within_noise_and_only_an_unchanged_training_h
     [
         ("train_seeded.py", "Repeats vary the seed through AUTORESEARCH_SEED, which the script reads.", True),
         ("train_seed_flag.py", "Repeats vary the seed through --seed (and AUTORESEARCH_SEED).", True),
+        ("train_seed_constant.py", "Repeats vary the seed through SEED in train.py:5: a repeat runs the", True),
         ("train_tiny.py", "No seed found to vary", False),
     ],
 )
@@ -471,12 +472,16 @@ def test_repeats_of_a_fixed_seed_script_measure_the_spread_across_seeds(
     logs = root / ".autoresearch" / "experiments" / "0001"
     if seeds:
         # The first run keeps the script's own seed; the repeat runs under another, so the noise is the spread.
-        assert (logs / "run.log").read_text().startswith("seed 0" if "seeded" in script else "seed 3407")
+        first = {"train_seeded.py": "seed 0", "train_seed_flag.py": "seed 3407", "train_seed_constant.py": "seed 1337"}
+        assert (logs / "run.log").read_text().startswith(first[script])
         assert (logs / "run-2.log").read_text().startswith("seed 1")
         sigma = statistics.stdev(_metas(root)[1]["extra"]["runs"])  # type: ignore[index]
         assert sigma > 0 and baseline.description == f"baseline (2 runs, noise {sigma:.4g} over 2 seeds)"
     else:
         assert baseline.description == "baseline (2 runs, noise 0, no seed varies)"
+    # A constant seed is replaced in the text the repeat runs from, never in the file: nothing is left changed.
+    assert git(root, "status", "--porcelain") == ""
+    assert (root / "train.py").read_text() == (Path(__file__).parent / "fixtures" / script).read_text()
 
 
 def test_the_demo_judges_against_its_seed_to_seed_spread(tmp_path: Path) -> None:
