@@ -185,6 +185,9 @@ class Repo:
 
     def reset_keep(self, commit: str) -> None:
         """Move the branch back to `commit`, refusing (instead of overwriting) if local edits are in the way."""
+        # A file rewritten with the same bytes (a restore) has a new stat, and reset --keep reads that stale stat as
+        # an edit ("not uptodate") unless the index is refreshed first; a failed refresh is no reason to stop here.
+        self.try_run("update-index", "-q", "--refresh")
         self.run("reset", "-q", "--keep", commit)
 
     def update_ref(self, ref: str, commit: str) -> None:
