@@ -37,7 +37,9 @@ def test_a_second_run_offers_to_watch_a_hang_up_changes_nothing_and_a_watchers_k
         watcher.wait_for(lambda s: "baseline" in s and "step " in s and "Quit" in s)
         watcher.keys("p")
         run.wait_for(lambda s: "paused from a watcher" in s)
-        watcher.keys("k")
+        watcher.keys("x")  # kill asks first, in a watcher as in the app that runs the loop
+        watcher.wait_for(lambda s: "Keep running" in s)
+        watcher.keys("y")
         run.wait_for(lambda s: "run killed from a watcher" in s)
         watcher.wait_for(lambda s: "crash" in s)  # the killed run's row reached the watcher
         watcher.keys("s")
