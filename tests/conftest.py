@@ -33,6 +33,11 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
+    for key in _REPOSITORY_ENV:  # set by a git hook or `git bisect run`: they would aim a test at the developer's repo
+        monkeypatch.delenv(key, raising=False)
+
+
+_REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
 
 
 def git(root: Path, *args: str) -> str:
