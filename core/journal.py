@@ -179,6 +179,7 @@ class JournalReader:
         self._inode = 0
         self._pending = b""
         self._from_start = from_start
+        self._now = self._position_now() if not from_start else (0, 0)
 
     def read(self) -> list[ev.Event]:
         out: list[ev.Event] = []
@@ -193,6 +194,14 @@ class JournalReader:
                 return out
         out += self._lines(self._fh.read())
         return out
+
+    def _position_now(self) -> tuple[int, int]:
+        """(inode, size) of the journal as it is now; (0, 0) when there is none yet."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return (0, 0)
+        return (stat.st_ino, stat.st_size)
 
     def _replaced(self) -> bool:
         try:
@@ -211,9 +220,12 @@ class JournalReader:
             if self._from_start:
                 # The opening may have rotated away: then all the current file holds.
                 fh.seek(max(data.rfind(b'{"type":"' + OPENED.encode()), 0))
+            elif self._inode == self._now[0]:
+                # From now: after the last whole line when this reader was made (a line being written then is read
+                # once it ends), not when it first finds the file: a run may have written since.
+                fh.seek(data.rfind(b"\n", 0, self._now[1]) + 1)
             else:
-                # From now: after the last whole line (a line being written is read once it ends).
-                fh.seek(data.rfind(b"\n") + 1)
+                fh.seek(0)  # the journal appeared (or was replaced) after this reader was made: all of it is new
         return True
 
     def _lines(self, data: bytes) -> list[ev.Event]:

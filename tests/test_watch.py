@@ -137,6 +137,18 @@ def test_journal_round_trip_from_the_start_or_from_now(tmp_path: Path) -> None:
     }
 
 
+def test_a_reader_from_now_made_before_the_journal_exists_reads_all_a_run_writes_before_its_first_read(
+    tmp_path: Path,
+) -> None:
+    waiting = JournalReader(tmp_path, from_start=False)  # a watcher started before the session
+    writer = JournalWriter(tmp_path, lambda _: None)
+    early = [ev.Info("baseline starting"), ev.ResultRecorded(1, row(1), best=1.0, baseline=1.0)]
+    for event in early:
+        writer(event)  # written before the watcher's first poll finds the file
+    assert waiting.read() == early
+    assert JournalReader(tmp_path, from_start=False).read() == []  # made now: what is there is history
+
+
 def test_journal_stays_bounded_and_a_follower_reads_across_the_rotation(tmp_path: Path) -> None:
     writer = JournalWriter(tmp_path, lambda _m: None, max_bytes=4096)
     reader = JournalReader(tmp_path)
