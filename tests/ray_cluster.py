@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +56,13 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _free_range(size: int) -> int:
-    """The first port of `size` consecutive ports that are free now."""
+def _free_range(size: int, taken: Iterable[int] = ()) -> int:
+    """The first port of `size` consecutive ports that are free now and hold none of `taken` (ports already chosen
+    for the head's other parts, free now only because nothing listens on them yet)."""
+    avoid = set(taken)
     for _ in range(200):
         first = _free_ports(1)[0]
-        if first + size >= 65535:
+        if first + size >= 65535 or avoid.intersection(range(first, first + size)):
             continue
         try:
             held = []
@@ -96,7 +98,7 @@ def _ready(url: str) -> bool:
 def ray_head(num_gpus: int = 2, num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[RayHead]:
     temp_dir = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
-    first_worker = _free_range(_WORKER_PORTS)
+    first_worker = _free_range(_WORKER_PORTS, ports.values())
     args = [
         ray_binary(),
         "start",
