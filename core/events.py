@@ -179,7 +179,7 @@ class Resumed(Event):
         return "resumed"
 
 
-WorkerState = Literal["idle", "held", "running", "confirming", "re-applying", "guarding", "stopped"]
+WorkerState = Literal["idle", "held", "running", "confirming", "re-applying", "re-measuring", "guarding", "stopped"]
 
 
 @dataclass(frozen=True)

@@ -386,7 +386,7 @@ def render_status(data: dict[str, Any]) -> str:
         devices = f" on devices {','.join(workers['devices'])}" if workers.get("devices") else ""
         out.append(_line("WORKERS", f"{workers['count']}{devices}"))
         for item in workers.get("now", []):
-            if item.get("state") in ("running", "confirming", "re-applying", "guarding"):
+            if item.get("state") in ("running", "confirming", "re-applying", "re-measuring", "guarding"):
                 line = f"  worker {item['worker']}: {item['state']} {item.get('description', '')}"
                 out.append(_clip(line.rstrip(), LINE_WIDTH))
         for worker, counts in sorted(workers.get("per_worker", {}).items(), key=lambda kv: int(kv[0])):

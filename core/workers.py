@@ -40,9 +40,9 @@ from .execution import run_env, run_memory_gb
 from .executor import referee
 from .gitops import describe_git_error, disk_full
 from .history import ExperimentMeta, write_json_atomic
-from .metric import read_metric
+from .metric import read_metric, tail_text
 from .model_keys import hidden_from_training
-from .proposer import Proposal, ProposalSkipped, Usage, content_key
+from .proposer import CrashInfo, Proposal, ProposalSkipped, Usage, content_key
 from .pruning import curve_path, load_curve
 from .results import ResultRow, ResultsTable, append_row
 from .runner import RunOutcome, kill_recorded
@@ -64,12 +64,13 @@ from .worktrees import (
 if TYPE_CHECKING:
     from .loop import ExperimentLoop
 
-JobKind = Literal["run", "confirm", "re-apply", "guard"]
+JobKind = Literal["run", "confirm", "re-apply", "guard", "remeasure"]
 _STATE: dict[JobKind, ev.WorkerState] = {
     "run": "running",
     "confirm": "confirming",
     "re-apply": "re-applying",
     "guard": "guarding",
+    "remeasure": "re-measuring",
 }
 
 
@@ -103,6 +104,34 @@ class Job:
     verdict: str = ""
     """The judge's note on a keep that waits for its guard command."""
     guard_passed: bool | None = None
+    fix_attempt: int = 0
+    """0 for an idea; n for the n-th fix of a crash (recorded as a `fix` experiment)."""
+    timed_out: RunOutcome | None = None
+    """The run that timed out while the best's code runs again to tell a slower machine from a slow idea."""
+    best: judge.Reference | None = None
+    """The best that runs again after this job's timeout, and its commit."""
+    best_commit: str = ""
+
+
+@dataclass
+class _Fix:
+    """A crash to ask the proposer to fix: the crashed version's files, built on `base`."""
+
+    crash: CrashInfo
+    files: dict[str, str]
+    base: str
+
+
+@dataclass
+class _Asked:
+    """What the proposal being asked for is asked on."""
+
+    base: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0
+    idea: str | None = None
+    planned: int = 0
+    fix: _Fix | None = None
 
 
 @dataclass
@@ -151,6 +180,7 @@ class ParallelSession:
         self._hold = False  # no new proposal until the next result
         self._states: dict[int, ev.WorkerChanged] = {}
         self._followups: list[Job] = []  # ideas to run again (confirm, re-apply), before new ones
+        self._fixes: list[_Fix] = []  # crashes to ask a fix for, before new ideas
         self._seq = itertools.count(1)
         self._shown = -1  # the row count the last phase event told
 
@@ -210,7 +240,7 @@ class ParallelSession:
         recorded (and the next one is asked for)."""
         loop = self.loop
         pending: Pending | None = None
-        asked: tuple[str, dict[str, str], float, str | None, int] = ("", {}, 0.0, None, 0)  # base, files, when, idea, #
+        asked = _Asked()
         ready: Job | None = None
         exhausted = ""
         while True:
@@ -220,16 +250,15 @@ class ParallelSession:
                     self._tell(slot, "held" if slot.held else "idle")
             if pending is not None and pending.done:
                 answered, pending = pending, None
-                base, files, at, idea, planned_as = asked
                 try:
-                    proposal = self._checked(answered, files)
+                    proposal = self._checked(answered, asked)
                 except ProposalSkipped as exc:
-                    if idea:
-                        loop.history.requeue_idea(idea)
-                    self._skipped(len(table.rows) + 1, exc)
+                    if asked.idea:
+                        loop.history.requeue_idea(asked.idea)
+                    self._skipped(len(table.rows) + 1, exc, asked.fix is not None)
                     proposal = None
                 else:
-                    if proposal is None:
+                    if proposal is None and asked.fix is None:  # no fix for a crash is no end of ideas
                         exhausted = (
                             getattr(loop._proposer, "stop_reason", None) or "the agent has nothing left to propose"
                         )
@@ -237,10 +266,13 @@ class ParallelSession:
                     self._skips = 0
                     usage = proposal.usage + loop._carry
                     loop._carry = Usage()
-                    ready = Job(self.slots[0].dir, proposal, base, proposal.files, usage, time.monotonic() - at, _now())
-                    ready.key = content_key({**files, **proposal.files})
+                    took = time.monotonic() - asked.at
+                    ready = Job(self.slots[0].dir, proposal, asked.base, proposal.files, usage, took, _now())
+                    on = asked.files if asked.fix is None else loop._files_at(asked.base)
+                    ready.key = content_key({**on, **proposal.files})
                     ready.seq = next(self._seq)
-                    ready.planned = planned_as
+                    ready.planned = asked.planned
+                    ready.fix_attempt = asked.fix.crash.attempt if asked.fix else 0
             ready = self._dispatch(ready)
             while True:
                 try:
@@ -263,16 +295,22 @@ class ParallelSession:
             reason = loop._stop_rule(table)
             planned = len(table.rows) + len(busy) + len(self._followups) + (pending is not None) + (ready is not None)
             capped = bool(loop.config.max_experiments) and planned >= loop.config.max_experiments
-            may_ask = not (reason or exhausted or loop._pause_requested or loop._stop_requested or capped or self._hold)
+            ended = reason or (exhausted and not self._fixes)  # a crash's fix is asked for even when ideas ran out
+            may_ask = not (ended or loop._pause_requested or loop._stop_requested or capped or self._hold)
             if pending is None and ready is None and may_ask:
-                base = loop._expected_head
-                files = loop._files_at(base)
-                idea = loop.history.pop_idea()
-                ctx = loop._context(table, planned + 1, files, user_idea=idea, in_flight=self._in_flight())
+                fix = self._fixes.pop(0) if self._fixes else None
+                if fix is not None:
+                    asked = _Asked(fix.base, fix.files, time.monotonic(), None, planned + 1, fix)
+                    loop._emit(ev.ExperimentStarted(planned + 1, "fix"))
+                    ctx = loop._context(table, planned + 1, fix.files, crash=fix.crash)
+                else:
+                    base = loop._expected_head
+                    files = loop._files_at(base)
+                    asked = _Asked(base, files, time.monotonic(), loop.history.pop_idea(), planned + 1)
+                    ctx = loop._context(table, planned + 1, files, user_idea=asked.idea, in_flight=self._in_flight())
                 # What runs now counts as tried: the agent proposes something else for the idle worker.
                 running = {s.job.key: 0 for s in self.slots if s.job is not None and s.job.key}
                 ctx = dataclasses.replace(ctx, tried={**ctx.tried, **running})
-                asked = (base, files, time.monotonic(), idea, planned + 1)
                 pending = loop._start_proposal(ctx)
                 continue
             if not busy and pending is not None and reason:
@@ -351,11 +389,23 @@ class ParallelSession:
     def _slot_of(self, job: Job) -> _Slot:
         return self.slots[job.worker.index - 1]
 
-    def _checked(self, pending: Pending, files: Mapping[str, str]) -> Proposal | None:
-        """The proposal the helper thread got, checked as a sequential session checks it; None: nothing left."""
+    def _checked(self, pending: Pending, asked: _Asked) -> Proposal | None:
+        """The proposal the helper thread got, checked as a sequential session checks it; None: nothing left.
+
+        A fix is of the crashed version, so it is the crashed files with the fix's edits, built on the crash's base.
+        """
         proposal = pending.result()
         if proposal is None:
             return None
+        files = asked.files
+        if asked.fix is not None:
+            files = self.loop._files_at(asked.base)
+            description = proposal.description
+            if not description.lower().startswith("fix"):
+                description = f"fix: {description}"
+            proposal = dataclasses.replace(
+                proposal, description=description, files={**asked.fix.files, **proposal.files}, edits=()
+            )
         self.loop._check_proposal(proposal, files)
         self.loop._usage_total += proposal.usage
         key = content_key({**files, **proposal.files})
@@ -365,17 +415,25 @@ class ParallelSession:
             raise ProposalSkipped(f"the same change is running on worker {same[0].dir.index}", proposal.usage)
         return proposal
 
-    def _skipped(self, number: int, exc: ProposalSkipped) -> None:
+    def _skipped(self, number: int, exc: ProposalSkipped, fix: bool = False) -> None:
+        """An unusable proposal; too many in a row stop the session (headless) or pause it (app), as with one worker.
+
+        An unusable fix ends the fixing of its crash and counts as one skip."""
         loop = self.loop
         loop._note_skipped(number, exc)
         if not self._hold:
             self._skips += 1
-        loop._emit(ev.ProposalSkipped(number, exc.reason, self._skips))
+        loop._emit(ev.ProposalSkipped(number, f"no usable fix: {exc.reason}" if fix else exc.reason, self._skips))
         if self._skips >= loop.config.max_skips_in_a_row:
-            raise UserError(
+            message = (
                 f"{self._skips} proposals in a row could not be used (last: {exc.reason}); check the model and the "
-                "editable files, then run again."
+                "editable files, then " + ("run again." if loop._when_stuck == "stop" else "resume (p).")
             )
+            if loop._when_stuck == "stop":
+                raise UserError(message)
+            loop._emit(ev.NeedsUser(message))
+            loop.pause()
+            self._skips = 0
 
     def _in_flight(self) -> str:
         running = [s.job for s in self.slots if s.job is not None]
@@ -392,7 +450,10 @@ class ParallelSession:
     def _start(self, slot: _Slot, job: Job) -> None:
         slot.job = job
         slot.cancel.clear()
-        self._tell(slot, _STATE[job.kind], job.proposal.description)
+        what = job.proposal.description
+        if job.kind == "remeasure" and job.best is not None:  # named by the code that runs, not the idea waiting
+            what = f"#{job.best.number} again ({job.best_commit[:7]}), after {what} timed out"
+        self._tell(slot, _STATE[job.kind], what)
         slot.thread = threading.Thread(
             target=self._work, args=(slot, job), name=f"autoresearch-worker-{job.worker.index}"
         )
@@ -412,14 +473,15 @@ class ParallelSession:
                     sorted(job.files), f"exp: {one_line(job.proposal.description)}", add=False
                 )
             else:
-                tree = reset_tree(job.worker, job.commit)
+                tree = reset_tree(job.worker, job.best_commit if job.kind == "remeasure" else job.commit)
             if job.kind == "guard":
                 self._guard(slot, job)
                 return
             first = job.kind == "run" and not job.logs
             watch = loop._pruning.watch(slot.cancel, tree.diff(job.base, job.commit) if first else None)
             output = fresh_output(job.worker)
-            log = job.worker.log(f"{job.seq}/" + ("run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"))
+            name = "run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"
+            log = job.worker.log(f"{job.seq}/" + ("remeasure.log" if job.kind == "remeasure" else name))
             log.parent.mkdir(parents=True, exist_ok=True)
             job.logs.append(log)
             env = run_env(loop.config, job.planned, log.name)
@@ -464,7 +526,8 @@ class ParallelSession:
             job.metric = read_metric(source, loop.config.metric_grep) if ok else None
             if ok and job.metric is None and (own := own_run_log(job.worker)) is not None:
                 job.metric = read_metric(own, loop.config.metric_grep)
-            job.memory_gb = run_memory_gb(log, loop.config, outcome)
+            if job.kind != "remeasure":  # the crash row gives the memory of the run that timed out
+                job.memory_gb = run_memory_gb(log, loop.config, outcome)
         except BaseException as exc:  # handed to the scheduler, which stops the session with it
             job.error = exc
         finally:
@@ -502,7 +565,7 @@ class ParallelSession:
 
     def _tell(self, slot: _Slot, state: ev.WorkerState, description: str = "") -> None:
         """Tell the app, and `status` through `.autoresearch/workers.json`, what a worker does now."""
-        started = time.time() if state in ("running", "confirming", "re-applying", "guarding") else None
+        started = time.time() if state in ("running", "confirming", "re-applying", "re-measuring", "guarding") else None
         event = ev.WorkerChanged(
             slot.dir.index, state, description, slot.device, started, self.loop.config.time_budget_s
         )
@@ -562,21 +625,35 @@ class ParallelSession:
             if job.guard_passed:
                 return self._record(table, job, "keep", job.verdict)
             return self._record(table, job, "discard", f"{job.verdict} (guard failed)".strip())
+        if job.kind == "remeasure":
+            return self._crashed(table, job, self._slower_or_not(table, job))
         pruned = load_curve(curve_path(job.logs[0])) if outcome.cancelled and not job.runs else None
         if pruned is not None and pruned.pruned is not None:
             job.durations.append(outcome.duration_s)
             return self._record(table, job, "discard", str(pruned.pruned["note"]))
+        metas = loop.history.all_meta()
         if job.metric is None:
             why = crash_why(outcome, job.logs[-1], loop.config.metric_grep, loop.config.metric_name)
             if outcome.timed_out:
                 why = f"{judge.TIMED_OUT} {loop.config.timeout_minutes:g} min"
             if job.runs:
-                return self._record(table, job, "crash", f"(run {len(job.runs) + 1} {why})")
+                return self._crashed(table, job, f"(run {len(job.runs) + 1} {why})")
             job.durations.append(outcome.duration_s)
-            return self._record(table, job, "crash", f"({why})")
+            ref = judge.reference(table, metas, loop.config.higher_is_better)
+            if outcome.timed_out and ref is not None and ref.duration_s > 0 and not loop._stop_requested:
+                # As with one worker: the best's code runs again to tell a slower machine from a slow idea.
+                job.timed_out, job.best, job.best_commit = outcome, ref, loop._expected_head
+                loop._emit(
+                    ev.Info(
+                        f"worker {job.worker.index}: {job.proposal.description!r} timed out; running the best code "
+                        f"(#{ref.number}) again to see if the machine is slower"
+                    )
+                )
+                self._again(job, "remeasure")
+                return table
+            return self._crashed(table, job, f"({why})")
         job.runs.append(job.metric)
         job.durations.append(outcome.duration_s)
-        metas = loop.history.all_meta()
         ref = judge.reference(table, metas, loop.config.higher_is_better)
         assert ref is not None
         best = loop._expected_head
@@ -610,6 +687,50 @@ class ParallelSession:
             return table
         return self._record(table, job, action, note)
 
+    def _slower_or_not(self, table: ResultsTable, job: Job) -> str:
+        """After a timeout and the best's run again: the crash row's note (and the best's extra run kept)."""
+        loop = self.loop
+        again, ref = job.outcome, job.best
+        assert again is not None and ref is not None and job.timed_out is not None
+        job.outcome, job.kind = job.timed_out, "run"
+        plain = f"({judge.TIMED_OUT} {loop.config.timeout_minutes:g} min)"
+        if again.cancelled or again.infra_error:
+            return plain
+        if job.metric is not None:
+            loop._add_best_run(table, ref, job.metric, again.duration_s)
+        if again.timed_out or loop._judge.much_longer(again.duration_s, ref.duration_s):
+            took = "over the timeout" if again.timed_out else f"{again.duration_s:.0f} s"
+            return f"({judge.MACHINE_SLOWER}: #{ref.number} took {took} now, {ref.duration_s:.0f} s before)"
+        return plain
+
+    def _crashed(self, table: ResultsTable, job: Job, note: str) -> ResultsTable:
+        """Record a crash; then, as with one worker, a proposer that makes fixes is asked for one (up to
+        `fix_attempts` per crash, each its own experiment, built on the crashed version)."""
+        loop = self.loop
+        table = self._record(table, job, "crash", note)
+        attempt = job.fix_attempt + 1
+        cfg = loop.config
+        if (
+            attempt > cfg.fix_attempts
+            or loop._stop_requested
+            or judge.MACHINE_SLOWER in note
+            or not getattr(loop._proposer, "makes_fixes", True)
+            or (cfg.max_experiments and len(table.rows) >= cfg.max_experiments)
+        ):
+            return table
+        number = len(table.rows)
+        meta = loop.history.load_meta(number)
+        crash = CrashInfo(
+            number=number,
+            description=table.rows[-1].description,
+            category=meta.category if meta else "other",
+            diff=loop.history.read_diff(number),
+            log_tail=tail_text(loop.history.log_path(number), 50, 4096),
+            attempt=attempt,
+        )
+        self._fixes.append(_Fix(crash, loop._files_at(job.commit), job.base))
+        return table
+
     def _re_apply(
         self, table: ResultsTable, job: Job, own: judge.Reference, ref: judge.Reference, best: str
     ) -> ResultsTable:
@@ -633,6 +754,14 @@ class ParallelSession:
                 job,
                 "discard",
                 f"(a gain on #{own.number}'s version; it does not combine with #{ref.number}, kept meanwhile)",
+            )
+        earlier = loop._tried.get(content_key({**now, **merged}))
+        if earlier is not None:  # the same code never runs twice (but to confirm or measure noise)
+            return self._record(
+                table,
+                job,
+                "discard",
+                f"(a gain on #{own.number}'s version; on #{ref.number} it is #{earlier}'s code, already run)",
             )
         loop._emit(
             ev.Info(
@@ -715,7 +844,7 @@ class ParallelSession:
             number=number,
             commit=job.commit,
             parent=job.base,
-            kind="experiment",
+            kind="fix" if job.fix_attempt else "experiment",
             description=description,
             category=one_line(job.proposal.category),
             rationale=safe_text(job.proposal.rationale),
@@ -763,7 +892,8 @@ class ParallelSession:
         )
         append_row(loop.results_path, row, table.has_duration)
         table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
-        loop._tried.setdefault(meta.extra["content_key"], number)
+        if judge.MACHINE_SLOWER not in note:  # the idea may run again once the machine is itself again
+            loop._tried.setdefault(meta.extra["content_key"], number)
         loop._recorded(table, number, row, meta)
         if status == "keep":  # after the row: a branch that cannot move leaves the session's records whole
             self._move_branch(number, job.commit)

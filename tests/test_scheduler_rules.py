@@ -48,6 +48,8 @@ if number > 1 and (state / "broken").exists():
     sys.exit(0)
 if MODE == "hang":
     time.sleep(600)
+if MODE == "boom":
+    raise RuntimeError("boom: the change broke the training")
 print(f"val_loss: {{10.0 / (A + B + C + D):.6f}}")
 """
 
@@ -171,6 +173,82 @@ def test_after_a_timeout_the_best_code_run_again_is_named_by_its_own_commit(tmp_
     assert starts[0].commit == experiment[:7]
     assert starts[1].commit == baseline[:7]  # the best's code runs again, and the output says so
     assert f"#2 running {baseline[:7]}" in (starts[1].describe() or "")
+
+
+@WORKERS
+@pytest.mark.parametrize("slower", [False, True], ids=["same-speed", "slower"])
+def test_a_timeout_runs_the_best_code_again_to_tell_a_slower_machine_from_a_slow_idea(
+    tmp_path: Path, workers: int, slower: bool
+) -> None:
+    repo, state = make_session(tmp_path, workers, experiments=3, timeout_minutes=0.1)
+    if slower:
+        (state / "hold").touch()  # every run after the baseline waits: the best's code, run again, times out too
+    baseline = git(repo, "rev-parse", "HEAD")
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, seen.append, Hang()).run()
+    assert stopped.ok, stopped.reason
+    (status, description), *_ = rows(repo)[1:]
+    assert status == "crash"
+    if slower:
+        assert description.startswith("hang (timed out: machine slower than at baseline: #1 took over the timeout now")
+    else:
+        assert description == "hang (timed out after 0.1 min)"
+    folder = repo / ".autoresearch/experiments/0002"
+    assert (folder / "remeasure.log").exists()
+    best = json.loads((repo / ".autoresearch/experiments/0001/meta.json").read_text())
+    assert len(best["extra"].get("remeasured_runs", [])) == (0 if slower else 1)
+    if workers > 1:
+        again = [e for e in seen if isinstance(e, ev.WorkerChanged) and e.state == "re-measuring"]
+        assert [e.description for e in again] == [f"#1 again ({baseline[:7]}), after hang timed out"]
+
+
+class Breaks:
+    """Proposes one change that breaks the training; asked to fix it, puts the training back and keeps the change."""
+
+    name = "breaks"
+
+    def __init__(self) -> None:
+        self.proposed = False
+        self.crashes: list[object] = []
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        text = ctx.files["train.py"]
+        if ctx.crash is not None:
+            self.crashes.append(ctx.crash)
+            return Proposal("put MODE back", {"train.py": text.replace('MODE = "boom"', 'MODE = "train"')})
+        if self.proposed:
+            return None
+        self.proposed = True
+        changed = text.replace("A = 1\n", "A = 3\n").replace('MODE = "train"', 'MODE = "boom"')
+        return Proposal("A to 3", {"train.py": changed})
+
+    def observe(self, record: ExperimentRecord) -> None:
+        pass
+
+
+@WORKERS
+def test_a_crash_is_given_to_a_proposer_that_makes_fixes_and_its_fix_runs_as_its_own_experiment(
+    tmp_path: Path, workers: int
+) -> None:
+    repo, _ = make_session(tmp_path, workers, experiments=5)
+    proposer = Breaks()
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, seen.append, proposer).run()
+    assert stopped.ok, stopped.reason
+    recorded = rows(repo)
+    assert [s for s, _ in recorded] == ["baseline", "crash", "keep"]
+    assert recorded[1][1].startswith("A to 3 (")
+    assert recorded[2][1].startswith("fix: put MODE back")
+    assert len(proposer.crashes) == 1
+    crash = proposer.crashes[0]
+    assert crash.number == 2 and crash.attempt == 1
+    assert "boom: the change broke the training" in crash.log_tail
+    assert "A = 3" in crash.diff
+    meta = json.loads((repo / ".autoresearch/experiments/0003/meta.json").read_text())
+    assert meta["kind"] == "fix"
+    assert [e.number for e in seen if isinstance(e, ev.ExperimentStarted) and e.kind == "fix"] == [3]
+    head = (repo / "train.py").read_text()
+    assert "A = 3\n" in head and 'MODE = "train"' in head
 
 
 class Hang:
@@ -332,3 +410,42 @@ def test_removing_the_state_folder_during_a_run_loses_no_result(tmp_path: Path, 
     recorded = rows(repo)
     assert recorded == [("baseline", "baseline"), ("keep", "A to 2")]
     assert "val_loss: 2.000000" in (repo / ".autoresearch/experiments/0002/run.log").read_text()
+
+
+class Unchanged:
+    """Every proposal changes nothing, so none can be used."""
+
+    name = "unchanged"
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        return Proposal("nothing", {"train.py": ctx.files["train.py"]})
+
+    def observe(self, record: ExperimentRecord) -> None:
+        pass
+
+
+@WORKERS
+def test_unusable_proposals_in_a_row_pause_the_app_and_stop_a_headless_run(tmp_path: Path, workers: int) -> None:
+    repo, _ = make_session(tmp_path, workers, experiments=10, max_skips_in_a_row=2)
+    headless = ExperimentLoop(repo, lambda _: None, Unchanged()).run()
+    assert not headless.ok
+    assert headless.reason.startswith("2 proposals in a row could not be used (last: the proposal changes nothing)")
+    assert headless.reason.endswith("then run again.")
+    seen: list[ev.Event] = []
+    done = threading.Event()
+    app = ExperimentLoop(
+        repo,
+        lambda e: (seen.append(e), done.set() if isinstance(e, ev.NeedsUser) else None),
+        Unchanged(),
+        when_stuck="pause",
+    )
+    thread = threading.Thread(target=app.run)
+    thread.start()
+    assert done.wait(120), "the app's loop never asked for the user"
+    needs = [e for e in seen if isinstance(e, ev.NeedsUser)]
+    assert needs[0].message.endswith("then resume (p).")
+    assert app.paused
+    app.stop()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert [s for s, _ in rows(repo)] == ["baseline"]
