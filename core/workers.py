@@ -7,11 +7,13 @@ pinned to its device, and hands the run back. Only the scheduler writes results.
 `refs/autoresearch/<tag>/<n>` refs and the session branch, so rows appear in the order experiments finish and
 an experiment gets its number when it is recorded.
 
-Each result is judged against the best at the moment it finishes (core/judge.py). A change built on the best
-of its time is judged as in a sequential session (a promising one is run again on the same worker to confirm
-it). A change whose base was overtaken meanwhile is first judged against its own base: no gain there, it is
-discarded; a gain is re-applied on the new best by a three-way merge (where both changed the same lines, as
-two values of one knob, its lines replace the best's) and run there, and judged on that run alone.
+Each result is judged against the best at the moment it finishes (core/judge.py), with the rules of one
+worker: a promising change runs again to confirm it, a close miss against a best that ran few times runs the
+best again, a timeout runs the best again to tell a slower machine from a slow idea, the guard decides a keep,
+and a crash is given to a proposer that makes fixes. An idea asked for ahead is checked again, and re-applied
+on a new best, once the result before it is recorded and before it runs. A change that already ran on a base
+overtaken meanwhile is first judged against its own base: no gain there, it is discarded; a gain is
+re-applied on the new best edit by edit (core/edits.py) and run there, and judged on that run alone.
 """
 
 from __future__ import annotations
@@ -64,13 +66,14 @@ from .worktrees import (
 if TYPE_CHECKING:
     from .loop import ExperimentLoop
 
-JobKind = Literal["run", "confirm", "re-apply", "guard", "remeasure"]
+JobKind = Literal["run", "confirm", "re-apply", "guard", "remeasure", "best"]
 _STATE: dict[JobKind, ev.WorkerState] = {
     "run": "running",
     "confirm": "confirming",
     "re-apply": "re-applying",
     "guard": "guarding",
     "remeasure": "re-measuring",
+    "best": "re-measuring",
 }
 
 
@@ -106,11 +109,15 @@ class Job:
     guard_passed: bool | None = None
     fix_attempt: int = 0
     """0 for an idea; n for the n-th fix of a crash (recorded as a `fix` experiment)."""
-    timed_out: RunOutcome | None = None
-    """The run that timed out while the best's code runs again to tell a slower machine from a slow idea."""
+    own: RunOutcome | None = None
+    """Its own last run, while the best's code runs again: after a timeout (to tell a slower machine from a slow
+    idea) or a close miss against a best that ran only a few times."""
     best: judge.Reference | None = None
-    """The best that runs again after this job's timeout, and its commit."""
+    """The best whose code runs again, and its commit."""
     best_commit: str = ""
+    remeasured: bool = False
+    checked: int = 0
+    """How many rows there were when the proposal was checked; it is checked again if more came in before it runs."""
 
 
 @dataclass
@@ -183,6 +190,7 @@ class ParallelSession:
         self._fixes: list[_Fix] = []  # crashes to ask a fix for, before new ideas
         self._seq = itertools.count(1)
         self._shown = -1  # the row count the last phase event told
+        self._rows = 0  # rows recorded so far
 
     def hold(self, worker: int, held: bool) -> None:
         """Pause one worker (it finishes what it runs, then takes no new idea) or let it go on."""
@@ -211,6 +219,7 @@ class ParallelSession:
         loop = self.loop
         for message in self.recover():
             loop._emit(ev.Repaired(message))
+        self._rows = len(table.rows)
         self._sync_branch(self._best_commit(table))
         tip = loop._expected_head  # the branch's tip: the best, or a commit the user made on it
         for slot in self.slots:
@@ -273,6 +282,7 @@ class ParallelSession:
                     ready.seq = next(self._seq)
                     ready.planned = asked.planned
                     ready.fix_attempt = asked.fix.crash.attempt if asked.fix else 0
+                    ready.checked = len(table.rows)
             ready = self._dispatch(ready)
             while True:
                 try:
@@ -280,12 +290,14 @@ class ParallelSession:
                 except queue.Empty:
                     break
                 self._slot_of(job).job = None
-                ready = self._dispatch(ready)
                 rows = len(table.rows)
                 table = self._finished(table, job)
+                self._rows = len(table.rows)
                 self._hold = False
                 if len(table.rows) > rows and (broken := loop._stop_if_broken(table)) is not None:
                     return broken
+                # After the record: a proposal asked for ahead is checked against it, and built on a new best.
+                ready = self._dispatch(ready)
             busy = [s for s in self.slots if s.job is not None]
             if loop._cancel_reason == "stop":
                 for slot in busy:
@@ -374,11 +386,50 @@ class ParallelSession:
                 job = self._followups.pop(0)
             elif ready is not None and not (loop._pause_requested or loop._stop_requested or slot.held):
                 job, ready = ready, None
+                if job.base != loop._expected_head and not self._fitted_to_best(job):
+                    continue
+                if job.checked != self._rows and not self._still_usable(job):
+                    continue
             else:
                 continue
             job.worker = slot.dir
             self._start(slot, job)
         return ready
+
+    def _fitted_to_best(self, job: Job) -> bool:
+        """A proposal asked for ahead, before a keep: its edits re-applied on the new best before it runs (as one
+        worker re-applies a draft), so it is not run on a base that is no longer the best. False: they no longer
+        apply (the lines it changes were changed by the keep); its tokens count toward the next proposal."""
+        loop = self.loop
+        best = loop._expected_head
+        now = loop._files_at(best)
+        merged = rebase_files(loop._files_at(job.base), job.files, now, edits=job.proposal.edits)
+        number = self._rows + 1
+        if merged is None:
+            reason = "asked for before the last keep; it did not apply on it"
+            loop._carry += job.usage
+            loop._save_carry(number, reason)
+            loop._emit(ev.ProposalSkipped(number, f"{job.proposal.description}: {reason}", 0))
+            return False
+        loop._emit(ev.Info(f"{job.proposal.description!r}, asked for before the last keep, was re-applied on it"))
+        job.base, job.files = best, merged
+        job.key = content_key({**now, **merged})
+        job.checked = -1  # checked again: the keep may have made it identical to a version already run
+        return True
+
+    def _still_usable(self, job: Job) -> bool:
+        """Check a proposal asked for ahead again once results came in meanwhile (as one worker checks a draft when
+        it takes it up): one of them may have run the same code or shown that its knob has no effect."""
+        loop = self.loop
+        try:
+            loop._check_proposal(dataclasses.replace(job.proposal, files=job.files), loop._files_at(job.base))
+        except ProposalSkipped as exc:
+            number = self._rows + 1
+            loop._carry += job.usage
+            loop._save_carry(number, f"asked for before the last results came in: {exc.reason}")
+            loop._emit(ev.ProposalSkipped(number, f"{exc.reason} (known once the results before it came in)", 0))
+            return False
+        return True
 
     def _skipped_ready(self, number: int, job: Job) -> None:
         """A proposal asked for ahead that will not run (the session stops): its tokens count toward the next."""
@@ -451,8 +502,9 @@ class ParallelSession:
         slot.job = job
         slot.cancel.clear()
         what = job.proposal.description
-        if job.kind == "remeasure" and job.best is not None:  # named by the code that runs, not the idea waiting
-            what = f"#{job.best.number} again ({job.best_commit[:7]}), after {what} timed out"
+        if job.kind in ("remeasure", "best") and job.best is not None:  # named by the code that runs
+            why = f"after {what} timed out" if job.kind == "remeasure" else f"to judge {what} against it"
+            what = f"#{job.best.number} again ({job.best_commit[:7]}), {why}"
         self._tell(slot, _STATE[job.kind], what)
         slot.thread = threading.Thread(
             target=self._work, args=(slot, job), name=f"autoresearch-worker-{job.worker.index}"
@@ -473,7 +525,7 @@ class ParallelSession:
                     sorted(job.files), f"exp: {one_line(job.proposal.description)}", add=False
                 )
             else:
-                tree = reset_tree(job.worker, job.best_commit if job.kind == "remeasure" else job.commit)
+                tree = reset_tree(job.worker, job.best_commit if job.kind in ("remeasure", "best") else job.commit)
             if job.kind == "guard":
                 self._guard(slot, job)
                 return
@@ -481,7 +533,9 @@ class ParallelSession:
             watch = loop._pruning.watch(slot.cancel, tree.diff(job.base, job.commit) if first else None)
             output = fresh_output(job.worker)
             name = "run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"
-            log = job.worker.log(f"{job.seq}/" + ("remeasure.log" if job.kind == "remeasure" else name))
+            if job.kind in ("remeasure", "best") and job.best is not None:
+                name = "remeasure.log" if job.kind == "remeasure" else f"best-{job.best.number}.log"
+            log = job.worker.log(f"{job.seq}/{name}")
             log.parent.mkdir(parents=True, exist_ok=True)
             job.logs.append(log)
             env = run_env(loop.config, job.planned, log.name)
@@ -526,7 +580,7 @@ class ParallelSession:
             job.metric = read_metric(source, loop.config.metric_grep) if ok else None
             if ok and job.metric is None and (own := own_run_log(job.worker)) is not None:
                 job.metric = read_metric(own, loop.config.metric_grep)
-            if job.kind != "remeasure":  # the crash row gives the memory of the run that timed out
+            if job.kind not in ("remeasure", "best"):  # the row gives the memory of the idea's own run
                 job.memory_gb = run_memory_gb(log, loop.config, outcome)
         except BaseException as exc:  # handed to the scheduler, which stops the session with it
             job.error = exc
@@ -627,6 +681,13 @@ class ParallelSession:
             return self._record(table, job, "discard", f"{job.verdict} (guard failed)".strip())
         if job.kind == "remeasure":
             return self._crashed(table, job, self._slower_or_not(table, job))
+        if job.kind == "best":
+            again, ref = outcome, job.best
+            assert job.own is not None and ref is not None
+            job.outcome, job.kind, job.remeasured = job.own, "run", True
+            if job.metric is not None and not (again.cancelled or again.infra_error):
+                loop._add_best_run(table, ref, job.metric, again.duration_s)
+            return self._judged(table, job, loop.history.all_meta())
         pruned = load_curve(curve_path(job.logs[0])) if outcome.cancelled and not job.runs else None
         if pruned is not None and pruned.pruned is not None:
             job.durations.append(outcome.duration_s)
@@ -642,7 +703,7 @@ class ParallelSession:
             ref = judge.reference(table, metas, loop.config.higher_is_better)
             if outcome.timed_out and ref is not None and ref.duration_s > 0 and not loop._stop_requested:
                 # As with one worker: the best's code runs again to tell a slower machine from a slow idea.
-                job.timed_out, job.best, job.best_commit = outcome, ref, loop._expected_head
+                job.own, job.best, job.best_commit = outcome, ref, loop._expected_head
                 loop._emit(
                     ev.Info(
                         f"worker {job.worker.index}: {job.proposal.description!r} timed out; running the best code "
@@ -654,10 +715,15 @@ class ParallelSession:
             return self._crashed(table, job, f"({why})")
         job.runs.append(job.metric)
         job.durations.append(outcome.duration_s)
-        ref = judge.reference(table, metas, loop.config.higher_is_better)
+        return self._judged(table, job, metas)
+
+    def _judged(self, table: ResultsTable, job: Job, metas: Mapping[int, ExperimentMeta]) -> ResultsTable:
+        """Judge a job's runs against the best as it is now: record it, or run it (or the best) again first."""
+        loop = self.loop
+        ref = judge.reference(table, dict(metas), loop.config.higher_is_better)
         assert ref is not None
         best = loop._expected_head
-        over = loop._judge.over_budget(outcome.duration_s)
+        over = loop._judge.over_budget(job.durations[-1])
         if over:
             return self._record(table, job, "discard", over)
         noise = self._noise(metas, ref, job.runs)
@@ -670,11 +736,25 @@ class ParallelSession:
                 return self._record(table, job, "discard", f"{verdict.note} (measured on #{own.number}'s version)")
             return self._re_apply(table, job, own, ref, best)
         logs = (job.logs[0], loop.history.log_path(ref.number))
-        if len(job.runs) == 1 and judge.Judge.no_effect(job.metric, ref, *logs, loop.config.metric_grep):
+        if len(job.runs) == 1 and judge.Judge.no_effect(job.runs[0], ref, *logs, loop.config.metric_grep):
             return self._record(
                 table, job, "discard", f"({judge.NO_EFFECT}: same {loop.config.metric_name} as #{ref.number})"
             )
         verdict = loop._judge.decide(ref, job.runs, noise)
+        short = verdict.action == "discard" and loop._judge.gain(ref.mean, statistics.fmean(job.runs)) > 0
+        if short and not job.remeasured and ref.fresh < judge.REMEASURE_BELOW and not loop._judge.greedy:
+            # As with one worker: a close miss against a best measured only a few times runs the best again.
+            job.own, job.best, job.best_commit = job.outcome, ref, best
+            loop._emit(
+                ev.Info(
+                    f"worker {job.worker.index}: {job.proposal.description!r} is close to #{ref.number}, which ran "
+                    f"{len(ref.runs)} time(s); running #{ref.number} again"
+                )
+            )
+            self._again(job, "best")
+            return table
+        if job.remeasured:
+            verdict = dataclasses.replace(verdict, note=f"{verdict.note} (#{ref.number} re-measured)".strip())
         if verdict.action == "confirm":
             loop._emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
             self._again(job, "confirm")
@@ -691,8 +771,8 @@ class ParallelSession:
         """After a timeout and the best's run again: the crash row's note (and the best's extra run kept)."""
         loop = self.loop
         again, ref = job.outcome, job.best
-        assert again is not None and ref is not None and job.timed_out is not None
-        job.outcome, job.kind = job.timed_out, "run"
+        assert again is not None and ref is not None and job.own is not None
+        job.outcome, job.kind = job.own, "run"
         plain = f"({judge.TIMED_OUT} {loop.config.timeout_minutes:g} min)"
         if again.cancelled or again.infra_error:
             return plain

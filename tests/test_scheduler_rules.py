@@ -36,12 +36,14 @@ A = 1
 B = 1
 C = 1
 D = 1
+E = 0
+F = 1
 MODE = "train"
 
 state = pathlib.Path({state!r})
 number = int(os.environ.get("AUTORESEARCH_EXPERIMENT", "0"))
 (state / f"pid-{{os.getpid()}}").write_text(str(number))
-while number > 1 and (state / "hold").exists():
+while number > 1 and ((state / "hold").exists() or (state / f"hold-{{number}}").exists()):
     time.sleep(0.02)
 if number > 1 and (state / "broken").exists():
     print("loading shard: data/shard-0.bin is missing")
@@ -50,7 +52,7 @@ if MODE == "hang":
     time.sleep(600)
 if MODE == "boom":
     raise RuntimeError("boom: the change broke the training")
-print(f"val_loss: {{10.0 / (A + B + C + D):.6f}}")
+print(f"val_loss: {{10.0 / (A + B + C + D) - E:.6f}}")
 """
 
 WORKERS = pytest.mark.parametrize("workers", [1, 3])
@@ -449,3 +451,40 @@ def test_unusable_proposals_in_a_row_pause_the_app_and_stop_a_headless_run(tmp_p
     thread.join(60)
     assert not thread.is_alive()
     assert [s for s, _ in rows(repo)] == ["baseline"]
+
+
+@WORKERS
+def test_a_close_miss_against_a_best_that_ran_twice_runs_the_best_again_before_it_is_judged(
+    tmp_path: Path, workers: int
+) -> None:
+    repo, _ = make_session(tmp_path, workers, experiments=2, judging="noise")
+    stopped = ExperimentLoop(repo, lambda _: None, Edits([("E", 0.001)])).run()  # type: ignore[list-item]
+    assert stopped.ok, stopped.reason
+    (status, description), *_ = rows(repo)[1:]
+    assert status == "discard" and description.endswith("(#1 re-measured)"), description
+    assert (repo / ".autoresearch/experiments/0002/best-1.log").read_text() == "val_loss: 2.500000\n"
+    best = json.loads((repo / ".autoresearch/experiments/0001/meta.json").read_text())
+    assert best["extra"]["remeasured_runs"] == [2.5]
+
+
+def test_a_proposal_asked_for_ahead_is_checked_against_the_results_that_came_in_before_it_runs(
+    tmp_path: Path,
+) -> None:
+    repo, state = make_session(tmp_path, 2, experiments=6)
+    (state / "hold-2").touch()
+    (state / "hold-3").touch()
+    proposer = Edits([("F", 2), ("A", 2), ("F", 3)])  # F never reaches the training
+    live = LoopThread(repo, proposer)
+    live.wait_for(lambda _: len(proposer.contexts) >= 3, "the third proposal was never asked for")
+    (state / "hold-2").unlink()  # F to 2 ends first and shows that F has no effect
+    live.wait_for(lambda _: len(rows(repo)) >= 2, "F to 2 was never recorded")
+    (state / "hold-3").unlink()
+    assert live.join().ok
+    recorded = rows(repo)
+    assert recorded[1] == ("discard", "F to 2 (no effect: same val_loss as #1)")
+    assert not any(d.startswith("F to 3") for _, d in recorded)
+    skipped = [e for e in live.events if isinstance(e, ev.ProposalSkipped)]
+    assert [e.reason for e in skipped] == [
+        "the proposal changes f again, which had no effect in #2 (the change does not reach the training) "
+        "(known once the results before it came in)"
+    ]
