@@ -16,6 +16,7 @@ _COMMIT_OPTS = ("-c", "commit.gpgsign=false", "-c", f"core.hooksPath={os.devnull
 # `git status` refreshes the index when it can; these queries must never write (nor take the user's index lock).
 _READ_ONLY = ("--no-optional-locks",)
 _DISK_FULL = ("No space left on device", "Out of diskspace", "Disk quota exceeded")
+_NEARLY_FULL_BYTES = 1 << 20
 _FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
 
 
@@ -237,6 +238,16 @@ def describe_git_error(exc: GitCommandError) -> str:
     return _first_line(exc)
 
 
-def disk_full(exc: GitCommandError) -> bool:
+def disk_full(exc: GitCommandError, where: Path | None = None) -> bool:
+    """Git failed for want of space: it says so, or (some messages only say a file "couldn't write") the file
+    system of `where` has almost nothing left."""
     text = f"{exc.stderr or ''}{exc.stdout or ''}"
-    return any(words in text for words in _DISK_FULL)
+    if any(words in text for words in _DISK_FULL):
+        return True
+    if where is None:
+        return False
+    try:
+        stat = os.statvfs(where)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < _NEARLY_FULL_BYTES

@@ -105,7 +105,7 @@ class ExperimentLoop(Experiment):
             stopped = ev.LoopStopped(exc.message, ok=False, experiments=self._rows_count())
         except GitCommandError as exc:
             reason = f"git failed: {describe_git_error(exc)}; fix the repository and run again."
-            if disk_full(exc):
+            if disk_full(exc, self.root):
                 reason = _DISK_FULL.format(where=f" (git: {describe_git_error(exc)})")
             stopped = ev.LoopStopped(reason, ok=False, experiments=self._rows_count())
         except OSError as exc:

@@ -660,7 +660,7 @@ class ParallelSession:
             if isinstance(job.error, (UserError, OSError)):
                 raise job.error
             if isinstance(job.error, GitCommandError):
-                if disk_full(job.error):
+                if disk_full(job.error, loop.root):
                     raise UserError(_DISK_FULL.format(where=f" (git: {describe_git_error(job.error)})")) from None
                 raise UserError(
                     f"git failed in worker {job.worker.index}'s directory ({describe_git_error(job.error)}); "

@@ -24,6 +24,8 @@ from autoresearch.core.setup import setup_session
 from autoresearch.tui.state import RunState
 
 from tests.conftest import cli, git
+from tests.test_user_work import _fill
+from tests.test_user_work import small_disk as small_disk  # a fixture
 from tests.test_workers import Edits, LoopThread, _alive
 
 PY = sys.executable
@@ -488,3 +490,33 @@ def test_a_proposal_asked_for_ahead_is_checked_against_the_results_that_came_in_
         "the proposal changes f again, which had no effect in #2 (the change does not reach the training) "
         "(known once the results before it came in)"
     ]
+
+
+@WORKERS
+def test_a_disk_that_fills_up_during_a_run_stops_with_the_disk_full_sentence(small_disk: Path, workers: int) -> None:
+    repo, state = make_session(small_disk, workers, experiments=4)
+    (state / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 2), ("B", 2), ("C", 2)]))
+    live.wait_for(lambda _: held_run_started(state), "a run after the baseline never started")
+    filler = _fill(small_disk)
+    (state / "hold").unlink()
+    stopped = live.join()
+    filler.unlink()
+    assert not stopped.ok
+    assert stopped.reason.startswith("The disk is full"), stopped.reason
+    assert stopped.reason.endswith("; free some space and run again, which finishes what this run left.")
+    again = ExperimentLoop(repo, lambda _: None, Edits([("D", 2)])).run()
+    assert again.ok, again.reason
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+@WORKERS
+def test_the_same_code_proposed_again_while_it_runs_or_after_it_ran_is_never_run_twice(
+    tmp_path: Path, workers: int
+) -> None:
+    repo, _ = make_session(tmp_path, workers, experiments=4)
+    stopped = ExperimentLoop(repo, lambda _: None, Edits([("A", 2), ("A", 2), ("A", 2), ("B", 2)])).run()
+    assert stopped.ok, stopped.reason
+    descriptions = [d for _, d in rows(repo)]
+    assert sum(d.startswith("A to 2") for d in descriptions) == 1, descriptions
+    assert sum(d.startswith("B to 2") for d in descriptions) == 1, descriptions
