@@ -33,7 +33,6 @@ DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
 STATE_DIR = ".autoresearch"
 IGNORED_PATHS = (RESULTS_FILE, CONFIG_FILE, RUN_LOG, STATE_DIR + "/")
 
-AGENTS = ("mutate", "llm")
 CATEGORIES = ("hyperparams", "architecture", "optimizer", "regularization", "data", "other")
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

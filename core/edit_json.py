@@ -11,6 +11,8 @@ from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .whole_file import closes_fence, fenced_blocks
+
 _OPEN = re.compile(
     r"^\s*(?:(`{3,}|~{3,})\s*(json[c5]?|javascript|js)?\s*$|<(tool_call|function_call|invoke)\b[^>]*>\s*$)"
 )
@@ -67,24 +69,17 @@ def _load(text: str) -> Any:
 def parse_json_edits(lines: Sequence[str], skip: Container[int]) -> list[JsonEdit]:
     """Every edit held by a JSON fence or a tool-call envelope outside the lines in `skip`."""
     found: list[JsonEdit] = []
-    i = 0
-    while i < len(lines):
-        one_line = _ONE_LINE.match(lines[i]) if i not in skip else None
+    inside: set[int] = set()
+    for _, i, j in fenced_blocks(lines, skip, _OPEN, _closes):
+        found += [JsonEdit(i, p, s, r) for p, s, r in _edits(_load("\n".join(lines[i + 1 : j])), None)]
+        inside.update(range(i, j + 1))
+    for i, line in enumerate(lines):
+        one_line = _ONE_LINE.match(line) if i not in skip and i not in inside else None
         if one_line:
             found += [JsonEdit(i, p, s, r) for p, s, r in _edits(_load(one_line.group(2)), None)]
-            i += 1
-            continue
-        opening = _OPEN.match(lines[i]) if i not in skip else None
-        if not opening:
-            i += 1
-            continue
-        ticks = opening.group(1)
-        j = i + 1
-        while j < len(lines) and not (
-            (ticks and lines[j].strip().startswith(ticks) and not lines[j].strip().strip(ticks[0]))
-            or (not ticks and _CLOSE_TAG.match(lines[j]))
-        ):
-            j += 1
-        found += [JsonEdit(i, p, s, r) for p, s, r in _edits(_load("\n".join(lines[i + 1 : j])), None)]
-        i = j + 1
     return found
+
+
+def _closes(line: str, opening: re.Match[str]) -> bool:
+    ticks = opening.group(1)
+    return closes_fence(line, ticks) if ticks else _CLOSE_TAG.match(line) is not None

@@ -173,7 +173,6 @@ class JournalReader:
     def __init__(self, root: Path, from_start: bool = True) -> None:
         self.path = journal_path(root)
         self.writer_pid: int | None = None
-        self.opened_at: float | None = None
         self.skipped = 0
         self._fh: Any = None
         self._inode = 0
@@ -249,7 +248,6 @@ class JournalReader:
                 continue
             if line.get("type") == OPENED:
                 self.writer_pid = line.get("pid") if isinstance(line.get("pid"), int) else None
-                self.opened_at = line.get("t") if isinstance(line.get("t"), float | int) else None
                 continue
             event = decode(line)
             if event is None:

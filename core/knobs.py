@@ -129,8 +129,6 @@ class KnobReport:
     looked_in: tuple[str, ...]
     left_out: tuple[str, ...] = ()
     """Names found but left out as measurement or bookkeeping (knob_exclude)."""
-    config_files: tuple[str, ...] = ()
-    """Config files the run command names."""
 
     @property
     def searchable(self) -> tuple[Knob, ...]:
@@ -531,7 +529,7 @@ def discover(
             )
         )
     looked = [*order, *([RUN_COMMAND] if parsed.args else [])]
-    return KnobReport(tuple(knobs), tuple(looked), tuple(left_out), tuple(configs))
+    return KnobReport(tuple(knobs), tuple(looked), tuple(left_out))
 
 
 def _match_name(name: str, known: Mapping[str, Any]) -> str:
@@ -592,16 +590,3 @@ def describe_knobs(report: KnobReport, limit: int = 40, for_model: bool = True) 
     if report.left_out:
         lines.append(f"Measurement and bookkeeping, not knobs (leave them): {', '.join(report.left_out[:20])}.")
     return "\n".join(lines)
-
-
-def json_safe(report: KnobReport) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": k.name,
-            "value": k.text(),
-            "where": k.place.describe(),
-            "overrides": [p.describe() for p, _ in k.shadowed],
-            "editable": k.editable,
-        }
-        for k in report.knobs
-    ]

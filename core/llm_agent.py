@@ -61,7 +61,6 @@ class LLMProposer:
         self.retry = retry
         self.stream = bool(_extra(config, "stream")) if stream is None else stream
         self.on_text = on_text
-        self.last_messages: list[Message] = []
         self._budget: int | None = None
 
     def budget_tokens(self) -> int:
@@ -73,7 +72,6 @@ class LLMProposer:
         """Nothing to keep: every prompt is rebuilt from the full history the loop passes in."""
 
     def _ask(self, config: SessionConfig, messages: list[Message], usage: Usage) -> tuple[Completion, Usage]:
-        self.last_messages = list(messages)
         try:
             reply = complete(config, messages, stream=self.stream, on_text=self.on_text, retry=self.retry)
         except TransientProviderError as exc:
@@ -147,7 +145,6 @@ class LLMProposer:
             exchanges.append((text, feedback))
             if round_number < rounds and ctx.on_retry is not None:
                 ctx.on_retry(round_number, short)
-        self.last_messages = conversation(base, exchanges, budget_chars)
         raise ProposalSkipped(f"the model's edits could not be used after {tries(rounds)}: {last_problem}", usage)
 
     def _verdict(self, ctx: ProposalContext, state: Mapping[str, str]) -> tuple[str, str, str] | None:

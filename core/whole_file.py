@@ -6,7 +6,7 @@ it keeps most of the current file's lines and leaves nothing out with a `# ... u
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 
 from .edit_match import is_lazy_comment
@@ -53,24 +53,41 @@ def find_fenced_files(
     lines: Sequence[str], skip: Container[int], name_at: Callable[[int], str | None]
 ) -> list[FencedFile]:
     found: list[FencedFile] = []
-    i = 0
-    while i < len(lines):
-        opening = _OPEN.match(lines[i]) if i not in skip else None
-        if not opening:
-            i += 1
-            continue
-        ticks = opening.group(1)
-        j = i + 1
-        while j < len(lines) and not (lines[j].strip().startswith(ticks) and not lines[j].strip().strip(ticks[0])):
-            j += 1
+    for opening, i, j in fenced_blocks(lines, skip, _OPEN, lambda line, opened: closes_fence(line, opened.group(1))):
         body = list(lines[i + 1 : j])
         language = fence_language(opening.group(2))
         if language not in ("diff", "patch", "udiff") and not any(_MARKERS.match(b) for b in body):
             path = fence_path(opening.group(2)) or name_at(i)
             if path is not None or language in _CODE:
                 found.append(FencedFile(i, path, "\n".join(body)))
-        i = j + 1
     return found
+
+
+def fenced_blocks(
+    lines: Sequence[str],
+    skip: Container[int],
+    opening: re.Pattern[str],
+    closes: Callable[[str, re.Match[str]], bool],
+) -> Iterator[tuple[re.Match[str], int, int]]:
+    """Each block that a line matching `opening` (outside `skip`) opens and the first later line `closes` accepts
+    ends (or the reply's end): the opening's match, its line and the closing line, blocks never nested."""
+    i = 0
+    while i < len(lines):
+        opened = opening.match(lines[i]) if i not in skip else None
+        if opened is None:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not closes(lines[j], opened):
+            j += 1
+        yield opened, i, j
+        i = j + 1
+
+
+def closes_fence(line: str, ticks: str) -> bool:
+    """`line` closes a fence opened by `ticks` (three or more backticks or tildes): as many or more, nothing else."""
+    stripped = line.strip()
+    return stripped.startswith(ticks) and not stripped.strip(ticks[0])
 
 
 def is_snippet(current: str, new: str) -> bool:
