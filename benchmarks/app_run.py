@@ -8,6 +8,10 @@ the loop thread and the run's log tailing; the training is a separate process an
   CPU time over that window divided by the window, its peak RSS (sampled every 0.25 s), and key to
   repaint: `?` is sent every few seconds and the pane polled until the help screen shows, then
   `escape` until it is gone.
+- publishing a flood: the same flood through the real runner in this process, its lines handed on in the
+  loop's batches (`LogAppended`) to a sink that drops them, and to the `Publisher` that `autoresearch run`
+  hands the loop (the journal, events.jsonl), side by side in the order without, with, with, without: this
+  process's CPU over each round and the CPU inside the publishing sink.
 - 1 GB run.log: a session whose last run left a 1 GB run.log (also kept as the last experiment's log,
   as the loop keeps it); first frame of the run screen, then `enter` on the last experiment until its
   screen shows the end of that log, and the app's peak RSS.
@@ -19,19 +23,27 @@ import argparse
 import contextlib
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from autoresearch.core import events as ev
+from autoresearch.core.executor import LocalExecutor
+from autoresearch.core.gitops import Repo
 from autoresearch.core.history import History
+from autoresearch.core.journal import journal_path
+from autoresearch.core.publishing import Publisher
 from autoresearch.core.results import ResultRow, append_row
+from autoresearch.core.session_lock import SessionLock
 from autoresearch.core.setup import setup_session
 
 from .common import BIN, PY, Row, fmt_s, git, make_repo, median, print_table, run_quiet, time_calls, use_git_identity
@@ -41,6 +53,7 @@ FIRST_FRAME_GOAL_S = 1.0
 CPU_GOAL = 0.15
 RSS_GOAL_MB = 200
 KEY_GOAL_S = 0.100
+PUBLISHING_CPU_GOAL = CPU_GOAL / 10
 BIG_LOG_END = "val_loss: 0.123456 (end of the 1 GB log)"
 WIDTH, HEIGHT = 120, 40
 MB = 1024**2
@@ -362,6 +375,92 @@ def watcher_row(result: WatcherResult) -> Row:
     )
 
 
+@dataclass
+class PublishingRound:
+    publishing: bool
+    seconds: float
+    cpu_share: float
+    """This process's CPU over the round (the runner reading the log, the sink), per second of wall time."""
+    sink_cpu_s: float
+    """CPU inside the publishing sink, on the thread that calls it."""
+    batches: int
+    lines: int
+    dropped: int
+    """Lines the runner skipped to stay bounded (at most 500 a batch), counted in the batches, not journaled."""
+    journal_bytes: int
+
+
+def publishing_round(workdir: Path, rate: float, seconds: float, publishing: bool) -> PublishingRound:
+    root = make_repo(workdir, 1, "print('x')\n", files=1)
+    lock = SessionLock(Repo(root))
+    lock.acquire("the benchmark's repository is held by {pid}")
+    publisher = Publisher(root, lambda event: None) if publishing else None
+    counts = [0, 0, 0]
+    sink_cpu = [0.0]
+
+    def on_lines(lines: list[str], dropped: int) -> None:
+        counts[0] += 1
+        counts[1] += len(lines)
+        counts[2] += dropped
+        if publisher is not None:
+            began = time.thread_time()
+            publisher(ev.LogAppended(1, tuple(lines), dropped))
+            sink_cpu[0] += time.thread_time() - began
+
+    try:
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        outcome = LocalExecutor().run(
+            f"{shlex.quote(PY)} {shlex.quote(str(FLOOD))} {rate:g} {seconds:g}",
+            root,
+            root / "run.log",
+            timeout_s=seconds + 30,
+            env={},
+            cancel=threading.Event(),
+            on_lines=on_lines,
+        )
+        wall = time.monotonic() - wall0
+        cpu_share = (time.process_time() - cpu0) / wall
+    finally:
+        if publisher is not None:
+            publisher.close()
+        lock.release()
+    if outcome.exit_code != 0:
+        raise RuntimeError(f"the flooding training failed (exit {outcome.exit_code})")
+    journal = journal_path(root)
+    size = journal.stat().st_size if journal.exists() else 0
+    return PublishingRound(publishing, wall, cpu_share, sink_cpu[0], *counts, size)
+
+
+def publishing_flood(workdir: Path, rate: float, seconds: float) -> list[PublishingRound]:
+    """Without, with, with, without publishing: a drift of the machine's load over the run falls on both."""
+    use_git_identity()
+    return [
+        publishing_round(workdir / f"publishing-{i}", rate, seconds, publishing)
+        for i, publishing in enumerate((False, True, True, False))
+    ]
+
+
+def publishing_row(rounds: list[PublishingRound]) -> Row:
+    without = [r.cpu_share for r in rounds if not r.publishing]
+    with_ = [r for r in rounds if r.publishing]
+    sink_share = max(r.sink_cpu_s / r.seconds for r in with_)
+    extra = median([r.cpu_share for r in with_]) - median(without)
+    per_batch = sum(r.sink_cpu_s for r in with_) / max(1, sum(r.batches for r in with_))
+    shares = " / ".join(f"{r.cpu_share * 100:.1f}%" for r in rounds)
+    return Row(
+        what=f"publishing a flood of 20,000 log lines/s ({rounds[0].seconds:.0f} s rounds) vs not publishing",
+        measured=f"CPU inside the publishing sink {sink_share * 100:.2f}% of one core (worst round), "
+        f"{per_batch * 1000:.2f} ms per batch; this process's CPU without / with / with / without: {shares}",
+        goal=f"sink <= {PUBLISHING_CPU_GOAL * 100:.1f}% of one core (a tenth of the app's flood budget)",
+        met=sink_share <= PUBLISHING_CPU_GOAL,
+        ratio=f"with - without: {extra * 100:+.1f} points of one core (medians)",
+        note=f"{sum(r.lines for r in with_):,} lines in {sum(r.batches for r in with_):,} batches journaled "
+        f"({sum(r.dropped for r in with_):,} more counted as dropped, as the runner bounds a batch); "
+        f"journal {max(r.journal_bytes for r in with_) / MB:.1f} MB at the end of a round (rotated at 4 MiB)",
+        data={"rounds": [vars(r) for r in rounds]},
+    )
+
+
 def make_big_log(path: Path, size: int) -> None:
     line = b"step 0123456 | loss: 0.345678 | lr 0.000600 | dt 412.3ms | tok/sec 127,338 | mfu 39.2%\n"
     block = line * (4 * MB // len(line))
@@ -466,6 +565,8 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
         )
         progress(f"a watcher beside the app for {flood_s:g} s")
         rows.append(watcher_row(flood_watched(workdir, 20_000, flood_s)))
+        progress(f"publishing the flood or not, 4 rounds of {flood_s / 3:g} s")
+        rows.append(publishing_row(publishing_flood(workdir, 20_000, flood_s / 3)))
         size = 10 * MB if quick else 1024 * MB
         progress(f"a {size // MB} MB run.log")
         big = big_log(workdir, size)
@@ -488,19 +589,26 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def one_row(prefix: str, measure: Callable[[Path], Row]) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        print_table([measure(workdir)])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (smoke test)")
     parser.add_argument("--flood-seconds", type=float, help="how long the training floods the app (60; quick 2)")
     parser.add_argument("--watcher", action="store_true", help="only the watcher beside the app, flooded")
+    parser.add_argument("--publishing", action="store_true", help="only publishing a flood vs not publishing it")
     args = parser.parse_args()
+    flood_s = args.flood_seconds or 60.0
+    if args.publishing:
+        return one_row("ar-bench-publish-", lambda at: publishing_row(publishing_flood(at, 20_000, flood_s / 3)))
     if args.watcher:
-        workdir = Path(tempfile.mkdtemp(prefix="ar-bench-watch-"))
-        try:
-            print_table([watcher_row(flood_watched(workdir, 20_000, args.flood_seconds or 60.0))])
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return
+        return one_row("ar-bench-watch-", lambda at: watcher_row(flood_watched(at, 20_000, flood_s)))
     print_table(run(args.quick, flood_s=args.flood_seconds))
 
 

@@ -94,10 +94,16 @@ def test_app_benchmark_prints_its_rows(tmp_path: Path) -> None:
             "app",
             "app while the training prints 20,000 lines/s for N s",
             "watcher",
+            "publishing a flood of 20,000 log lines/s",
             "app opening a session whose run.log is 10 MB",
         ],
     )
     assert rows[2]["data"]["watcher_cpu_share"] > 0 and "the app's" in rows[2]["ratio"]
+    rounds = rows[3]["data"]["rounds"]
+    assert [r["publishing"] for r in rounds] == [False, True, True, False], "side by side, in the same run"
+    assert all(r["lines"] > 0 and r["cpu_share"] > 0 for r in rounds)
+    assert all(r["journal_bytes"] > 0 and r["sink_cpu_s"] > 0 for r in rounds if r["publishing"])
+    assert all(r["journal_bytes"] == 0 for r in rounds if not r["publishing"]), "not publishing writes no journal"
     flood = rows[1]["data"]
     assert set(flood["keys_s"]) == {"? opens help", "escape closes it", "p pauses", "p resumes"}
     assert flood["peak_rss_bytes"] > 0 and flood["cpu_share"] > 0
