@@ -11,6 +11,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,27 +77,40 @@ USAGE_CACHE = "usage-cache.json"
 _RACY_S = 5
 
 
-def _meta_usage(path: str) -> tuple[int, int, float]:
+@dataclass(frozen=True)
+class MetaSummary:
+    """What `status` needs from one experiment's meta.json."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    worker: int | None = None
+
+
+def _read_summary(path: str) -> MetaSummary:
     try:
         with open(path, "rb") as fh:
             data = json.loads(fh.read())
     except (OSError, ValueError):
-        return 0, 0, 0.0
+        return MetaSummary()
     if not isinstance(data, dict):
-        return 0, 0, 0.0
+        return MetaSummary()
     t_in, t_out, usd = data.get("tokens_in"), data.get("tokens_out"), data.get("cost_usd")
-    return (
+    extra = data.get("extra")
+    worker = extra.get("worker") if isinstance(extra, dict) else None
+    return MetaSummary(
         t_in if isinstance(t_in, int) else 0,
         t_out if isinstance(t_out, int) else 0,
         float(usd) if isinstance(usd, (int, float)) and math.isfinite(usd) else 0.0,
+        worker if isinstance(worker, int) and not isinstance(worker, bool) else None,
     )
 
 
-def usage_totals(root: Path) -> dict[str, Any]:
-    """Tokens and cost summed over every experiment's meta.json (proposals that were skipped included).
+def meta_summaries(root: Path) -> dict[int, MetaSummary]:
+    """Every experiment's meta.json summed up (tokens, cost, worker), by experiment number.
 
     With thousands of experiments, reading every meta.json costs more than the rest of `status`, so
-    the sums per file are cached in .autoresearch/usage-cache.json, keyed by the file's inode, size
+    the summaries are cached in .autoresearch/usage-cache.json, keyed by the file's inode, size
     and mtime; files changed in the last few seconds are always read again.
     """
     history = History(root)
@@ -114,8 +129,7 @@ def usage_totals(root: Path) -> dict[str, Any]:
             cache = {}
     fresh: dict[str, list[Any]] = {}
     now_ns = time.time_ns()
-    tokens_in = tokens_out = experiments = 0
-    cost = 0.0
+    found: dict[int, MetaSummary] = {}
     prefix = f"{folder}{os.sep}"
     for name in names:
         path = f"{prefix}{name}{os.sep}meta.json"
@@ -125,18 +139,13 @@ def usage_totals(root: Path) -> dict[str, Any]:
             continue
         key = [st.st_ino, st.st_size, st.st_mtime_ns]
         hit = cache.get(name)
-        if isinstance(hit, list) and len(hit) == 6 and hit[:3] == key:
-            usage = (int(hit[3]), int(hit[4]), float(hit[5]))
+        if isinstance(hit, list) and len(hit) == 7 and hit[:3] == key:
+            summary = MetaSummary(int(hit[3]), int(hit[4]), float(hit[5]), hit[6] if isinstance(hit[6], int) else None)
         else:
-            usage = _meta_usage(path)
+            summary = _read_summary(path)
         if now_ns - st.st_mtime_ns > _RACY_S * 1_000_000_000:
-            fresh[name] = [*key, *usage]
-        t_in, t_out, usd = usage
-        if t_in or t_out or usd:
-            experiments += 1
-        tokens_in += t_in
-        tokens_out += t_out
-        cost += usd
+            fresh[name] = [*key, summary.tokens_in, summary.tokens_out, summary.cost_usd, summary.worker]
+        found[int(name)] = summary
     if len(names) > 50 and fresh != cache:
         try:
             tmp = cache_path.with_name(f"{USAGE_CACHE}.{os.getpid()}.tmp")
@@ -144,12 +153,19 @@ def usage_totals(root: Path) -> dict[str, Any]:
             os.replace(tmp, cache_path)
         except OSError:
             pass
+    return found
+
+
+def usage_totals(summaries: Mapping[int, MetaSummary]) -> dict[str, Any]:
+    """Tokens and cost summed over every experiment's meta.json (proposals that were skipped included)."""
+    tokens_in = sum(m.tokens_in for m in summaries.values())
+    tokens_out = sum(m.tokens_out for m in summaries.values())
     return {
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "tokens": tokens_in + tokens_out,
-        "cost_usd": round(cost, 6),
-        "experiments_with_usage": experiments,
+        "cost_usd": round(sum(m.cost_usd for m in summaries.values()), 6),
+        "experiments_with_usage": sum(1 for m in summaries.values() if m.tokens_in or m.tokens_out or m.cost_usd),
     }
 
 
@@ -256,12 +272,19 @@ def build_status(root: Path) -> dict[str, Any]:
     noise: Any = None
     with contextlib.suppress(OSError, ValueError):
         noise = json.loads((History(root).dir / "noise.json").read_bytes())
+    metas = meta_summaries(root)
     return status_from(
-        config, table, usage_totals(root), noise if isinstance(noise, dict) else None, workers_from(root, config, table)
+        config,
+        table,
+        usage_totals(metas),
+        noise if isinstance(noise, dict) else None,
+        workers_from(root, config, table, metas),
     )
 
 
-def workers_from(root: Path, config: SessionConfig, table: ResultsTable) -> dict[str, Any]:
+def workers_from(
+    root: Path, config: SessionConfig, table: ResultsTable, metas: Mapping[int, MetaSummary]
+) -> dict[str, Any]:
     """The workers: what each does now (while a session runs) and how many experiments and keeps each recorded."""
     from .worktrees import workers_state_path
 
@@ -277,11 +300,10 @@ def workers_from(root: Path, config: SessionConfig, table: ResultsTable) -> dict
         with contextlib.suppress(OSError, ValueError):
             now = json.loads(workers_state_path(root).read_bytes())
     per_worker: dict[str, dict[str, int]] = {}
-    metas = History(root).all_meta()
     for number, row in enumerate(table.rows, 1):
         meta = metas.get(number)
-        worker = meta.extra.get("worker") if meta is not None else None
-        if isinstance(worker, int):
+        worker = meta.worker if meta is not None else None
+        if worker is not None:
             counts = per_worker.setdefault(str(worker), {"experiments": 0, "keeps": 0})
             counts["experiments"] += 1
             counts["keeps"] += row.status == "keep"

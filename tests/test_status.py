@@ -13,7 +13,7 @@ import pytest
 from autoresearch.core.config import SessionConfig, save_config
 from autoresearch.core.errors import ConfigError, UserError
 from autoresearch.core.history import ExperimentMeta, History
-from autoresearch.core.status import USAGE_CACHE, build_status, render_status, usage_totals
+from autoresearch.core.status import USAGE_CACHE, build_status, meta_summaries, render_status, usage_totals
 
 SKILL_HEADER = "commit\t{m}\tmemory_gb\tduration_s\tstatus\tdescription\n"
 KARPATHY_HEADER = "commit\t{m}\tmemory_gb\tstatus\tdescription\n"
@@ -264,20 +264,50 @@ def _write_metas(root: Path, count: int, tokens_in: int, age_s: float) -> None:
 def test_usage_cache_follows_changed_files(tmp_path: Path) -> None:
     root = make_session(tmp_path, SKILL_ROWS)
     _write_metas(root, 60, tokens_in=10, age_s=60)
-    assert usage_totals(root)["tokens_in"] == 600
+    assert usage_totals(meta_summaries(root))["tokens_in"] == 600
     cache = History(root).dir / USAGE_CACHE
     assert len(json.loads(cache.read_text())) == 60
 
     path = History(root).experiments_dir / "0007" / "meta.json"
     path.write_text(json.dumps(asdict(ExperimentMeta(number=7, tokens_in=1000))))
-    assert usage_totals(root)["tokens_in"] == 590 + 1000  # changed just now: read again, not cached
+    assert usage_totals(meta_summaries(root))["tokens_in"] == 590 + 1000  # changed just now: read again, not cached
     past = time.time() - 30
     os.utime(path, (past, past))
-    assert usage_totals(root)["tokens_in"] == 1590
-    assert usage_totals(root)["cost_usd"] == pytest.approx(0.059)
+    assert usage_totals(meta_summaries(root))["tokens_in"] == 1590
+    assert usage_totals(meta_summaries(root))["cost_usd"] == pytest.approx(0.059)
 
     cache.write_text("{not json")
-    assert usage_totals(root)["tokens_in"] == 1590
+    assert usage_totals(meta_summaries(root))["tokens_in"] == 1590
+
+
+def test_workers_counted_from_the_usage_cache(tmp_path: Path) -> None:
+    rows = [(f"{n:07x}", "1.000000", "1.0", "60", "keep" if n % 3 == 0 else "discard", f"#{n}") for n in range(60)]
+    root = make_session(tmp_path, rows)
+    folder = History(root).experiments_dir
+    past = time.time() - 60
+    for n in range(1, 61):
+        path = folder / f"{n:04d}" / "meta.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(ExperimentMeta(number=n, tokens_in=5, extra={"worker": n % 2}))))
+        os.utime(path, (past, past))
+    cache = History(root).dir / USAGE_CACHE
+    # A cache written before it held the worker: read again, not taken for one without a worker.
+    stats = {f"{n:04d}": os.stat(folder / f"{n:04d}" / "meta.json") for n in range(1, 61)}
+    cache.write_text(json.dumps({k: [st.st_ino, st.st_size, st.st_mtime_ns, 5, 0, 0.0] for k, st in stats.items()}))
+    expected = {
+        str(w): {
+            "experiments": sum(1 for n in range(1, 61) if n % 2 == w),
+            "keeps": sum(1 for n in range(1, 61) if n % 2 == w and (n - 1) % 3 == 0),
+        }
+        for w in (0, 1)
+    }
+    assert build_status(root)["workers"]["per_worker"] == expected
+    assert {entry[6] for entry in json.loads(cache.read_text()).values()} == {0, 1}
+    # Later calls take each experiment's worker from the cache, without reading the 60 files again.
+    entries = json.loads(cache.read_text())
+    cache.write_text(json.dumps({name: [*entry[:6], 7] for name, entry in entries.items()}))
+    assert build_status(root)["workers"]["per_worker"] == {"7": {"experiments": 60, "keeps": 20}}
+    assert build_status(root)["usage"]["tokens_in"] == 300
 
 
 def test_status_of_ten_thousand_rows_with_a_usage_cache(tmp_path: Path) -> None:
