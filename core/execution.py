@@ -19,8 +19,7 @@ from .model_keys import hidden_from_training
 from .pruning import Pruning, curve_path
 from .runner import RunOutcome
 from .seeds import seed_env, seeded_command
-from .session_state import _InfraLost, _Interrupted
-from .workspace import Workspace
+from .session_state import SessionState, _InfraLost, _Interrupted
 
 
 def run_env(config: SessionConfig, number: int, log_name: str) -> dict[str, str]:
@@ -44,31 +43,40 @@ def run_memory_gb(log: Path, config: SessionConfig, outcome: RunOutcome) -> floa
     return outcome.peak_rss_gb
 
 
-class Execution(Workspace):
-    @functools.cached_property
-    def _pruning(self) -> Pruning:
-        return Pruning(self.config, self.history, self.results_path, lambda s: self._emit(ev.Info(s)))
+class Execution:
+    """Runs a training, guard or verify command of the session through its executor."""
 
-    def _start_executor(self) -> None:
+    def __init__(self, state: SessionState) -> None:
+        self.s = state
+        self.last_memory_gb = 0.0
+        """The peak memory of the last run."""
+
+    @functools.cached_property
+    def pruning(self) -> Pruning:
+        return Pruning(self.s.config, self.s.history, self.s.results_path, lambda s: self.s.emit(ev.Info(s)))
+
+    def start_executor(self) -> None:
         """The executor the config asks for, checked; a cluster's jobs left by a tool that died, stopped."""
-        if self._executor_from_config:
-            self.executor = make_executor(self.config, self.root)
-        if isinstance(self.executor, Recovering):
-            self.executor.check()
-            stopped = self.executor.recover()
+        if self.s.executor_from_config:
+            self.s.executor = make_executor(self.s.config, self.s.root)
+        if isinstance(self.s.executor, Recovering):
+            self.s.executor.check()
+            stopped = self.s.executor.recover()
             if stopped:
                 shown = ", ".join(stopped)
-                self._emit(ev.Repaired(f"stopped {len(stopped)} cluster job(s) left running by the last run ({shown})"))
+                self.s.emit(
+                    ev.Repaired(f"stopped {len(stopped)} cluster job(s) left running by the last run ({shown})")
+                )
 
-    def _lost_or_stopped(self, outcome: RunOutcome) -> _Interrupted | None:
+    def lost_or_stopped(self, outcome: RunOutcome) -> _Interrupted | None:
         """Why the experiment must end unrecorded: the infrastructure lost its run, or the user stopped at once."""
         if outcome.infra_error:
             return _InfraLost(outcome.infra_error)
-        if outcome.cancelled and self._cancel_reason == "stop":
+        if outcome.cancelled and self.s.cancel_reason == "stop":
             return _Interrupted()
         return None
 
-    def _execute(
+    def execute(
         self,
         number: int,
         meta: ExperimentMeta,
@@ -77,90 +85,95 @@ class Execution(Workspace):
         commit: str = "",
     ) -> RunOutcome:
         """Run the training on the checkout as it is; `commit`: the one checked out when not meta's own."""
-        if self._cancel_reason != "stop":
-            self._cancel.clear()
-            self._cancel_reason = None
-        self._set_phase("running", number)
-        env = run_env(self.config, number, log_name)
+        if self.s.cancel_reason != "stop":
+            self.s.cancel.clear()
+            self.s.cancel_reason = None
+        self.s.set_phase("running", number)
+        env = run_env(self.s.config, number, log_name)
         started = time.time()
 
         def on_start(pid: int) -> None:
-            self._emit(
+            self.s.emit(
                 ev.RunStarted(
-                    number, (commit or meta.commit)[:7], pid, self.config.time_budget_s, self.config.timeout_s, started
+                    number,
+                    (commit or meta.commit)[:7],
+                    pid,
+                    self.s.config.time_budget_s,
+                    self.s.config.timeout_s,
+                    started,
                 )
             )
             if started_hook is not None:
                 started_hook()
 
         def on_lines(lines: list[str], dropped: int) -> None:
-            self._emit(ev.LogAppended(number, tuple(lines), dropped))
+            self.s.emit(ev.LogAppended(number, tuple(lines), dropped))
 
         first = log_name == "run.log" and meta.kind != "baseline"
-        watch = self._pruning.watch(self._cancel, self.history.read_diff(number) if first else None)
-        outcome = self.executor.run(
-            seeded_command(self.config, env),
-            self.root,
-            self.log_path,
-            timeout_s=self.config.timeout_s,
+        watch = self.pruning.watch(self.s.cancel, self.s.history.read_diff(number) if first else None)
+        outcome = self.s.executor.run(
+            seeded_command(self.s.config, env),
+            self.s.root,
+            self.s.log_path,
+            timeout_s=self.s.config.timeout_s,
             env=env,
-            unset_env=hidden_from_training(self.config),
-            cancel=self._cancel,
-            pid_file=self.history.pids_path,
+            unset_env=hidden_from_training(self.s.config),
+            cancel=self.s.cancel,
+            pid_file=self.s.history.pids_path,
             on_start=on_start,
             on_lines=watch.feeding(on_lines),
         )
-        self._keep_log(number, log_name)
-        watch.save(curve_path(self.history.log_path(number).with_name(log_name)), outcome)
-        self._run_memory_gb = self._memory_gb(outcome)
-        self._emit(
+        self.keep_log(number, log_name)
+        watch.save(curve_path(self.s.history.log_path(number).with_name(log_name)), outcome)
+        self.last_memory_gb = self.memory_gb(outcome)
+        self.s.emit(
             ev.RunFinished(
                 number,
                 outcome.exit_code,
                 outcome.duration_s,
-                self._run_memory_gb,
+                self.last_memory_gb,
                 outcome.timed_out,
                 outcome.cancelled,
             )
         )
         return outcome
 
-    def _keep_log(self, number: int, name: str = "run.log") -> None:
-        target = self.history.log_path(number).with_name(name)
+    def keep_log(self, number: int, name: str = "run.log") -> None:
+        target = self.s.history.log_path(number).with_name(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
         try:
-            os.link(self.log_path, target)
+            os.link(self.s.log_path, target)
         except OSError:
             with contextlib.suppress(OSError):
                 import shutil
 
-                shutil.copyfile(self.log_path, target)
+                shutil.copyfile(self.s.log_path, target)
 
-    def _memory_gb(self, outcome: RunOutcome) -> float:
-        return run_memory_gb(self.log_path, self.config, outcome)
+    def memory_gb(self, outcome: RunOutcome) -> float:
+        return run_memory_gb(self.s.log_path, self.s.config, outcome)
 
-    def _run_aux(self, command: str, log: Path, number: int, outside: bool = False) -> RunOutcome:
+    def run_aux(self, command: str, log: Path, number: int, outside: bool = False) -> RunOutcome:
         """Run the guard (in the sandbox, if any) or, `outside` it, the verify command."""
-        outcome = (referee(self.executor) if outside else self.executor).run(
+        outcome = (referee(self.s.executor) if outside else self.s.executor).run(
             command,
-            self.root,
+            self.s.root,
             log,
-            timeout_s=self.config.timeout_s,
-            env={"AUTORESEARCH_EXPERIMENT": str(number), "AUTORESEARCH_TAG": self.config.tag},
-            unset_env=hidden_from_training(self.config),
-            cancel=self._cancel,
-            pid_file=self.history.pids_path,
+            timeout_s=self.s.config.timeout_s,
+            env={"AUTORESEARCH_EXPERIMENT": str(number), "AUTORESEARCH_TAG": self.s.config.tag},
+            unset_env=hidden_from_training(self.s.config),
+            cancel=self.s.cancel,
+            pid_file=self.s.history.pids_path,
         )
         if outcome.infra_error:
             raise _InfraLost(outcome.infra_error)
         return outcome
 
-    def _guard_passes(self, number: int) -> bool:
-        assert self.config.guard_command
-        log = self.history.experiment_dir(number) / "guard.log"
-        outcome = self._run_aux(self.config.guard_command, log, number)
+    def guard_passes(self, number: int) -> bool:
+        assert self.s.config.guard_command
+        log = self.s.history.experiment_dir(number) / "guard.log"
+        outcome = self.run_aux(self.s.config.guard_command, log, number)
         passed = outcome.exit_code == 0
         if not passed:
-            self._emit(ev.Info(f"#{number} guard failed (exit {outcome.exit_code}); see {log}"))
+            self.s.emit(ev.Info(f"#{number} guard failed (exit {outcome.exit_code}); see {log}"))
         return passed

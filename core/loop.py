@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from pathlib import Path
+from typing import Literal
 
 from git.exc import GitCommandError
 
@@ -15,12 +17,17 @@ from . import events as ev
 from . import judge
 from .config import RESULTS_FILE
 from .errors import UserError
+from .execution import Execution
+from .executor import Executor
 from .experiment import Experiment
 from .gitops import describe_git_error, disk_full
+from .measuring import Measuring
 from .proposer import (
     ProposalSkipped,
+    Proposer,
     Usage,
 )
+from .proposing import Proposing
 from .recovery import recover
 from .results import (
     ResultsTable,
@@ -28,73 +35,90 @@ from .results import (
     read_results,
 )
 from .search import offline_idea_problem
-from .session_state import _DISK_FULL, _InfraLost, _Interrupted
+from .session_state import _DISK_FULL, SessionState, _InfraLost, _Interrupted
 from .writable import unwritable_message
 
 
-class ExperimentLoop(Experiment):
+class ExperimentLoop(SessionState):
     """The scheduler: one experiment after another until a stop rule, the user or a failure ends the session.
 
-    The parts of an experiment are the layers it is built on (core/session_state.py lists them).
+    It is the session's state (core/session_state.py, with its `workspace`) and is given the parts an experiment
+    goes through: `execution` runs, `measuring` measures what the judge needs, `proposing` asks the proposer,
+    `experiment` takes one change from its commit to its row. With `workers` > 1, core/workers.py schedules.
     """
+
+    def __init__(
+        self,
+        root: Path,
+        sink: ev.EventSink,
+        proposer: Proposer | None = None,
+        *,
+        when_stuck: Literal["stop", "pause"] = "stop",
+        executor: Executor | None = None,
+    ) -> None:
+        super().__init__(root, sink, proposer, when_stuck=when_stuck, executor=executor)
+        self.execution = Execution(self)
+        self.measuring = Measuring(self, self.execution)
+        self.proposing = Proposing(self)
+        self.experiment = Experiment(self, self.execution, self.measuring, self.proposing)
 
     # Thread-safe controls.
 
     @property
     def paused(self) -> bool:
-        return self._pause_requested
+        return self.pause_requested
 
     def pause(self) -> None:
-        with self._cond:
-            self._pause_requested = True
-            self._cond.notify_all()
+        with self.cond:
+            self.pause_requested = True
+            self.cond.notify_all()
 
     def resume(self) -> None:
-        with self._cond:
-            self._pause_requested = False
-            self._cond.notify_all()
+        with self.cond:
+            self.pause_requested = False
+            self.cond.notify_all()
 
     def stop(self) -> None:
         """Stop after the current experiment."""
-        with self._cond:
-            self._stop_requested = True
-            self._cond.notify_all()
+        with self.cond:
+            self.stop_requested = True
+            self.cond.notify_all()
 
     def hold_worker(self, worker: int, held: bool) -> None:
         """With workers: pause one worker after its run (held) or let it take ideas again."""
-        parallel = self._parallel
+        parallel = self.parallel
         if parallel is not None:
-            with self._cond:
+            with self.cond:
                 parallel.hold(worker, held)
-                self._cond.notify_all()
+                self.cond.notify_all()
 
     def skip(self, worker: int | None = None) -> None:
         """Kill the current run now (with workers: `worker`'s, or every worker's); it is recorded as a crash and
         the loop goes on."""
-        parallel = self._parallel
+        parallel = self.parallel
         if parallel is not None:
             parallel.skip(worker)
         elif self.phase == "running":
-            self._cancel_reason = "skip"
-            self._cancel.set()
+            self.cancel_reason = "skip"
+            self.cancel.set()
 
     def stop_now(self) -> None:
         """Kill the current run, revert its commit without recording it, and stop."""
-        with self._cond:
-            self._stop_requested = True
-            self._cancel_reason = "stop"
-            self._cancel.set()
-            self._cond.notify_all()
+        with self.cond:
+            self.stop_requested = True
+            self.cancel_reason = "stop"
+            self.cancel.set()
+            self.cond.notify_all()
 
     def queue_idea(self, text: str) -> None:
         """Queue the user's idea for the next proposal; one the agent cannot follow is refused, out loud."""
         if text.strip():
             problem = offline_idea_problem(text) if self.config.agent == "mutate" else None
             if problem is not None:
-                self._emit(ev.Info(f"idea not queued: {problem}; it was: {' '.join(text.split())}"))
+                self.emit(ev.Info(f"idea not queued: {problem}; it was: {' '.join(text.split())}"))
                 return
             self.history.queue_idea(text)
-            self._emit(ev.Info(f"idea queued for the next experiment: {' '.join(text.split())}"))
+            self.emit(ev.Info(f"idea queued for the next experiment: {' '.join(text.split())}"))
 
     # Running.
 
@@ -102,12 +126,12 @@ class ExperimentLoop(Experiment):
         try:
             stopped = self._run()
         except UserError as exc:
-            stopped = ev.LoopStopped(exc.message, ok=False, experiments=self._rows_count())
+            stopped = ev.LoopStopped(exc.message, ok=False, experiments=self.rows_count())
         except GitCommandError as exc:
             reason = f"git failed: {describe_git_error(exc)}; fix the repository and run again."
             if disk_full(exc, self.root):
                 reason = _DISK_FULL.format(where=f" (git: {describe_git_error(exc)})")
-            stopped = ev.LoopStopped(reason, ok=False, experiments=self._rows_count())
+            stopped = ev.LoopStopped(reason, ok=False, experiments=self.rows_count())
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 where = f" (writing {exc.filename})" if exc.filename else ""
@@ -116,49 +140,49 @@ class ExperimentLoop(Experiment):
                 reason = unwritable_message(self.root, exc)
             else:
                 raise
-            stopped = ev.LoopStopped(reason, ok=False, experiments=self._rows_count())
+            stopped = ev.LoopStopped(reason, ok=False, experiments=self.rows_count())
         finally:
             with contextlib.suppress(Exception):
-                self._abandon_draft(self._rows_count() + 1)
-            self._release_lock()
-        self._set_phase("stopped", self._rows_count())
+                self.proposing.abandon_draft(self.rows_count() + 1)
+            self.workspace.release_lock()
+        self.set_phase("stopped", self.rows_count())
         if not stopped.ok:
-            self._emit(ev.NeedsUser(stopped.reason))
-        self._emit(stopped)
+            self.emit(ev.NeedsUser(stopped.reason))
+        self.emit(stopped)
         return stopped
 
     def _run(self) -> ev.LoopStopped:
-        self._check_session_files()
-        self._acquire_lock()
-        self._start_executor()
+        self.workspace.check_session_files()
+        self.workspace.acquire_lock()
+        self.execution.start_executor()
         for message in recover(self.repo, self.config, self.history, self.results_path):
-            self._emit(ev.Repaired(message))
-        self._enter_branch()
+            self.emit(ev.Repaired(message))
+        self.workspace.enter_branch()
         if not self.results_path.exists():
-            rows = self._rows_from_history()
-            self._write_results(ResultsTable(self.config.metric_name, rows))
+            rows = self.rows_from_history()
+            self.write_results(ResultsTable(self.config.metric_name, rows))
             if rows:
-                self._emit(ev.Info(f"{RESULTS_FILE} was missing; rebuilt its {len(rows)} rows from .autoresearch/"))
+                self.emit(ev.Info(f"{RESULTS_FILE} was missing; rebuilt its {len(rows)} rows from .autoresearch/"))
             else:
-                self._emit(ev.Info(f"{RESULTS_FILE} was missing; started a new one"))
+                self.emit(ev.Info(f"{RESULTS_FILE} was missing; started a new one"))
         check_writable(self.results_path)
-        table = self._reconcile(read_results(self.results_path))
-        if self._proposer is None:
+        table = self.reconcile(read_results(self.results_path))
+        if self.proposer is None:
             from .agents import make_proposer
 
-            self._proposer = make_proposer(self.config, self.root)
+            self.proposer = make_proposer(self.config, self.root)
         metas = self.history.all_meta()
         for meta in metas.values():
-            self._usage_total += Usage(meta.tokens_in, meta.tokens_out, meta.cost_usd)
+            self.usage_total += Usage(meta.tokens_in, meta.tokens_out, meta.cost_usd)
             key = meta.extra.get("content_key")
             if isinstance(key, str) and meta.number <= len(table.rows):
-                self._tried.setdefault(key, meta.number)
+                self.tried.setdefault(key, meta.number)
         pending = metas.get(len(table.rows) + 1)
         if pending is not None and pending.status == "skipped":
-            self._carry = Usage(pending.tokens_in, pending.tokens_out, pending.cost_usd)
-        for record in self._records(table, metas, diffs=False):
-            self._proposer.observe(record)
-        self._emit(
+            self.carry = Usage(pending.tokens_in, pending.tokens_out, pending.cost_usd)
+        for record in self.proposing.records(table, metas, diffs=False):
+            self.proposer.observe(record)
+        self.emit(
             ev.SessionStarted(
                 self.config.tag,
                 self.config.branch,
@@ -177,41 +201,41 @@ class ExperimentLoop(Experiment):
                     return stopped
                 table = read_results(self.results_path)
             except _Interrupted:
-                return ev.LoopStopped("stopped by the user", ok=True, experiments=self._rows_count())
+                return ev.LoopStopped("stopped by the user", ok=True, experiments=self.rows_count())
 
     def _stuck_on_infrastructure(self, sentence: str) -> ev.LoopStopped | None:
         """The executor lost a run (not the idea's fault, nothing recorded): stop, or pause until resumed."""
-        then = "run again." if self._when_stuck == "stop" else "resume (p)."
+        then = "run again." if self.when_stuck == "stop" else "resume (p)."
         message = f"{sentence.rstrip('.')}; the experiment was not recorded: fix the cluster, then {then}"
-        if self._when_stuck == "stop":
-            return ev.LoopStopped(message, ok=False, experiments=self._rows_count())
-        self._abandon_draft(self._rows_count() + 1)
-        self._emit(ev.NeedsUser(message))
+        if self.when_stuck == "stop":
+            return ev.LoopStopped(message, ok=False, experiments=self.rows_count())
+        self.proposing.abandon_draft(self.rows_count() + 1)
+        self.emit(ev.NeedsUser(message))
         self.pause()
-        if not self._wait_if_paused(self._rows_count()):
-            return ev.LoopStopped("stopped by the user", ok=True, experiments=self._rows_count())
+        if not self._wait_if_paused(self.rows_count()):
+            return ev.LoopStopped("stopped by the user", ok=True, experiments=self.rows_count())
         return None
 
     # The session.
 
     def _experiments(self, table: ResultsTable) -> ev.LoopStopped:
         if table.baseline() is None and table.best(self.config.higher_is_better) is None:
-            table = self._baseline(table)
+            table = self.experiment.baseline(table)
             if table.baseline() is None:
-                return ev.LoopStopped(self._baseline_failure(), ok=False, experiments=len(table.rows))
-        elsewhere = judge.measured_elsewhere(table, self.history.all_meta(), self._host, self.config.higher_is_better)
+                return ev.LoopStopped(self.measuring.baseline_failure(), ok=False, experiments=len(table.rows))
+        elsewhere = judge.measured_elsewhere(table, self.history.all_meta(), self.host, self.config.higher_is_better)
         if elsewhere is not None:
-            table = self._remeasure_elsewhere(table, elsewhere)
+            table = self.experiment.remeasure_elsewhere(table, elsewhere)
             if table.rows[-1].status != "baseline":
-                return ev.LoopStopped(self._baseline_failure(), ok=False, experiments=len(table.rows))
+                return ev.LoopStopped(self.measuring.baseline_failure(), ok=False, experiments=len(table.rows))
         if self.config.workers > 1:
             from .workers import ParallelSession
 
-            self._parallel = ParallelSession(self)
+            self.parallel = ParallelSession(self)
             try:
-                return self._parallel.run(table)
+                return self.parallel.run(table)
             finally:
-                self._parallel = None
+                self.parallel = None
         skips = 0
         while True:
             reason = self._stop_rule(table)
@@ -219,43 +243,43 @@ class ExperimentLoop(Experiment):
                 return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
             if not self._wait_if_paused(len(table.rows)):
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
-            self._check_position()
+            self.workspace.check_position()
             number = len(table.rows) + 1
-            self._emit(ev.ExperimentStarted(number, "experiment"))
+            self.emit(ev.ExperimentStarted(number, "experiment"))
             idea = self.history.pop_idea()
             try:
-                proposal = self._ask(table, number, user_idea=idea)
+                proposal = self.proposing.ask(table, number, user_idea=idea)
             except _Interrupted:
                 if idea:
                     self.history.requeue_idea(idea)
                 raise
             except ProposalSkipped as exc:
-                self._note_skipped(number, exc)
+                self.proposing.note_skipped(number, exc)
                 if idea:
                     self.history.requeue_idea(idea)
                 skips += 1
-                self._emit(ev.ProposalSkipped(number, exc.reason, skips))
+                self.emit(ev.ProposalSkipped(number, exc.reason, skips))
                 if skips >= self.config.max_skips_in_a_row:
                     message = (
                         f"{skips} proposal{'s' if skips > 1 else ''} in a row could not be used (last: {exc.reason}); "
                         "check the model and the editable files, then "
-                        + ("run again." if self._when_stuck == "stop" else "resume (p).")
+                        + ("run again." if self.when_stuck == "stop" else "resume (p).")
                     )
-                    if self._when_stuck == "stop":
+                    if self.when_stuck == "stop":
                         return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
-                    self._emit(ev.NeedsUser(message))
+                    self.emit(ev.NeedsUser(message))
                     self.pause()
                     skips = 0
                 continue
             if proposal is None:
-                why = getattr(self._proposer, "stop_reason", None) or "the agent has nothing left to propose"
+                why = getattr(self.proposer, "stop_reason", None) or "the agent has nothing left to propose"
                 return ev.LoopStopped(why, ok=True, experiments=len(table.rows))
-            if self._stop_requested:
-                self._carry += proposal.usage  # answered, never run: its tokens count toward the next experiment
-                self._save_carry(number, "proposed; the session stopped before it ran")
+            if self.stop_requested:
+                self.carry += proposal.usage  # answered, never run: its tokens count toward the next experiment
+                self.save_carry(number, "proposed; the session stopped before it ran")
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
             skips = 0
-            table = self._experiment_with_fixes(table, number, proposal)
+            table = self.experiment.with_fixes(table, number, proposal)
             stopped = self._stop_if_broken(table)
             if stopped is not None:
                 return stopped
@@ -270,33 +294,33 @@ class ExperimentLoop(Experiment):
             return None
         message = (
             f"{broken}; the environment looks broken, not the ideas: fix it (try `{self.config.run_command}` "
-            "by hand), then " + ("run again." if self._when_stuck == "stop" else "resume (p).")
+            "by hand), then " + ("run again." if self.when_stuck == "stop" else "resume (p).")
         )
-        if self._when_stuck == "stop":
+        if self.when_stuck == "stop":
             return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
-        self._emit(ev.NeedsUser(message))
+        self.emit(ev.NeedsUser(message))
         self.pause()
         return None
 
     def _wait_if_paused(self, number: int) -> bool:
         """Block while paused; False when the user stopped instead."""
-        with self._cond:
-            if self._stop_requested:
+        with self.cond:
+            if self.stop_requested:
                 return False
-            if not self._pause_requested:
+            if not self.pause_requested:
                 return True
-            self._set_phase("paused", number)
-            self._emit(ev.Paused())
-            while self._pause_requested and not self._stop_requested:
-                self._cond.wait()
-            if self._stop_requested:
+            self.set_phase("paused", number)
+            self.emit(ev.Paused())
+            while self.pause_requested and not self.stop_requested:
+                self.cond.wait()
+            if self.stop_requested:
                 return False
-        self._emit(ev.Resumed())
+        self.emit(ev.Resumed())
         return True
 
     def _stop_rule(self, table: ResultsTable) -> str | None:
         cfg = self.config
-        if self._stop_requested:
+        if self.stop_requested:
             return "stopped by the user"
         if cfg.max_experiments and len(table.rows) >= cfg.max_experiments:
             return f"reached max_experiments ({cfg.max_experiments})"
@@ -309,6 +333,6 @@ class ExperimentLoop(Experiment):
                 return f"reached the target {cfg.metric_name} {cfg.target_metric:g} (#{best[0]}: {best[1].metric:.6f})"
         if cfg.plateau_experiments and best is not None and len(table.rows) - best[0] >= cfg.plateau_experiments:
             return f"no improvement in the last {len(table.rows) - best[0]} experiments (plateau rule)"
-        if cfg.max_cost_usd is not None and self._usage_total.cost_usd >= cfg.max_cost_usd:
-            return f"spent ${self._usage_total.cost_usd:.2f} of the ${cfg.max_cost_usd:.2f} cost cap"
+        if cfg.max_cost_usd is not None and self.usage_total.cost_usd >= cfg.max_cost_usd:
+            return f"spent ${self.usage_total.cost_usd:.2f} of the ${cfg.max_cost_usd:.2f} cost cap"
         return None

@@ -1,9 +1,11 @@
-"""The state one session shares across its parts: config, history, results.tsv, usage, controls, events.
+"""The state one session shares across its parts: config, history, results.tsv, usage, controls, events, and
+the `workspace` (the user's checkout, core/workspace.py).
 
-The loop is built in layers, each a class in its own module that may use the layers below it:
-SessionState (this) < Workspace (git position, commit, reset) < Execution (runs through an Executor)
-< Measuring (what the judge needs measured) < Proposing (asking the model, drafts) < Experiment (one
-experiment: propose, commit, run, judge, record) < ExperimentLoop (core/loop.py: the scheduler).
+The parts are objects, each in its own module, given what they use (none inherits another):
+`Execution` (core/execution.py: runs through an Executor), `Measuring` (core/measuring.py: what the judge needs
+measured), `Proposing` (core/proposing.py: asking the model, drafts, the checks before writing), `Experiment`
+(core/experiment.py: one experiment from its commit to its row). `ExperimentLoop` (core/loop.py) is this state
+and holds the parts; with `workers` > 1, `ParallelSession` (core/workers.py) schedules with the same parts.
 """
 
 from __future__ import annotations
@@ -18,16 +20,13 @@ from typing import TYPE_CHECKING, Literal
 
 from . import events as ev
 from .config import RESULTS_FILE, RUN_LOG, SessionConfig, load_config
-from .draft import Draft
 from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .gitops import Repo
 from .history import ExperimentMeta, History
 from .judge import Judge
-from .loss_curve import LossCurve
 from .metric import failure_note
 from .proposer import (
-    ExperimentRecord,
     Proposer,
     Usage,
 )
@@ -39,7 +38,7 @@ from .results import (
     read_results,
 )
 from .runner import RunOutcome
-from .session_lock import SessionLock
+from .workspace import Workspace
 
 if TYPE_CHECKING:
     from .workers import ParallelSession
@@ -98,47 +97,42 @@ class SessionState:
         self.history = History(self.root)
         self.results_path = self.root / RESULTS_FILE
         self.log_path = self.root / RUN_LOG
-        self._sink = sink
+        self.sink = sink
         self.executor: Executor = executor or LocalExecutor()
-        self._executor_from_config = executor is None
-        self._proposer = proposer
-        self._when_stuck = when_stuck
-        self._cond = threading.Condition()
-        self._pause_requested = False
-        self._stop_requested = False
-        self._cancel = threading.Event()
-        self._cancel_reason: Literal["skip", "stop"] | None = None
+        self.executor_from_config = executor is None
+        self.proposer = proposer
+        self.when_stuck = when_stuck
+        self.cond = threading.Condition()
+        self.pause_requested = False
+        self.stop_requested = False
+        self.cancel = threading.Event()
+        self.cancel_reason: Literal["skip", "stop"] | None = None
         self.phase: ev.Phase = "starting"
-        self._expected_head = ""
-        self._usage_total = Usage()
-        self._carry = Usage()
-        self._run_memory_gb = 0.0
-        self._tried: dict[str, int] = {}
-        self._draft: Draft | None = None
-        self._unobserved: list[ExperimentRecord] = []
-        self._last_outcome: RunOutcome | None = None
-        self._lock = SessionLock(self.repo)
-        self._judge = Judge(self.config)
-        self._host = socket.gethostname()
-        self._propose_s: dict[int, float] = {}  # the time each experiment's proposals took
-        self._curves: dict[tuple[int, int, int], LossCurve | None] = {}  # by (number, log size, log mtime)
-        self._parallel: ParallelSession | None = None  # the scheduler while `workers` > 1 (core/workers.py)
+        self.usage_total = Usage()
+        self.carry = Usage()
+        self.tried: dict[str, int] = {}
+        self.last_outcome: RunOutcome | None = None
+        self.workspace = Workspace(self.repo, self.config, self.history, self.emit)
+        self.judge = Judge(self.config)
+        self.host = socket.gethostname()
+        self.propose_s: dict[int, float] = {}  # the time each experiment's proposals took
+        self.parallel: ParallelSession | None = None  # the scheduler while `workers` > 1 (core/workers.py)
 
-    def _emit(self, event: ev.Event) -> None:
+    def emit(self, event: ev.Event) -> None:
         with contextlib.suppress(Exception):
-            self._sink(event)
+            self.sink(event)
 
-    def _set_phase(self, phase: ev.Phase, number: int) -> None:
+    def set_phase(self, phase: ev.Phase, number: int) -> None:
         self.phase = phase
-        self._emit(ev.PhaseChanged(phase, number))
+        self.emit(ev.PhaseChanged(phase, number))
 
-    def _rows_count(self) -> int:
+    def rows_count(self) -> int:
         try:
             return len(read_results(self.results_path).rows)
         except UserError:
             return 0
 
-    def _rows_from_history(self) -> tuple[ResultRow, ...]:
+    def rows_from_history(self) -> tuple[ResultRow, ...]:
         """The rows .autoresearch/ still knows, in order, up to the first experiment it has no result for."""
         metas = self.history.all_meta()
         rows: list[ResultRow] = []
@@ -155,7 +149,7 @@ class SessionState:
             )
         return tuple(rows)
 
-    def _reconcile(self, table: ResultsTable) -> ResultsTable:
+    def reconcile(self, table: ResultsTable) -> ResultsTable:
         """Refuse a results.tsv the loop cannot append to safely; rebuild rows it lost from .autoresearch/."""
         name = RESULTS_FILE
         if table.foreign_columns:
@@ -169,7 +163,7 @@ class SessionState:
                 f"Line {line} of {name} is not a row autoresearch can read (its status is not one of "
                 f"{', '.join(STATUSES)}); fix or remove it (the file was not changed) and run again."
             )
-        known = self._rows_from_history()
+        known = self.rows_from_history()
         if len(known) <= len(table.rows):
             return table
         for number, (row, kept) in enumerate(zip(table.rows, known, strict=False), 1):
@@ -186,8 +180,8 @@ class SessionState:
             copy = self.history.dir / f"{name}.damaged-{n}"
         copy.write_bytes(self.results_path.read_bytes())
         rebuilt = ResultsTable(table.metric_name, known, table.has_duration)
-        self._write_results(rebuilt)
-        self._emit(
+        self.write_results(rebuilt)
+        self.emit(
             ev.Repaired(
                 f"{name} held {len(table.rows)} of the {len(known)} rows .autoresearch/ records; rebuilt the others "
                 f"from .autoresearch/ (the file as it was is kept in {copy.relative_to(self.root).as_posix()})"
@@ -195,7 +189,7 @@ class SessionState:
         )
         return rebuilt
 
-    def _write_results(self, table: ResultsTable) -> None:
+    def write_results(self, table: ResultsTable) -> None:
         text = header(table.metric_name) + "".join(r.to_line(table.has_duration) for r in table.rows)
         if not table.has_duration:
             text = text.replace("\tduration_s", "", 1)
@@ -203,16 +197,16 @@ class SessionState:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self.results_path)
 
-    def _save_carry(self, number: int, note: str) -> None:
-        if self._carry.tokens or self._carry.cost_usd:
+    def save_carry(self, number: int, note: str) -> None:
+        if self.carry.tokens or self.carry.cost_usd:
             self.history.save_meta(
                 ExperimentMeta(
                     number=number,
                     kind="proposing",
                     status="skipped",
                     note=note,
-                    tokens_in=self._carry.tokens_in,
-                    tokens_out=self._carry.tokens_out,
-                    cost_usd=self._carry.cost_usd,
+                    tokens_in=self.carry.tokens_in,
+                    tokens_out=self.carry.tokens_out,
+                    cost_usd=self.carry.cost_usd,
                 )
             )

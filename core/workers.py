@@ -218,14 +218,14 @@ class ParallelSession:
     def run(self, table: ResultsTable) -> ev.LoopStopped:
         loop = self.loop
         for message in self.recover():
-            loop._emit(ev.Repaired(message))
+            loop.emit(ev.Repaired(message))
         self._rows = len(table.rows)
         self._sync_branch(self._best_commit(table))
-        tip = loop._expected_head  # the branch's tip: the best, or a commit the user made on it
+        tip = loop.workspace.expected_head  # the branch's tip: the best, or a commit the user made on it
         for slot in self.slots:
             prepare(loop.repo, slot.dir, tip, loop.config.worker_outputs)
             self._tell(slot, "idle")
-        loop._emit(ev.Info(f"{len(self.slots)} workers in {self.slots[0].dir.home.parent}"))
+        loop.emit(ev.Info(f"{len(self.slots)} workers in {self.slots[0].dir.home.parent}"))
         try:
             return self._schedule(table)
         finally:
@@ -269,15 +269,15 @@ class ParallelSession:
                 else:
                     if proposal is None and asked.fix is None:  # no fix for a crash is no end of ideas
                         exhausted = (
-                            getattr(loop._proposer, "stop_reason", None) or "the agent has nothing left to propose"
+                            getattr(loop.proposer, "stop_reason", None) or "the agent has nothing left to propose"
                         )
                 if proposal is not None:
                     self._skips = 0
-                    usage = proposal.usage + loop._carry
-                    loop._carry = Usage()
+                    usage = proposal.usage + loop.carry
+                    loop.carry = Usage()
                     took = time.monotonic() - asked.at
                     ready = Job(self.slots[0].dir, proposal, asked.base, proposal.files, usage, took, _now())
-                    on = asked.files if asked.fix is None else loop._files_at(asked.base)
+                    on = asked.files if asked.fix is None else loop.workspace.files_at(asked.base)
                     ready.key = content_key({**on, **proposal.files})
                     ready.seq = next(self._seq)
                     ready.planned = asked.planned
@@ -299,7 +299,7 @@ class ParallelSession:
                 # After the record: a proposal asked for ahead is checked against it, and built on a new best.
                 ready = self._dispatch(ready)
             busy = [s for s in self.slots if s.job is not None]
-            if loop._cancel_reason == "stop":
+            if loop.cancel_reason == "stop":
                 for slot in busy:
                     slot.cancel.set()
                 if not busy:
@@ -308,32 +308,34 @@ class ParallelSession:
             planned = len(table.rows) + len(busy) + len(self._followups) + (pending is not None) + (ready is not None)
             capped = bool(loop.config.max_experiments) and planned >= loop.config.max_experiments
             ended = reason or (exhausted and not self._fixes)  # a crash's fix is asked for even when ideas ran out
-            may_ask = not (ended or loop._pause_requested or loop._stop_requested or capped or self._hold)
+            may_ask = not (ended or loop.pause_requested or loop.stop_requested or capped or self._hold)
             if pending is None and ready is None and may_ask:
                 fix = self._fixes.pop(0) if self._fixes else None
                 if fix is not None:
                     asked = _Asked(fix.base, fix.files, time.monotonic(), None, planned + 1, fix)
-                    loop._emit(ev.ExperimentStarted(planned + 1, "fix"))
-                    ctx = loop._context(table, planned + 1, fix.files, crash=fix.crash)
+                    loop.emit(ev.ExperimentStarted(planned + 1, "fix"))
+                    ctx = loop.proposing.context(table, planned + 1, fix.files, crash=fix.crash)
                 else:
-                    base = loop._expected_head
-                    files = loop._files_at(base)
+                    base = loop.workspace.expected_head
+                    files = loop.workspace.files_at(base)
                     asked = _Asked(base, files, time.monotonic(), loop.history.pop_idea(), planned + 1)
-                    ctx = loop._context(table, planned + 1, files, user_idea=asked.idea, in_flight=self._in_flight())
+                    ctx = loop.proposing.context(
+                        table, planned + 1, files, user_idea=asked.idea, in_flight=self._in_flight()
+                    )
                 # What runs now counts as tried: the agent proposes something else for the idle worker.
                 running = {s.job.key: 0 for s in self.slots if s.job is not None and s.job.key}
                 ctx = dataclasses.replace(ctx, tried={**ctx.tried, **running})
-                pending = loop._start_proposal(ctx)
+                pending = loop.proposing.start_proposal(ctx)
                 continue
             if not busy and pending is not None and reason:
                 # A slow model must not hold a session that is over: its answer is not waited for.
-                loop._emit(ev.Info("the proposal being asked for was not waited for; the session ended"))
+                loop.emit(ev.Info("the proposal being asked for was not waited for; the session ended"))
                 return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
             if not busy and pending is None:
-                if ready is not None and (loop._stop_requested or reason):
+                if ready is not None and (loop.stop_requested or reason):
                     self._skipped_ready(len(table.rows) + 1, ready)
                     ready = None
-                if loop._pause_requested and not loop._stop_requested:
+                if loop.pause_requested and not loop.stop_requested:
                     if not loop._wait_if_paused(len(table.rows)):
                         return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
                     continue
@@ -347,7 +349,7 @@ class ParallelSession:
                     return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
                 if exhausted:
                     return ev.LoopStopped(exhausted, ok=True, experiments=len(table.rows))
-                if loop._stop_requested:
+                if loop.stop_requested:
                     return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
                 if capped:
                     return ev.LoopStopped(
@@ -357,36 +359,36 @@ class ParallelSession:
             phase: ev.Phase = "running" if busy else "proposing"
             if (loop.phase, self._shown) != (phase, len(table.rows)):
                 self._shown = len(table.rows)  # the app's header counts the rows recorded meanwhile
-                loop._set_phase(phase, len(table.rows) + 1)
+                loop.set_phase(phase, len(table.rows) + 1)
             self._wait_for_change(pending)
 
     def _controls(self) -> tuple[object, ...]:
         loop = self.loop
-        return (loop._pause_requested, loop._stop_requested, loop._cancel_reason, *(s.held for s in self.slots))
+        return (loop.pause_requested, loop.stop_requested, loop.cancel_reason, *(s.held for s in self.slots))
 
     def _wait_for_change(self, pending: Pending | None = None) -> None:
         """Until a run ends, the proposal answers, or the user pauses, holds, stops or resumes."""
         loop = self.loop
         controls = self._controls()
-        with loop._cond:
+        with loop.cond:
             while self._done.empty() and not (pending is not None and pending.done):
                 if controls != self._controls():
                     break
-                loop._cond.wait(1.0)
+                loop.cond.wait(1.0)
 
     def _dispatch(self, ready: Job | None) -> Job | None:
         """Start the proposal asked for ahead on an idle worker; what is left to start."""
         loop = self.loop
-        if loop._cancel_reason == "stop":
+        if loop.cancel_reason == "stop":
             return ready
         for slot in self.slots:
             if slot.job is not None:
                 continue
             if self._followups:
                 job = self._followups.pop(0)
-            elif ready is not None and not (loop._pause_requested or loop._stop_requested or slot.held):
+            elif ready is not None and not (loop.pause_requested or loop.stop_requested or slot.held):
                 job, ready = ready, None
-                if job.base != loop._expected_head and not self._fitted_to_best(job):
+                if job.base != loop.workspace.expected_head and not self._fitted_to_best(job):
                     continue
                 if job.checked != self._rows and not self._still_usable(job):
                     continue
@@ -401,17 +403,17 @@ class ParallelSession:
         worker re-applies a draft), so it is not run on a base that is no longer the best. False: they no longer
         apply (the lines it changes were changed by the keep); its tokens count toward the next proposal."""
         loop = self.loop
-        best = loop._expected_head
-        now = loop._files_at(best)
-        merged = rebase_files(loop._files_at(job.base), job.files, now, edits=job.proposal.edits)
+        best = loop.workspace.expected_head
+        now = loop.workspace.files_at(best)
+        merged = rebase_files(loop.workspace.files_at(job.base), job.files, now, edits=job.proposal.edits)
         number = self._rows + 1
         if merged is None:
             reason = "asked for before the last keep; it did not apply on it"
-            loop._carry += job.usage
-            loop._save_carry(number, reason)
-            loop._emit(ev.ProposalSkipped(number, f"{job.proposal.description}: {reason}", 0))
+            loop.carry += job.usage
+            loop.save_carry(number, reason)
+            loop.emit(ev.ProposalSkipped(number, f"{job.proposal.description}: {reason}", 0))
             return False
-        loop._emit(ev.Info(f"{job.proposal.description!r}, asked for before the last keep, was re-applied on it"))
+        loop.emit(ev.Info(f"{job.proposal.description!r}, asked for before the last keep, was re-applied on it"))
         job.base, job.files = best, merged
         job.key = content_key({**now, **merged})
         job.checked = -1  # checked again: the keep may have made it identical to a version already run
@@ -422,20 +424,22 @@ class ParallelSession:
         it takes it up): one of them may have run the same code or shown that its knob has no effect."""
         loop = self.loop
         try:
-            loop._check_proposal(dataclasses.replace(job.proposal, files=job.files), loop._files_at(job.base))
+            loop.proposing.check_proposal(
+                dataclasses.replace(job.proposal, files=job.files), loop.workspace.files_at(job.base)
+            )
         except ProposalSkipped as exc:
             number = self._rows + 1
-            loop._carry += job.usage
-            loop._save_carry(number, f"asked for before the last results came in: {exc.reason}")
-            loop._emit(ev.ProposalSkipped(number, f"{exc.reason} (known once the results before it came in)", 0))
+            loop.carry += job.usage
+            loop.save_carry(number, f"asked for before the last results came in: {exc.reason}")
+            loop.emit(ev.ProposalSkipped(number, f"{exc.reason} (known once the results before it came in)", 0))
             return False
         return True
 
     def _skipped_ready(self, number: int, job: Job) -> None:
         """A proposal asked for ahead that will not run (the session stops): its tokens count toward the next."""
         loop = self.loop
-        loop._carry += job.usage
-        loop._save_carry(number, "proposed ahead; the session stopped before it ran")
+        loop.carry += job.usage
+        loop.save_carry(number, "proposed ahead; the session stopped before it ran")
 
     def _slot_of(self, job: Job) -> _Slot:
         return self.slots[job.worker.index - 1]
@@ -450,15 +454,15 @@ class ParallelSession:
             return None
         files = asked.files
         if asked.fix is not None:
-            files = self.loop._files_at(asked.base)
+            files = self.loop.workspace.files_at(asked.base)
             description = proposal.description
             if not description.lower().startswith("fix"):
                 description = f"fix: {description}"
             proposal = dataclasses.replace(
                 proposal, description=description, files={**asked.fix.files, **proposal.files}, edits=()
             )
-        self.loop._check_proposal(proposal, files)
-        self.loop._usage_total += proposal.usage
+        self.loop.proposing.check_proposal(proposal, files)
+        self.loop.usage_total += proposal.usage
         key = content_key({**files, **proposal.files})
         same = [s for s in self.slots if s.job is not None and s.job.key == key]
         if same:
@@ -471,18 +475,18 @@ class ParallelSession:
 
         An unusable fix ends the fixing of its crash and counts as one skip."""
         loop = self.loop
-        loop._note_skipped(number, exc)
+        loop.proposing.note_skipped(number, exc)
         if not self._hold:
             self._skips += 1
-        loop._emit(ev.ProposalSkipped(number, f"no usable fix: {exc.reason}" if fix else exc.reason, self._skips))
+        loop.emit(ev.ProposalSkipped(number, f"no usable fix: {exc.reason}" if fix else exc.reason, self._skips))
         if self._skips >= loop.config.max_skips_in_a_row:
             message = (
                 f"{self._skips} proposals in a row could not be used (last: {exc.reason}); check the model and the "
-                "editable files, then " + ("run again." if loop._when_stuck == "stop" else "resume (p).")
+                "editable files, then " + ("run again." if loop.when_stuck == "stop" else "resume (p).")
             )
-            if loop._when_stuck == "stop":
+            if loop.when_stuck == "stop":
                 raise UserError(message)
-            loop._emit(ev.NeedsUser(message))
+            loop.emit(ev.NeedsUser(message))
             loop.pause()
             self._skips = 0
 
@@ -530,7 +534,7 @@ class ParallelSession:
                 self._guard(slot, job)
                 return
             first = job.kind == "run" and not job.logs
-            watch = loop._pruning.watch(slot.cancel, tree.diff(job.base, job.commit) if first else None)
+            watch = loop.execution.pruning.watch(slot.cancel, tree.diff(job.base, job.commit) if first else None)
             output = fresh_output(job.worker)
             name = "run.log" if not job.logs else f"run-{len(job.logs) + 1}.log"
             if job.kind in ("remeasure", "best") and job.best is not None:
@@ -563,9 +567,7 @@ class ParallelSession:
                     worker_command(seeded_command(loop.config, env), loop.root),
                     log,
                     on_start=lambda _pid: _hold_open(log, held),
-                    on_lines=watch.feeding(
-                        lambda lines, n: loop._emit(ev.WorkerLog(job.worker.index, tuple(lines), n))
-                    ),
+                    on_lines=watch.feeding(lambda lines, n: loop.emit(ev.WorkerLog(job.worker.index, tuple(lines), n))),
                 )
             finally:
                 for fd in held:
@@ -586,8 +588,8 @@ class ParallelSession:
             job.error = exc
         finally:
             self._done.put(job)
-            with loop._cond:
-                loop._cond.notify_all()
+            with loop.cond:
+                loop.cond.notify_all()
 
     def _guard(self, slot: _Slot, job: Job) -> None:
         """A kept change's guard command, in its worker's tree at its commit (as a sequential session runs it)."""
@@ -615,7 +617,7 @@ class ParallelSession:
             return
         job.guard_passed = outcome.exit_code == 0
         if not job.guard_passed:
-            loop._emit(ev.Info(f"worker {job.worker.index}: guard failed (exit {outcome.exit_code}); see guard.log"))
+            loop.emit(ev.Info(f"worker {job.worker.index}: guard failed (exit {outcome.exit_code}); see guard.log"))
 
     def _tell(self, slot: _Slot, state: ev.WorkerState, description: str = "") -> None:
         """Tell the app, and `status` through `.autoresearch/workers.json`, what a worker does now."""
@@ -641,7 +643,7 @@ class ParallelSession:
                         for e in sorted(self._states.values(), key=lambda e: e.worker)
                     ],
                 )
-        self.loop._emit(event)
+        self.loop.emit(event)
 
     def _again(self, job: Job, kind: JobKind) -> None:
         """Run the idea again (to confirm it, or re-applied) on the next idle worker, before any new idea."""
@@ -669,11 +671,11 @@ class ParallelSession:
             raise job.error
         outcome = job.outcome
         assert outcome is not None
-        if outcome.cancelled and loop._cancel_reason == "stop":
-            loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} interrupted, not recorded"))
+        if outcome.cancelled and loop.cancel_reason == "stop":
+            loop.emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} interrupted, not recorded"))
             return table
         if outcome.infra_error:  # the cluster lost the run: not the idea's crash; the loop stops or pauses
-            loop._emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} lost, not recorded"))
+            loop.emit(ev.Info(f"worker {job.worker.index}: {job.proposal.description} lost, not recorded"))
             raise _InfraLost(outcome.infra_error)
         if job.kind == "guard":
             if job.guard_passed:
@@ -686,7 +688,7 @@ class ParallelSession:
             assert job.own is not None and ref is not None
             job.outcome, job.kind, job.remeasured = job.own, "run", True
             if job.metric is not None and not (again.cancelled or again.infra_error):
-                loop._add_best_run(table, ref, job.metric, again.duration_s)
+                loop.measuring.add_best_run(table, ref, job.metric, again.duration_s)
             return self._judged(table, job, loop.history.all_meta())
         pruned = load_curve(curve_path(job.logs[0])) if outcome.cancelled and not job.runs else None
         if pruned is not None and pruned.pruned is not None:
@@ -701,10 +703,10 @@ class ParallelSession:
                 return self._crashed(table, job, f"(run {len(job.runs) + 1} {why})")
             job.durations.append(outcome.duration_s)
             ref = judge.reference(table, metas, loop.config.higher_is_better)
-            if outcome.timed_out and ref is not None and ref.duration_s > 0 and not loop._stop_requested:
+            if outcome.timed_out and ref is not None and ref.duration_s > 0 and not loop.stop_requested:
                 # As with one worker: the best's code runs again to tell a slower machine from a slow idea.
-                job.own, job.best, job.best_commit = outcome, ref, loop._expected_head
-                loop._emit(
+                job.own, job.best, job.best_commit = outcome, ref, loop.workspace.expected_head
+                loop.emit(
                     ev.Info(
                         f"worker {job.worker.index}: {job.proposal.description!r} timed out; running the best code "
                         f"(#{ref.number}) again to see if the machine is slower"
@@ -722,8 +724,8 @@ class ParallelSession:
         loop = self.loop
         ref = judge.reference(table, dict(metas), loop.config.higher_is_better)
         assert ref is not None
-        best = loop._expected_head
-        over = loop._judge.over_budget(job.durations[-1])
+        best = loop.workspace.expected_head
+        over = loop.judge.over_budget(job.durations[-1])
         if over:
             return self._record(table, job, "discard", over)
         noise = self._noise(metas, ref, job.runs)
@@ -731,7 +733,7 @@ class ParallelSession:
             own = self._reference_of(table, metas, job.base)
             if own is None:
                 return self._record(table, job, "discard", "(its base is no longer a measured best)")
-            verdict = loop._judge.decide(own, job.runs, noise)
+            verdict = loop.judge.decide(own, job.runs, noise)
             if verdict.action == "discard":
                 return self._record(table, job, "discard", f"{verdict.note} (measured on #{own.number}'s version)")
             return self._re_apply(table, job, own, ref, best)
@@ -740,12 +742,12 @@ class ParallelSession:
             return self._record(
                 table, job, "discard", f"({judge.NO_EFFECT}: same {loop.config.metric_name} as #{ref.number})"
             )
-        verdict = loop._judge.decide(ref, job.runs, noise)
-        short = verdict.action == "discard" and loop._judge.gain(ref.mean, statistics.fmean(job.runs)) > 0
-        if short and not job.remeasured and ref.fresh < judge.REMEASURE_BELOW and not loop._judge.greedy:
+        verdict = loop.judge.decide(ref, job.runs, noise)
+        short = verdict.action == "discard" and loop.judge.gain(ref.mean, statistics.fmean(job.runs)) > 0
+        if short and not job.remeasured and ref.fresh < judge.REMEASURE_BELOW and not loop.judge.greedy:
             # As with one worker: a close miss against a best measured only a few times runs the best again.
             job.own, job.best, job.best_commit = job.outcome, ref, best
-            loop._emit(
+            loop.emit(
                 ev.Info(
                     f"worker {job.worker.index}: {job.proposal.description!r} is close to #{ref.number}, which ran "
                     f"{len(ref.runs)} time(s); running #{ref.number} again"
@@ -756,11 +758,11 @@ class ParallelSession:
         if job.remeasured:
             verdict = dataclasses.replace(verdict, note=f"{verdict.note} (#{ref.number} re-measured)".strip())
         if verdict.action == "confirm":
-            loop._emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
+            loop.emit(ev.Info(f"worker {job.worker.index}: running {job.proposal.description!r} again to confirm it"))
             self._again(job, "confirm")
             return table
         like = judge.under_like_load(ref, metas)  # not the baseline's duration, measured alone
-        action, note = loop._judge.with_compute(verdict.action, verdict.note, statistics.fmean(job.durations), like)
+        action, note = loop.judge.with_compute(verdict.action, verdict.note, statistics.fmean(job.durations), like)
         if action == "keep" and loop.config.guard_command:
             job.verdict = note
             self._again(job, "guard")
@@ -777,8 +779,8 @@ class ParallelSession:
         if again.cancelled or again.infra_error:
             return plain
         if job.metric is not None:
-            loop._add_best_run(table, ref, job.metric, again.duration_s)
-        if again.timed_out or loop._judge.much_longer(again.duration_s, ref.duration_s):
+            loop.measuring.add_best_run(table, ref, job.metric, again.duration_s)
+        if again.timed_out or loop.judge.much_longer(again.duration_s, ref.duration_s):
             took = "over the timeout" if again.timed_out else f"{again.duration_s:.0f} s"
             return f"({judge.MACHINE_SLOWER}: #{ref.number} took {took} now, {ref.duration_s:.0f} s before)"
         return plain
@@ -792,9 +794,9 @@ class ParallelSession:
         cfg = loop.config
         if (
             attempt > cfg.fix_attempts
-            or loop._stop_requested
+            or loop.stop_requested
             or judge.MACHINE_SLOWER in note
-            or not getattr(loop._proposer, "makes_fixes", True)
+            or not getattr(loop.proposer, "makes_fixes", True)
             or (cfg.max_experiments and len(table.rows) >= cfg.max_experiments)
         ):
             return table
@@ -808,15 +810,15 @@ class ParallelSession:
             log_tail=tail_text(loop.history.log_path(number), 50, 4096),
             attempt=attempt,
         )
-        self._fixes.append(_Fix(crash, loop._files_at(job.commit), job.base))
+        self._fixes.append(_Fix(crash, loop.workspace.files_at(job.commit), job.base))
         return table
 
     def _re_apply(
         self, table: ResultsTable, job: Job, own: judge.Reference, ref: judge.Reference, best: str
     ) -> ResultsTable:
         loop = self.loop
-        base_files = loop._files_at(job.base)
-        mine, now = loop._files_at(job.commit), loop._files_at(best)
+        base_files = loop.workspace.files_at(job.base)
+        mine, now = loop.workspace.files_at(job.commit), loop.workspace.files_at(best)
         merged = rebase_files(base_files, mine, now)
         replaces = ""
         if merged is None:
@@ -835,7 +837,7 @@ class ParallelSession:
                 "discard",
                 f"(a gain on #{own.number}'s version; it does not combine with #{ref.number}, kept meanwhile)",
             )
-        earlier = loop._tried.get(content_key({**now, **merged}))
+        earlier = loop.tried.get(content_key({**now, **merged}))
         if earlier is not None:  # the same code never runs twice (but to confirm or measure noise)
             return self._record(
                 table,
@@ -843,7 +845,7 @@ class ParallelSession:
                 "discard",
                 f"(a gain on #{own.number}'s version; on #{ref.number} it is #{earlier}'s code, already run)",
             )
-        loop._emit(
+        loop.emit(
             ev.Info(
                 f"worker {job.worker.index}: {job.proposal.description!r} gained on #{own.number}; re-applying it "
                 f"on #{ref.number}, kept meanwhile, and running it there"
@@ -865,7 +867,7 @@ class ParallelSession:
             if n != ref.number and m.metric is not None
             for group in judge.groups_of(m, m.metric)
         ]
-        return self.loop._judge.noise([*others, *ref.groups, runs])
+        return self.loop.judge.noise([*others, *ref.groups, runs])
 
     def _reference_of(
         self, table: ResultsTable, metas: Mapping[int, ExperimentMeta], commit: str
@@ -890,7 +892,7 @@ class ParallelSession:
         loop = self.loop
         branch = loop.config.branch
         head = loop.repo.resolve(f"refs/heads/{branch}")
-        if head != loop._expected_head:
+        if head != loop.workspace.expected_head:
             raise GitStateError(
                 f"{branch} moved to {(head or '?')[:7]}, a commit autoresearch did not make, while the workers ran; "
                 "the session stopped without recording the runs in flight and your commit stays (run again to go "
@@ -912,7 +914,7 @@ class ParallelSession:
         if status == "keep":
             self._check_branch()
         number = len(table.rows) + 1
-        loop._claim(number)
+        loop.workspace.claim(number)
         description = " ".join(
             part for part in (one_line(job.proposal.description), note, *(f"({n})" for n in job.notes)) if part
         )
@@ -943,7 +945,7 @@ class ParallelSession:
             ref=f"refs/autoresearch/{loop.config.tag}/{number}",
         )
         meta.extra.update(
-            host=loop._host,
+            host=loop.host,
             worker=job.worker.index,
             content_key=job.key,
             killed=bool(outcome and outcome.cancelled),
@@ -973,8 +975,8 @@ class ParallelSession:
         append_row(loop.results_path, row, table.has_duration)
         table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
         if judge.MACHINE_SLOWER not in note:  # the idea may run again once the machine is itself again
-            loop._tried.setdefault(meta.extra["content_key"], number)
-        loop._recorded(table, number, row, meta)
+            loop.tried.setdefault(meta.extra["content_key"], number)
+        loop.proposing.recorded(table, number, row, meta)
         if status == "keep":  # after the row: a branch that cannot move leaves the session's records whole
             self._move_branch(number, job.commit)
         return table
@@ -984,7 +986,7 @@ class ParallelSession:
         loop = self.loop
         branch = loop.config.branch
         current, head, _ = loop.repo.position()
-        old = loop._expected_head
+        old = loop.workspace.expected_head
         if current == branch:
             if head != old:
                 raise GitStateError(
@@ -1005,7 +1007,7 @@ class ParallelSession:
                 f"{branch} moved while the session ran; #{number} was recorded (refs/autoresearch/"
                 f"{loop.config.tag}/{number}) but the branch was left as it is (run again to go on from there)."
             )
-        loop._expected_head = commit
+        loop.workspace.expected_head = commit
 
     def _sync_branch(self, best: str) -> None:
         """After a crash between a keep's record and the branch's move: move the branch on to the best."""
@@ -1015,6 +1017,6 @@ class ParallelSession:
             return
         if loop.repo.try_run("merge-base", "--is-ancestor", head, best) is None:
             return
-        loop._expected_head = head
+        loop.workspace.expected_head = head
         self._move_branch(0, best)
-        loop._emit(ev.Repaired(f"moved {loop.config.branch} on to the best commit {best[:7]}, recorded before a crash"))
+        loop.emit(ev.Repaired(f"moved {loop.config.branch} on to the best commit {best[:7]}, recorded before a crash"))

@@ -5,36 +5,47 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from git.exc import GitCommandError
 
 from . import events as ev
-from .config import CONFIG_FILE, RESULTS_FILE
+from .config import CONFIG_FILE, RESULTS_FILE, SessionConfig
 from .errors import ConfigError, GitStateError, UserError
-from .history import ExperimentMeta
-from .proposer import (
-    Proposal,
-)
+from .gitops import Repo
+from .history import ExperimentMeta, History
 from .results import (
     STATUSES,
 )
-from .session_state import SessionState
+from .session_lock import SessionLock
 from .takeoff import TakeOff, sentence, take_off
 from .text_files import read_exact, write_exact
 from .writable import require_writable
 
 
-class Workspace(SessionState):
-    def _acquire_lock(self) -> None:
+class Workspace:
+    """The user's checkout, as the session sees it: the branch is at `expected_head` (the commit the tool left it
+    at) and the tracked files are clean; anything else is the user's doing, and the tool stops rather than touch it.
+    """
+
+    def __init__(self, repo: Repo, config: SessionConfig, history: History, emit: Callable[[ev.Event], None]) -> None:
+        self.repo = repo
+        self.root = repo.root
+        self.config = config
+        self.history = history
+        self._emit = emit
+        self._lock = SessionLock(repo)
+        self.expected_head = ""
+
+    def acquire_lock(self) -> None:
         self._lock.acquire(
             "Another autoresearch run (pid {pid}) is using this session; stop it first (or wait for it)."
         )
 
-    def _release_lock(self) -> None:
+    def release_lock(self) -> None:
         self._lock.release()
 
-    def _check_session_files(self) -> None:
+    def check_session_files(self) -> None:
         """Refuse files outside the repository (they would be sent to a model or overwritten) or missing."""
         for key, what in (("editable_files", "editable"), ("readonly_files", "readonly")):
             for path in getattr(self.config, key):
@@ -55,7 +66,7 @@ class Workspace(SessionState):
                 if what == "editable":
                     require_writable(self.root, resolved)
 
-    def _enter_branch(self) -> None:
+    def enter_branch(self) -> None:
         branch = self.config.branch
         current = self.repo.current_branch()
         if current != branch:
@@ -63,15 +74,15 @@ class Workspace(SessionState):
                 raise GitStateError(
                     f"The session's branch {branch} does not exist; run `autoresearch setup SCRIPT` to start anew."
                 )
-            self._require_clean()
+            self.require_clean()
             self.repo.checkout(branch)
             self._emit(ev.Info(f"checked out {branch}"))
-        self._require_clean()
+        self.require_clean()
         head = self.repo.head_commit()
         assert head is not None
-        self._expected_head = head
+        self.expected_head = head
 
-    def _require_clean(self) -> None:
+    def require_clean(self) -> None:
         dirty = self.repo.changed_tracked_files()
         if dirty:
             shown = ", ".join(dirty[:3]) + (" ..." if len(dirty) > 3 else "")
@@ -79,7 +90,7 @@ class Workspace(SessionState):
                 f"The working tree has uncommitted changes ({shown}); commit or stash them (git stash) and run again."
             )
 
-    def _check_position(self) -> None:
+    def check_position(self) -> None:
         """Stop instead of touching anything if the user moved the branch, switched branches or edited files."""
         current, head, dirty = self.repo.position()
         if current != self.config.branch:
@@ -88,46 +99,44 @@ class Workspace(SessionState):
                 f"The repository is on {where}, not {self.config.branch}; the loop stopped without changing anything "
                 f"(git checkout {self.config.branch}, then run again)."
             )
-        if head != self._expected_head:
+        if head != self.expected_head:
             raise GitStateError(
                 f"{self.config.branch} moved to {(head or '?')[:7]} while the loop expected "
-                f"{self._expected_head[:7]}; the loop stopped without resetting anything "
+                f"{self.expected_head[:7]}; the loop stopped without resetting anything "
                 "(run again to go on from there)."
             )
         if dirty:
-            self._require_clean()
+            self.require_clean()
 
-    def _check_before_writing(self, number: int, proposal: Proposal) -> None:
-        """The model may think for minutes: stop, writing nothing, if the user edited, committed or switched meanwhile.
+    def changed_while_proposing(self, number: int) -> str | None:
+        """The model may think for minutes: what the user edited, committed or switched meanwhile, if anything.
 
-        Runs right before the experiment's files are written, so an edit made while the model was thinking is
-        never overwritten or committed with the experiment. The proposal's tokens still count (for the next run).
+        Asked right before the experiment's files are written, so an edit made while the model was thinking is
+        never overwritten or committed with the experiment.
         """
         current, head, dirty = self.repo.position()
         branch = self.config.branch
-        if current == branch and head == self._expected_head and not dirty:
-            return
-        self._carry += proposal.usage
-        self._save_carry(number, "the repository changed while the model was proposing")
+        if current == branch and head == self.expected_head and not dirty:
+            return None
         during = f"while the model was proposing experiment #{number}"
         if current != branch:
             where = f"switched to {current}" if current else "put on a detached HEAD"
-            raise GitStateError(
+            return (
                 f"The repository was {where} {during}; the loop stopped without committing anything "
                 f"(git checkout {branch}, then run again)."
             )
-        if head != self._expected_head:
-            raise GitStateError(
+        if head != self.expected_head:
+            return (
                 f"{branch} moved to {(head or '?')[:7]}, a commit autoresearch did not make, {during}; the loop "
                 "stopped without committing anything and your commit stays (run again to go on from it)."
             )
         shown = ", ".join(dirty[:3]) + (" ..." if len(dirty) > 3 else "")
-        raise GitStateError(
+        return (
             f"{shown} changed {during}; the loop stopped without writing anything, so your edit is untouched "
             "(commit it or stash it (git stash), then run again)."
         )
 
-    def _read_editable(self) -> dict[str, str]:
+    def read_editable(self) -> dict[str, str]:
         files = {}
         for path in self.config.editable_files:
             try:
@@ -136,7 +145,7 @@ class Workspace(SessionState):
                 continue
         return files
 
-    def _files_at(self, commit: str) -> dict[str, str]:
+    def files_at(self, commit: str) -> dict[str, str]:
         if not commit:
             return {}
         found = {}
@@ -146,7 +155,7 @@ class Workspace(SessionState):
                 found[path] = text
         return found
 
-    def _write_files(self, files: Mapping[str, str]) -> None:
+    def write_files(self, files: Mapping[str, str]) -> None:
         for path, text in files.items():
             target = self.root / path
             tmp = target.with_name(f".{target.name}.autoresearch.tmp")
@@ -159,14 +168,14 @@ class Workspace(SessionState):
                 tmp.unlink(missing_ok=True)
                 raise
 
-    def _restore(self, commit: str, paths: list[str]) -> bool:
+    def restore(self, commit: str, paths: list[str]) -> bool:
         try:
             self.repo.run("checkout", commit, "--", *paths)
         except GitCommandError:
             return False
         return True
 
-    def _claim(self, number: int) -> None:
+    def claim(self, number: int) -> None:
         """Never overwrite the record of an experiment that was judged (results.tsv lost its row meanwhile)."""
         meta = self.history.load_meta(number)
         if meta is not None and meta.status in STATUSES:
@@ -176,12 +185,12 @@ class Workspace(SessionState):
                 f"(restore {RESULTS_FILE}, then run again)."
             )
 
-    def _reset_to_parent(self, meta: ExperimentMeta) -> TakeOff:
+    def reset_to_parent(self, meta: ExperimentMeta) -> TakeOff:
         """Take the experiment commit off the branch, only if the branch is still exactly at it."""
         copies = self.history.edit_copies_dir(meta.number)
         taken = take_off(self.repo, self.config.branch, meta.commit, meta.parent, copies)
         if taken.done:
-            self._expected_head = meta.parent
+            self.expected_head = meta.parent
         if taken.elsewhere:
             self._emit(
                 ev.Info(
@@ -191,15 +200,15 @@ class Workspace(SessionState):
             )
         return taken
 
-    def _revert_unrecorded(self, meta: ExperimentMeta) -> None:
-        taken = self._reset_to_parent(meta) if meta.kind != "baseline" else None
+    def revert_unrecorded(self, meta: ExperimentMeta) -> None:
+        taken = self.reset_to_parent(meta) if meta.kind != "baseline" else None
         if taken is None or taken.outcome in ("done", "moved"):
             self.history.clear_journal()
         self._emit(
             ev.Info(f"#{meta.number} interrupted: not recorded; its commit stays at {meta.ref or meta.commit[:7]}")
         )
 
-    def _not_taken_off(self, taken: TakeOff, meta: ExperimentMeta, status: str) -> str:
+    def not_taken_off(self, taken: TakeOff, meta: ExperimentMeta, status: str) -> str:
         if taken.outcome == "moved":
             return (
                 f"{self.config.branch} moved during experiment #{meta.number}; it was recorded but not reset "

@@ -328,7 +328,7 @@ def test_an_equivalent_of_a_no_effect_change_is_not_run(tmp_path: Path) -> None:
 
     again = Proposal("N_EMBD to 32", {"train.py": files["train.py"].replace("N_EMBD = 64", "N_EMBD = 32")})
     with pytest.raises(ProposalSkipped, match=r"changes n_embd again, which had no effect in #2"):
-        loop._check_proposal(again, files)
+        loop.proposing.check_proposal(again, files)
 
 
 def test_the_same_failure_again_and_again_stops_the_headless_loop(tmp_path: Path) -> None:

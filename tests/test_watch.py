@@ -213,7 +213,7 @@ def test_two_watchers_pressing_p_and_s_at_once_both_act_in_order(tmp_path: Path)
     watchers = [subprocess.Popen([PY, "-c", code, str(root), key]) for key in ("pause", "stop")]
     assert [w.wait(30) for w in watchers] == [0, 0]
     assert listener.poll() == 2
-    assert loop.paused and loop._stop_requested
+    assert loop.paused and loop.stop_requested
     lines = sorted(e.describe() or "" for e in said)
     assert lines == ["paused from a watcher", "stop asked from a watcher"]
     assert os.listdir(control_dir(root)) == []
