@@ -22,6 +22,7 @@ from autoresearch.core.results import ResultRow, ResultsTable, read_results
 from autoresearch.core.setup import setup_session
 
 from tests.conftest import cli, git, setup_args
+from tests.ray_cluster import RayHead
 from tests.test_workers import Edits
 
 PY = sys.executable
@@ -42,24 +43,25 @@ print(f"val_loss: {2.0 + BAD + (WARMUP - 10):.6f}")
 """
 
 
-def make_session(tmp_path: Path, workers: int, train: str = TRAIN) -> Path:
+def make_session(tmp_path: Path, workers: int, train: str = TRAIN, **options: object) -> Path:
     repo = tmp_path / "project"
     repo.mkdir()
     (repo / "train.py").write_text(train)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "train.py")
     git(repo, "commit", "-q", "-m", "initial")
+    settings: dict[str, object] = {"time_budget_minutes": BUDGET_MIN, **options}
     setup_session(
         repo,
         "train.py",
         metric_name="val_loss",
         run_command=f"{PY} train.py",
-        time_budget_minutes=BUDGET_MIN,
         timeout_minutes=2,
         max_experiments=0,
         tag="p",
         workers=workers,
         prune="on",
+        **settings,
     )
     return repo
 
@@ -94,6 +96,26 @@ def test_one_worker_stops_a_hopeless_run_and_tells_the_model_where(tmp_path: Pat
     assert "Pruning: 2 runs stopped early" in build_analysis(repo)
     chart = pruning.comparison(history, rows.index(pruned) + 1).splitlines()
     assert chart[0].startswith("this run") and chart[1].startswith("best #")
+
+
+def test_through_ray_a_hopeless_run_is_stopped_and_its_job_ends(tmp_path: Path, ray_cluster: RayHead) -> None:
+    from autoresearch.core.ray_executor import SESSION_KEY, session_id
+    from ray.job_submission import JobSubmissionClient
+
+    # Ray's log streaming is slower than a local pipe: a longer budget leaves the checks room.
+    repo = make_session(tmp_path, 1, executor="ray", ray_address=ray_cluster.address, time_budget_minutes=0.15)
+    run(repo, [("BAD", 1), ("BAD", 2), ("WARMUP", 20)])
+    rows = read_results(repo / "results.tsv").rows
+    by = {r.description.split(" (")[0]: r for r in rows}
+    pruned = by["BAD to 2"]
+    assert pruned.status == "discard" and "(pruned at " in pruned.description, pruned.description
+    assert pruned.duration_s < 0.15 * 60
+    assert "pruned" not in by["WARMUP to 20"].description
+    mine = session_id("p", repo)
+    jobs = [
+        j for j in JobSubmissionClient(ray_cluster.address).list_jobs() if (j.metadata or {}).get(SESSION_KEY) == mine
+    ]
+    assert jobs and all(str(j.status).rsplit(".", 1)[-1] not in ("PENDING", "RUNNING") for j in jobs)
 
 
 def test_prune_is_set_at_setup_and_by_config_and_a_bad_value_is_one_sentence(repo: Path) -> None:
