@@ -131,7 +131,8 @@ class SessionConfig(BaseModel):
     seed_via: str | None = None
     """How a repeat varies the seed, found at setup (core/seeds.py): AUTORESEARCH_SEED (always set on a repeat)
     when the script reads it, a flag appended to the run command (`--seed`), the name of an integer constant of
-    the script (`SEED`, replaced in the text it runs from), or None when no seed can vary."""
+    the script (`SEED`, replaced in the text it runs from), "seed calls" (the literal of every seeding call,
+    `torch.manual_seed(1337)`, replaced the same way), or None when no seed can vary."""
     equal_compute: Literal["mark", "strict"] = "mark"
     """A gain from a run much longer than the best's: kept and marked, or (`strict`) not kept."""
     # Where runs go (core/executor.py; Ray: core/ray_executor.py, docs/RAY.md).
@@ -312,7 +313,8 @@ _MESSAGES: dict[str, str] = {
     "noise_sigmas": "noise_sigmas must be a number of standard deviations, 0 or more (e.g. 2)",
     "min_gain": "min_gain must be a number, 0 or more: the smallest gain in the metric worth keeping",
     "relative_floor": "relative_floor must be a fraction of the metric, 0 or more (e.g. 0.001 for 0.1 %)",
-    "seed_via": "seed_via must be AUTORESEARCH_SEED, a flag such as --seed, a constant such as SEED, or null",
+    "seed_via": 'seed_via must be AUTORESEARCH_SEED, a flag such as --seed, a constant such as SEED, "seed calls", '
+    "or null",
     "equal_compute": 'equal_compute must be "mark" (keep a gain from a much longer run, marked) or "strict"',
     "baseline_runs": "baseline_runs must be a whole number above 0 (runs of the baseline that measure the noise)",
     "confirm_runs": "confirm_runs must be a whole number, 0 or more (re-runs of a small win before it is kept)",

@@ -11,9 +11,12 @@ How a run gets its seed:
   that flag appended to the run command (`--seed=2`), the last value on the command line winning;
 - or, when the seed is an integer constant of the script the run command runs with python (`SEED = 1337`),
   the script run from its text with that constant's value replaced (`python -c <program> train.py ...`): the
-  file, the tree and the branch are never changed, so nothing can be left behind by a run that dies.
+  file, the tree and the branch are never changed, so nothing can be left behind by a run that dies;
+- or, when the script passes a literal to a seeding call (`torch.manual_seed(1337)`, `np.random.seed(0)`,
+  `random.seed(42)`, `set_seed(7)`, nanoGPT's `torch.manual_seed(1337 + seed_offset)`), the script run the same
+  way with the literal of every such call replaced (`seed_via: "seed calls"`).
 
-When none is possible (a literal in `torch.manual_seed(1337)`, a constant of an imported module), setup says
+When none is possible (a constant of an imported module, a script not run by python directly), setup says
 so, and the judge applies a relative floor (core/judge.py).
 """
 
@@ -26,6 +29,14 @@ from collections.abc import Mapping
 from .config import SessionConfig
 
 ENV = "AUTORESEARCH_SEED"
+SEED_CALLS = "seed calls"
+"""`seed_via` when the script seeds with literals: every seeding call's literal is replaced on a repeat."""
+_CALLEES = (
+    r"(?:torch\.(?:cuda\.)?manual_seed(?:_all)?|(?:np|numpy)\.random\.seed|random\.seed|tf\.random\.set_seed"
+    r"|set_seed|seed_everything)"
+)
+_SEED_CALL = r"(\b" + _CALLEES + r"\(\s*)[-+]?\d+\b"
+_CONSTANT = r"^({name}[ \t]*(?::[^=\n]*)?=[ \t]*)[-+]?\d+\b"
 _REPEAT = re.compile(r"^run-(\d+)\.log$")
 _OTHER_RUN = ("best-", "remeasure")
 OFFSET_OF_BEST_RUNS = 100
@@ -59,7 +70,8 @@ def seeded_command(config: SessionConfig, env: Mapping[str, str]) -> str:
     if words is None:
         return config.run_command
     at = words.index(config.script_path)
-    return shlex.join([*words[:at], "-c", _with_constant(via, int(seed)), *words[at:]])
+    program = _with_calls(int(seed)) if via == SEED_CALLS else _with_constant(via, int(seed))
+    return shlex.join([*words[:at], "-c", program, *words[at:]])
 
 
 _OPERATORS = ("&&", "||", ";", "|", "&", ">", "<", ">>", "2>", "2>&1")
@@ -74,9 +86,9 @@ def _seeded(path):
 
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    text, found = re.subn(r"^({name}[ \t]*(?::[^=\n]*)?=[ \t]*)[-+]?\d+\b", r"\g<1>{seed}", text, 1, re.M)
+    text, found = re.subn({pattern!r}, r"\g<1>{seed}", text, {count}, re.M)
     if not found:
-        print("autoresearch: no {name} = <int> in " + path + ": this run keeps its own seed", file=sys.stderr)
+        print("autoresearch: no {what} in " + path + ": this run keeps its own seed", file=sys.stderr)
     full = os.path.abspath(path)
     sys.path[0] = os.path.dirname(full)
     return compile(text, full, "exec"), full
@@ -90,7 +102,11 @@ exec(globals().pop("_code"))
 
 
 def _with_constant(name: str, seed: int) -> str:
-    return _PROGRAM.format(name=re.escape(name), seed=seed)
+    return _PROGRAM.format(pattern=_CONSTANT.format(name=re.escape(name)), seed=seed, count=1, what=f"{name} = <int>")
+
+
+def _with_calls(seed: int) -> str:
+    return _PROGRAM.format(pattern=_SEED_CALL, seed=seed, count=0, what="seeding call with a literal seed")
 
 
 def _constant_words(run_command: str, script_path: str) -> list[str] | None:
@@ -132,6 +148,19 @@ def find_seed(files: Mapping[str, str], run_command: str, script_path: str) -> t
             f"{knob.name} is fixed in {knob.place.describe()}, so repeats cannot vary it: read it from {ENV} "
             f"(`{knob.name} = int(os.environ.get('{ENV}', {knob.text()}))`) so the noise is measured across seeds; "
             "until then a gain under the relative floor is not clear."
+        )
+    call = re.search(_SEED_CALL, files.get(script_path, ""), re.M)
+    if call is not None:
+        shown = call.group(0) + ")" if call.group(0).count("(") > call.group(0).count(")") else call.group(0)
+        if _constant_words(run_command, script_path) is not None:
+            return SEED_CALLS, (
+                f"Repeats vary the seed in {shown} (and every seeding call's literal): a repeat runs the script with "
+                "the literals replaced, the file untouched."
+            )
+        return None, (
+            f"{shown} fixes the seed and the run command does not run the script with python directly, so repeats "
+            f"cannot vary it: read it from {ENV} so the noise is measured across seeds; until then a gain under the "
+            "relative floor is not clear."
         )
     return None, (
         f"No seed found to vary: if the script fixes one (torch.manual_seed(1337)), read it from {ENV} so the noise "

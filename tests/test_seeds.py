@@ -3,13 +3,14 @@ with the constant replaced, through a real python process; the file is never cha
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from autoresearch.core.config import SessionConfig
-from autoresearch.core.seeds import ENV, find_seed, seeded_command
+from autoresearch.core.seeds import ENV, SEED_CALLS, find_seed, seeded_command
 
 PY = sys.executable
 SCRIPT = """import random, sys
@@ -58,3 +59,41 @@ def test_setup_offers_a_constant_seed_only_where_a_repeat_can_replace_it(run_com
     found, said = find_seed({"train.py": SCRIPT}, run_command, "train.py")
     assert found == via
     assert ("a repeat runs the script with its value replaced" in said) == (via is not None)
+
+
+CALLS = """import random
+offset = 0
+random.seed(1337 + offset)  # as nanoGPT seeds: a literal plus an offset
+print("draw", random.random())
+"""
+
+
+def test_a_repeat_replaces_the_literal_of_every_seeding_call_and_leaves_the_file_untouched(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(CALLS)
+    cfg = SessionConfig(
+        tag="t", script_path="train.py", metric_name="val_loss", run_command=f"{PY} train.py", seed_via=SEED_CALLS
+    )
+    assert seeded_command(cfg, {}) == cfg.run_command
+    first = run(cfg.run_command, tmp_path)
+    assert first.stdout == f"draw {random.Random(1337).random()}\n"
+    repeat = run(seeded_command(cfg, {ENV: "7"}), tmp_path)
+    assert repeat.returncode == 0, repeat.stderr
+    assert repeat.stdout == f"draw {random.Random(7).random()}\n"
+    assert (tmp_path / "train.py").read_text() == CALLS
+
+
+@pytest.mark.parametrize(
+    ("script", "run_command", "via"),
+    [
+        ("import torch\ntorch.manual_seed(1337)\n", "python train.py", SEED_CALLS),
+        ("import numpy as np\nnp.random.seed(0)\n", "python -u train.py --x 1", SEED_CALLS),
+        ("import torch\ntorch.manual_seed(1337)\n", "torchrun train.py", None),
+        ("import torch\ntorch.manual_seed(seed)\n", "python train.py", None),  # no literal to replace
+    ],
+)
+def test_setup_offers_the_seeding_calls_where_a_repeat_can_replace_their_literal(
+    script: str, run_command: str, via: str | None
+) -> None:
+    found, said = find_seed({"train.py": script}, run_command, "train.py")
+    assert found == via, said
+    assert ("the literals replaced" in said) == (via is not None)
