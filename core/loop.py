@@ -203,15 +203,29 @@ class ExperimentLoop(SessionState):
             except _Interrupted:
                 return ev.LoopStopped("stopped by the user", ok=True, experiments=self.rows_count())
 
+    def stuck(self, problem: str, rows: int) -> ev.LoopStopped | None:
+        """Something only the user can fix (`problem` ends with what to do, then ...): a headless session stops
+        with it; the app's pauses and says it, to go on once resumed. One rule for one worker and many."""
+        if self.when_stuck == "stop":
+            return ev.LoopStopped(f"{problem}run again.", ok=False, experiments=rows)
+        self.emit(ev.NeedsUser(f"{problem}resume (p)."))
+        self.pause()
+        return None
+
+    @staticmethod
+    def skips_problem(skips: int, reason: str) -> str:
+        return (
+            f"{skips} proposal{'s' if skips > 1 else ''} in a row could not be used (last: {reason}); check the model "
+            "and the editable files, then "
+        )
+
     def _stuck_on_infrastructure(self, sentence: str) -> ev.LoopStopped | None:
         """The executor lost a run (not the idea's fault, nothing recorded): stop, or pause until resumed."""
-        then = "run again." if self.when_stuck == "stop" else "resume (p)."
-        message = f"{sentence.rstrip('.')}; the experiment was not recorded: fix the cluster, then {then}"
-        if self.when_stuck == "stop":
-            return ev.LoopStopped(message, ok=False, experiments=self.rows_count())
         self.proposing.abandon_draft(self.rows_count() + 1)
-        self.emit(ev.NeedsUser(message))
-        self.pause()
+        problem = f"{sentence.rstrip('.')}; the experiment was not recorded: fix the cluster, then "
+        stopped = self.stuck(problem, self.rows_count())
+        if stopped is not None:
+            return stopped
         if not self._wait_if_paused(self.rows_count()):
             return ev.LoopStopped("stopped by the user", ok=True, experiments=self.rows_count())
         return None
@@ -260,15 +274,9 @@ class ExperimentLoop(SessionState):
                 skips += 1
                 self.emit(ev.ProposalSkipped(number, exc.reason, skips))
                 if skips >= self.config.max_skips_in_a_row:
-                    message = (
-                        f"{skips} proposal{'s' if skips > 1 else ''} in a row could not be used (last: {exc.reason}); "
-                        "check the model and the editable files, then "
-                        + ("run again." if self.when_stuck == "stop" else "resume (p).")
-                    )
-                    if self.when_stuck == "stop":
-                        return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
-                    self.emit(ev.NeedsUser(message))
-                    self.pause()
+                    stopped = self.stuck(self.skips_problem(skips, exc.reason), len(table.rows))
+                    if stopped is not None:
+                        return stopped
                     skips = 0
                 continue
             if proposal is None:
@@ -292,15 +300,11 @@ class ExperimentLoop(SessionState):
         broken = judge.broken_environment(table, self.history.all_meta(), self.history)
         if not broken:
             return None
-        message = (
+        problem = (
             f"{broken}; the environment looks broken, not the ideas: fix it (try `{self.config.run_command}` "
-            "by hand), then " + ("run again." if self.when_stuck == "stop" else "resume (p).")
+            "by hand), then "
         )
-        if self.when_stuck == "stop":
-            return ev.LoopStopped(message, ok=False, experiments=len(table.rows))
-        self.emit(ev.NeedsUser(message))
-        self.pause()
-        return None
+        return self.stuck(problem, len(table.rows))
 
     def _wait_if_paused(self, number: int) -> bool:
         """Block while paused; False when the user stopped instead."""

@@ -480,14 +480,9 @@ class ParallelSession:
             self._skips += 1
         loop.emit(ev.ProposalSkipped(number, f"no usable fix: {exc.reason}" if fix else exc.reason, self._skips))
         if self._skips >= loop.config.max_skips_in_a_row:
-            message = (
-                f"{self._skips} proposals in a row could not be used (last: {exc.reason}); check the model and the "
-                "editable files, then " + ("run again." if loop.when_stuck == "stop" else "resume (p).")
-            )
-            if loop.when_stuck == "stop":
-                raise UserError(message)
-            loop.emit(ev.NeedsUser(message))
-            loop.pause()
+            stopped = loop.stuck(loop.skips_problem(self._skips, exc.reason), self._rows)
+            if stopped is not None:
+                raise UserError(stopped.reason)
             self._skips = 0
 
     def _in_flight(self) -> str:
