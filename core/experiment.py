@@ -10,7 +10,6 @@ from git.exc import GitCommandError
 
 from . import events as ev
 from . import judge
-from .config import RESULTS_FILE
 from .errors import GitStateError, UserError
 from .execution import Execution
 from .gitops import describe_git_error
@@ -26,10 +25,10 @@ from .proposer import (
 )
 from .proposing import Proposing
 from .pruning import pruned_info
+from .recording import Recording
 from .results import (
     ResultRow,
     ResultsTable,
-    append_row,
 )
 from .runner import RunOutcome
 from .sanitize import one_line, safe_text
@@ -41,11 +40,19 @@ class Experiment:
     """One experiment, from its commit to its row: committed on the checkout (`state.workspace`), run through
     `execution`, measured by `measuring` for the judge, recorded; a crash's fixes asked of `proposing`."""
 
-    def __init__(self, state: SessionState, execution: Execution, measuring: Measuring, proposing: Proposing) -> None:
+    def __init__(
+        self,
+        state: SessionState,
+        execution: Execution,
+        measuring: Measuring,
+        proposing: Proposing,
+        recording: Recording,
+    ) -> None:
         self.s = state
         self.execution = execution
         self.measuring = measuring
         self.proposing = proposing
+        self.recording = recording
 
     def with_fixes(self, table: ResultsTable, number: int, proposal: Proposal) -> ResultsTable:
         table, row = self.commit_and_run(table, number, "experiment", proposal)
@@ -258,15 +265,6 @@ class Experiment:
         )
         if kind == "baseline" and status == "crash":
             return self.baseline_failed(table, meta, row, outcome)
-        if not self.s.results_path.exists():
-            self.s.write_results(table)
-            self.s.emit(
-                ev.Info(f"{RESULTS_FILE} was deleted during the session; wrote its {len(table.rows)} rows again")
-            )
-        append_row(self.s.results_path, row, table.has_duration)
-        taken: TakeOff | None = None
-        if status in ("discard", "crash") and kind != "baseline" and not reset_done:
-            taken = self.s.workspace.reset_to_parent(meta)
         meta.status = status
         meta.metric = metric
         meta.memory_gb = memory
@@ -279,15 +277,14 @@ class Experiment:
         if runs:
             meta.extra["runs"] = runs
             meta.extra["durations"] = durations
-        self.s.history.save_meta(meta)
+        table = self.recording.write(table, row, meta)
+        taken: TakeOff | None = None
+        if status in ("discard", "crash") and kind != "baseline" and not reset_done:
+            taken = self.s.workspace.reset_to_parent(meta)
         if taken is None or taken.outcome in ("done", "moved"):
             # Otherwise the journal stays: the next start takes the experiment off once it can.
             self.s.history.clear_journal()
-        table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
-        key = meta.extra.get("content_key")
-        if isinstance(key, str) and not retry_allowed:
-            self.s.tried.setdefault(key, number)
-        self.proposing.recorded(table, number, row, meta)
+        self.recording.tell(table, meta, tried=not retry_allowed)
         if taken is not None and not (taken.done and not taken.edited):
             raise GitStateError(self.s.workspace.not_taken_off(taken, meta, status))
         return table, row

@@ -28,6 +28,7 @@ from .proposer import (
     Usage,
 )
 from .proposing import Proposing
+from .recording import Recording
 from .recovery import recover
 from .results import (
     ResultsTable,
@@ -60,7 +61,8 @@ class ExperimentLoop(SessionState):
         self.execution = Execution(self)
         self.measuring = Measuring(self, self.execution)
         self.proposing = Proposing(self)
-        self.experiment = Experiment(self, self.execution, self.measuring, self.proposing)
+        self.recording = Recording(self, self.proposing)
+        self.experiment = Experiment(self, self.execution, self.measuring, self.proposing, self.recording)
 
     # Thread-safe controls.
 

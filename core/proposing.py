@@ -26,7 +26,6 @@ from .proposer import (
     content_key,
 )
 from .results import (
-    ResultRow,
     ResultsTable,
     read_results,
 )
@@ -168,25 +167,6 @@ class Proposing:
                 self.s.cond.wait()
         if not pending.done:
             raise _Interrupted
-
-    def recorded(self, table: ResultsTable, number: int, row: ResultRow, meta: ExperimentMeta) -> None:
-        """After row `number` was appended: the noise file, the app and the proposer learn of it."""
-        with contextlib.suppress(OSError):
-            judge.write_noise(
-                self.s.history, judge.session_noise(self.s.history.all_meta(), self.s.host), self.s.config
-            )
-        new_best = table.best(self.s.config.higher_is_better)
-        self.s.emit(
-            ev.ResultRecorded(
-                number,
-                row,
-                new_best[1].metric if new_best else None,
-                table.baseline(),
-                self.s.usage_total.tokens,
-                self.s.usage_total.cost_usd,
-            )
-        )
-        self.observe(self.records(table, {number: meta}, diffs=False)[-1])
 
     def observe(self, record: ExperimentRecord) -> None:
         """Tell the proposer a result; while a draft is being asked for, once it has answered."""

@@ -46,7 +46,7 @@ from .metric import read_metric, tail_text
 from .model_keys import hidden_from_training
 from .proposer import CrashInfo, Proposal, ProposalSkipped, Usage, content_key
 from .pruning import curve_path, load_curve
-from .results import ResultRow, ResultsTable, append_row
+from .results import ResultRow, ResultsTable
 from .runner import RunOutcome, kill_recorded
 from .sanitize import one_line, safe_text
 from .seeds import seeded_command
@@ -958,7 +958,6 @@ class ParallelSession:
                 log.replace(folder / log.name)
         loop.history.save_diff(number, loop.repo.diff(job.base, job.commit, list(loop.config.editable_files)))
         loop.repo.update_ref(meta.ref, job.commit)
-        loop.history.save_meta(meta)
         row = ResultRow(
             commit=job.commit[:7],
             metric=metric if metric is not None else 0.0,
@@ -967,13 +966,12 @@ class ParallelSession:
             status=status,  # type: ignore[arg-type]
             description=description,
         )
-        append_row(loop.results_path, row, table.has_duration)
-        table = ResultsTable(table.metric_name, (*table.rows, row), table.has_duration)
-        if judge.MACHINE_SLOWER not in note:  # the idea may run again once the machine is itself again
-            loop.tried.setdefault(meta.extra["content_key"], number)
-        loop.proposing.recorded(table, number, row, meta)
-        if status == "keep":  # after the row: a branch that cannot move leaves the session's records whole
-            self._move_branch(number, job.commit)
+        table = loop.recording.write(table, row, meta)
+        try:
+            if status == "keep":  # after the row: a branch that cannot move leaves the session's records whole
+                self._move_branch(number, job.commit)
+        finally:  # the idea may run again once a slower machine is itself again
+            loop.recording.tell(table, meta, tried=judge.MACHINE_SLOWER not in note)
         return table
 
     def _move_branch(self, number: int, commit: str) -> None:

@@ -520,3 +520,17 @@ def test_the_same_code_proposed_again_while_it_runs_or_after_it_ran_is_never_run
     descriptions = [d for _, d in rows(repo)]
     assert sum(d.startswith("A to 2") for d in descriptions) == 1, descriptions
     assert sum(d.startswith("B to 2") for d in descriptions) == 1, descriptions
+
+
+@WORKERS
+def test_results_deleted_during_a_run_are_written_again_before_the_next_row(tmp_path: Path, workers: int) -> None:
+    repo, state = make_session(tmp_path, workers, experiments=3)
+    (state / "hold").touch()
+    live = LoopThread(repo, Edits([("A", 2), ("B", 2), ("C", 2)]))
+    live.wait_for(lambda _: held_run_started(state), "a run after the baseline never started")
+    (repo / "results.tsv").unlink()
+    (state / "hold").unlink()
+    assert live.join().ok
+    assert [s for s, _ in rows(repo)][:1] == ["baseline"] and len(rows(repo)) == 3
+    said = [e.message for e in live.events if isinstance(e, ev.Info)]
+    assert "results.tsv was deleted during the session; wrote its 1 rows again" in said
