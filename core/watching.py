@@ -18,6 +18,7 @@ TOKEN_ENV = "AUTORESEARCH_WATCH_TOKEN"
 """Set (by `autoresearch serve` bound beyond this machine), a watcher only views until the token is entered."""
 POLL_S = 0.1
 ALIVE_CHECK_S = 1.0
+WAITING = "waiting for the next run of this session (autoresearch run)"
 
 
 def alive(pid: int) -> bool:
@@ -44,18 +45,30 @@ def repair_note(root: Path) -> str:
 
 class SessionFollower:
     """Follows the session at `root`: `run()` sends the journal's events to `sink` until the session ends, the run
-    dies, or `stop_now()` (which only ends this viewer, never the run). The controls become channel messages."""
+    dies, or `stop_now()` (which only ends this viewer, never the run). With `keep_following`, a run that ends is
+    shown ended and the follower waits for the next run of the session and follows it too, until `stop_now()`.
+    The controls become channel messages."""
 
     remote = True
 
-    def __init__(self, root: Path, sink: ev.EventSink, by: str = "a watcher", poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        root: Path,
+        sink: ev.EventSink,
+        by: str = "a watcher",
+        poll_s: float = POLL_S,
+        keep_following: bool = False,
+    ) -> None:
         self.root = root
         self.sink = sink
         self.by = by
         self.poll_s = poll_s
+        self.keep_following = keep_following
         self._detach = threading.Event()
         self._paused = False
         self._token = os.environ.get(TOKEN_ENV) or None
+        self._ended_pid: int | None = None
+        """The run whose end this follower has shown: its pid is no longer checked for being alive."""
 
     @property
     def paused(self) -> bool:
@@ -66,9 +79,14 @@ class SessionFollower:
         pid, ended = reader.last_opening()
         if pid is None or ended or not alive(pid):
             if pid is not None and not ended:
-                return self._died(pid)
+                stopped = self._died(pid)
+                if not self.keep_following:
+                    return stopped
+                self.sink(ev.Info(WAITING))
+            else:
+                self.sink(ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)"))
             reader = JournalReader(self.root, from_start=False)
-            self.sink(ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)"))
+        last: ev.LoopStopped | None = None
         since_check = 0.0
         while not self._detach.is_set():
             for event in reader.read():
@@ -76,16 +94,28 @@ class SessionFollower:
                     self._paused = isinstance(event, ev.Paused)
                 self.sink(event)
                 if isinstance(event, ev.LoopStopped):
-                    return event
+                    last = event
+                    self._ended_pid = reader.writer_pid
+                    if not self.keep_following:
+                        return event
+                    self._paused = False
+                    self.sink(ev.Info(WAITING))
             since_check += self.poll_s
             if since_check >= ALIVE_CHECK_S:
                 since_check = 0.0
-                if reader.writer_pid is not None and not alive(reader.writer_pid):
-                    return self._died(reader.writer_pid)
+                pid = reader.writer_pid
+                if pid is not None and pid != self._ended_pid and not alive(pid):
+                    last = self._died(pid)
+                    if not self.keep_following:
+                        return last
+                    self.sink(ev.Info(WAITING))
             self._detach.wait(self.poll_s)
+        if last is not None and reader.writer_pid == self._ended_pid:
+            return ev.LoopStopped(f"stopped watching; the run had stopped: {last.reason}", ok=last.ok)
         return ev.LoopStopped("stopped watching; the run goes on", ok=True)
 
     def _died(self, pid: int) -> ev.LoopStopped:
+        self._ended_pid = pid
         stopped = ev.LoopStopped(
             f"the run (pid {pid}) ended without stopping (killed?); {repair_note(self.root)}", False
         )

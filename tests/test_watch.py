@@ -21,7 +21,7 @@ from autoresearch.core.control import ControlListener, control_dir, send
 from autoresearch.core.journal import JournalReader, JournalWriter, journal_path
 from autoresearch.core.loop import ExperimentLoop
 from autoresearch.core.results import ResultRow
-from autoresearch.core.watching import SessionFollower
+from autoresearch.core.watching import WAITING, SessionFollower
 
 from tests.conftest import cli, make_repo, setup_args
 
@@ -47,10 +47,10 @@ def held_session(tmp_path: Path, *extra: str) -> Path:
 class HeadlessRun:
     """`autoresearch run --headless` in a subprocess; its stdout is collected on a thread."""
 
-    def __init__(self, root: Path, hold_at: str) -> None:
+    def __init__(self, root: Path, hold_at: str, command: tuple[str, ...] = ("run", "--headless")) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
+            [PY, "-m", "autoresearch.core.cli", *command],
             cwd=root,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -276,6 +276,44 @@ def test_a_watcher_started_before_the_session_follows_it_and_steers_it(tmp_path:
     numbers = [e.number for e in seen if isinstance(e, ev.ResultRecorded)]
     assert numbers == [1, 2]
     assert any(isinstance(e, ev.LogAppended) and any("step 3 " in line for line in e.lines) for e in seen)
+
+
+def test_a_headless_watcher_follows_one_run_to_its_end_then_the_next_run_of_the_session(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "2")
+    watcher = HeadlessRun(root, hold_at="", command=("watch", "--headless"))
+    try:
+        wait_until(lambda: watcher.printed("waiting for one to start"), "the watcher waits for a run")
+        first = cli(root, "run", "--headless", env={"HOLD_AT": ""})
+        assert first.returncode == 0, first.stderr
+        wait_until(lambda: watcher.printed(WAITING), "the watcher says it waits for the next run")
+        assert watcher.proc.poll() is None
+        assert cli(root, "config", "max_experiments", "3").returncode == 0
+        script = HeadlessRun(root, hold_at="", command=("watch", "--headless", "--exit-on-stop"))
+        wait_until(lambda: script.printed("waiting for one to start"), "the script's watcher waits")
+        second = HeadlessRun(root, hold_at="3")
+        wait_until(lambda: running(root, 3), "experiment 3 runs")
+        wait_until(lambda: watcher.printed("#3 running"), "the same watcher follows the second run")
+        send(root, "stop", by="a test")
+        send(root, "skip", by="a test")
+        assert second.finish() == 0
+        assert script.finish() == 0  # --exit-on-stop: the old behaviour, for scripts
+        assert script.lines[-1] == "stopped: stopped by the user"
+        wait_until(lambda: watcher.lines.count(WAITING) == 2, "the watcher waits again after the second run")
+        assert watcher.proc.poll() is None
+    finally:
+        watcher.proc.send_signal(signal.SIGINT)
+    assert watcher.finish() == 0
+    lines = watcher.lines
+    firsts = [i for i, line in enumerate(lines) if line.startswith("session ")]
+    assert len(firsts) == 2
+    assert "0 experiments so far" in lines[firsts[0]] and "2 experiments so far" in lines[firsts[1]]
+    between = lines[firsts[0] : firsts[1]]
+    assert any(line.startswith("#2 ") for line in between)
+    assert between[-2:][1] == WAITING and between[-2].startswith("stopped: ")
+    after = lines[firsts[1] :]
+    assert any("stop asked from a test" in line for line in after)
+    assert any(line.startswith("#3 ") for line in after)
+    assert after[-2:] == ["stopped: stopped by the user", WAITING]
 
 
 def test_a_watcher_after_a_kill_9_shows_the_run_stopped_and_what_the_next_start_repairs(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def watch_factory(by: str = "a watcher") -> LoopFactory:
     def follow(root: Path, sink: EventSink) -> LoopControl:
         from autoresearch.core.watching import SessionFollower
 
-        return SessionFollower(root, sink, by=by)
+        return SessionFollower(root, sink, by=by, keep_following=True)
 
     return follow
 
@@ -327,7 +327,8 @@ class RunScreen(Screen[None]):
         state = self.state
         if state.stopped is not None:
             verb = "Stopped" if state.stopped.ok else "Stopped with a problem"
-            banner.update(f"{verb}: {state.stopped.reason}  —  q quit · a analysis · enter open")
+            waits = " · waiting for the next run" if getattr(self.loop, "remote", False) else ""
+            banner.update(f"{verb}: {state.stopped.reason}  —  q quit · a analysis · enter open{waits}")
             banner.set_class(not state.stopped.ok, "-error")
             banner.display = True
         elif state.needs_user:
@@ -599,11 +600,9 @@ class RunScreen(Screen[None]):
                 change = state.improvement if state.higher_is_better else -state.improvement
                 best += f", {change:+.2f}% against the baseline"
             best += ")"
-        go_on = (
-            f"The run goes on in its own process; watch it again with: autoresearch{where} watch"
-            if getattr(self.loop, "remote", False)
-            else f"Go on with: autoresearch{where} run"
-        )
+        go_on = f"Go on with: autoresearch{where} run"
+        if getattr(self.loop, "remote", False) and state.stopped is None:
+            go_on = f"The run goes on in its own process; watch it again with: autoresearch{where} watch"
         return (
             f"Session {state.tag or '?'}: {done}{best}.\n"
             f"{go_on} · results: autoresearch{where} status · report: autoresearch{where} analyze"
@@ -619,6 +618,8 @@ class RunScreen(Screen[None]):
             return
         if self.loop is not None:
             self.loop.stop_now()
+        if getattr(self.loop, "remote", False):
+            return  # a watcher stops following at once; the run is not touched
         banner = self.query_one("#banner", Static)
         banner.update("Stopping: killing the run and restoring the branch…")
         banner.display = True
