@@ -107,6 +107,13 @@ class ControlListener:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def deliver(self, action: str, by: str, **arguments: Any) -> None:
+        """A control from the viewer in the run's own process (the app `autoresearch run` starts): the message a
+        watcher drops in the folder, acted on at once."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown control {action!r}")
+        self._apply({"action": action, "by": by, **arguments})
+
     def _listen(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.poll()

@@ -7,7 +7,10 @@ from __future__ import annotations
 import hmac
 import os
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from . import control
 from . import events as ev
@@ -43,6 +46,18 @@ def repair_note(root: Path) -> str:
     )
 
 
+class Source(Protocol):
+    """Journal lines as events: the file (JournalReader) or the run's own in this process (MemoryJournal)."""
+
+    @property
+    def writer_pid(self) -> int | None: ...
+    def read(self) -> list[ev.Event]: ...
+
+
+Channel = Callable[..., None]
+"""`channel(action, by, **arguments)` sends one control message (core/control.py)."""
+
+
 class SessionFollower:
     """Follows the session at `root`: `run()` sends the journal's events to `sink` until the session ends, the run
     dies, or `stop_now()` (which only ends this viewer, never the run). With `keep_following`, a run that ends is
@@ -58,15 +73,22 @@ class SessionFollower:
         by: str = "a watcher",
         poll_s: float = POLL_S,
         keep_following: bool = False,
+        source: Source | None = None,
+        channel: Channel | None = None,
     ) -> None:
         self.root = root
         self.sink = sink
         self.by = by
         self.poll_s = poll_s
         self.keep_following = keep_following
+        self.source = source
+        """Where the journal's lines come from: the file (None), or the run's own, in this process."""
+        self.channel: Channel = channel or partial(control.send, root)
+        """Where the controls go: the run's control folder, or its listener, in this process."""
         self._detach = threading.Event()
         self._paused = False
-        self._token = os.environ.get(TOKEN_ENV) or None
+        # The run's own viewer is the run's user at its terminal; only a follower of the file can be a served page.
+        self._token = (os.environ.get(TOKEN_ENV) or None) if source is None else None
         self._ended_pid: int | None = None
         """The run whose end this follower has shown: its pid is no longer checked for being alive."""
 
@@ -75,17 +97,9 @@ class SessionFollower:
         return self._paused
 
     def run(self) -> ev.LoopStopped:
-        reader = JournalReader(self.root, from_start=True)
-        pid, ended = reader.last_opening()
-        if pid is None or ended or not alive(pid):
-            if pid is not None and not ended:
-                stopped = self._died(pid)
-                if not self.keep_following:
-                    return stopped
-                self.sink(ev.Info(WAITING))
-            else:
-                self.sink(ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)"))
-            reader = JournalReader(self.root, from_start=False)
+        reader = self.source or self._open_journal()
+        if isinstance(reader, ev.LoopStopped):
+            return reader
         last: ev.LoopStopped | None = None
         since_check = 0.0
         while not self._detach.is_set():
@@ -114,6 +128,22 @@ class SessionFollower:
             return ev.LoopStopped(f"stopped watching; the run had stopped: {last.reason}", ok=last.ok)
         return ev.LoopStopped("stopped watching; the run goes on", ok=True)
 
+    def _open_journal(self) -> Source | ev.LoopStopped:
+        """The journal from the current run's opening; from now when no run is live (after saying so, or the
+        end of the run that died, which ends a follower that does not keep following)."""
+        reader = JournalReader(self.root, from_start=True)
+        pid, ended = reader.last_opening()
+        if pid is not None and not ended and alive(pid):
+            return reader
+        if pid is not None and not ended:
+            stopped = self._died(pid)
+            if not self.keep_following:
+                return stopped
+            self.sink(ev.Info(WAITING))
+        else:
+            self.sink(ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)"))
+        return JournalReader(self.root, from_start=False)
+
     def _died(self, pid: int) -> ev.LoopStopped:
         self._ended_pid = pid
         stopped = ev.LoopStopped(
@@ -129,7 +159,7 @@ class SessionFollower:
             self.sink(ev.Info("this view is read-only: press i and enter the token `autoresearch serve` printed"))
             return
         try:
-            control.send(self.root, action, self.by, **arguments)
+            self.channel(action, self.by, **arguments)
         except OSError as exc:
             self.sink(ev.Info(f"could not ask the run to {action.replace('_', ' ')}: {exc.strerror or exc}"))
 

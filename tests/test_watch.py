@@ -20,6 +20,7 @@ from autoresearch.core import events as ev
 from autoresearch.core.control import ControlListener, control_dir, send
 from autoresearch.core.journal import JournalReader, JournalWriter, journal_path
 from autoresearch.core.loop import ExperimentLoop
+from autoresearch.core.own_run import OwnRun
 from autoresearch.core.results import ResultRow
 from autoresearch.core.watching import WAITING, SessionFollower
 
@@ -314,6 +315,43 @@ def test_a_headless_watcher_follows_one_run_to_its_end_then_the_next_run_of_the_
     assert any("stop asked from a test" in line for line in after)
     assert any(line.startswith("#3 ") for line in after)
     assert after[-2:] == ["stopped: stopped by the user", WAITING]
+
+
+def test_the_run_apps_loop_shows_its_viewer_what_a_watcher_sees_and_takes_its_keys_as_control_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = held_session(tmp_path, "--max-experiments", "3")
+    monkeypatch.setenv("HOLD_AT", "2")
+    watched: list[ev.Event] = []
+    watcher = SessionFollower(root, watched.append)
+    shown: list[ev.Event] = []
+    own = OwnRun(root, shown.append)  # what `autoresearch run` hands its app
+    results: list[ev.LoopStopped] = []
+    threads = [threading.Thread(target=lambda f=f: results.append(f.run()), daemon=True) for f in (watcher, own)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: running(root, 2), "experiment 2 runs")
+    wait_until(lambda: any(isinstance(e, ev.RunStarted) and e.number == 2 for e in shown), "the app sees #2")
+    own.pause()
+    own.skip()
+    wait_until(lambda: any(isinstance(e, ev.Paused) for e in shown), "the loop pauses after the killed run")
+    own.stop()
+    own.resume()
+    for thread in threads:
+        thread.join(60)
+    assert [r.reason for r in results] == ["stopped by the user"] * 2
+    assert not control_dir(root).exists() or list(control_dir(root).iterdir()) == []
+
+    def from_the_run(seen: list[ev.Event]) -> list[ev.Event]:
+        start = next(i for i, e in enumerate(seen) if isinstance(e, ev.SessionStarted))
+        return seen[start:]
+
+    assert from_the_run(shown) == from_the_run(watched)  # the same events, the same order, the same fields
+    said = [e.describe() for e in from_the_run(shown)]
+    for asked in ("paused from the app", "run killed from the app", "stop asked from the app", "resumed from the app"):
+        assert asked in said
+    assert [e.row.status for e in shown if isinstance(e, ev.ResultRecorded)] == ["baseline", "crash"]
+    assert any(isinstance(e, ev.LogAppended) and any("step 3 " in line for line in e.lines) for e in shown)
 
 
 def test_a_watcher_after_a_kill_9_shows_the_run_stopped_and_what_the_next_start_repairs(tmp_path: Path) -> None:

@@ -74,13 +74,10 @@ LoopFactory = Callable[[Path, EventSink], LoopControl]
 
 
 def default_loop_factory(root: Path, sink: EventSink) -> LoopControl:
-    from autoresearch.core.loop import ExperimentLoop
-    from autoresearch.core.publishing import Publisher
+    """The loop of `autoresearch run`, in this process; the screen is one viewer of it, as a watcher is."""
+    from autoresearch.core.own_run import OwnRun
 
-    publisher = Publisher(root, sink)
-    loop = ExperimentLoop(root, publisher, when_stuck="pause")
-    publisher.listen(loop)
-    return loop
+    return OwnRun(root, sink)
 
 
 def watch_factory(by: str = "a watcher") -> LoopFactory:
