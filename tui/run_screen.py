@@ -1,4 +1,4 @@
-"""The live run screen: the loop runs in a thread worker; its events are drained on a UI timer."""
+"""The live run screen: a viewer of a loop (its own or another process's) runs in a worker; a UI timer drains it."""
 
 from __future__ import annotations
 
