@@ -213,6 +213,8 @@ class MemoryJournal:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.lines = LineParser()
+        self.written = threading.Event()
+        """Set at each write, so the viewer wakes for new lines instead of polling."""
         self._written: list[bytes] = []
         self._lock = threading.Lock()
 
@@ -220,6 +222,7 @@ class MemoryJournal:
         line = encode(event, self.clock())
         with self._lock:
             self._written.append(line)
+        self.written.set()
 
     def read(self) -> list[ev.Event]:
         with self._lock:

@@ -15,8 +15,8 @@ from .journal import MemoryJournal
 from .publishing import Publisher
 from .watching import SessionFollower
 
-POLL_S = 0.05
-"""How often the app's viewer takes the run's new lines (a watcher reading the file: 0.1 s)."""
+POLL_S = 1.0
+"""The app's viewer wakes when the run writes a line; this only bounds a wait (a watcher polls its file: 0.1 s)."""
 
 
 class OwnRun:
@@ -32,7 +32,9 @@ class OwnRun:
         self.publisher = Publisher(root, self.journal)
         self.loop = ExperimentLoop(root, self.publisher, when_stuck="pause")  # the user is at the screen
         listener = self.publisher.listen(self.loop)
-        self.viewer = SessionFollower(root, sink, by=by, poll_s=POLL_S, source=self.journal, channel=listener.deliver)
+        self.viewer = SessionFollower(
+            root, sink, by=by, poll_s=POLL_S, source=self.journal, channel=listener.deliver, wake=self.journal.written
+        )
         self._failure: BaseException | None = None
 
     @property

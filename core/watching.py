@@ -75,6 +75,7 @@ class SessionFollower:
         keep_following: bool = False,
         source: Source | None = None,
         channel: Channel | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.root = root
         self.sink = sink
@@ -86,6 +87,8 @@ class SessionFollower:
         self.channel: Channel = channel or partial(control.send, root)
         """Where the controls go: the run's control folder, or its listener, in this process."""
         self._detach = threading.Event()
+        self._wake = wake or self._detach
+        """Set by a source in this process when it has new lines; a file is polled every poll_s."""
         self._paused = False
         # The run's own viewer is the run's user at its terminal; only a follower of the file can be a served page.
         self._token = (os.environ.get(TOKEN_ENV) or None) if source is None else None
@@ -123,7 +126,8 @@ class SessionFollower:
                     if not self.keep_following:
                         return last
                     self.sink(ev.Info(WAITING))
-            self._detach.wait(self.poll_s)
+            if self._wake.wait(self.poll_s) and self._wake is not self._detach:
+                self._wake.clear()  # before the next read: a line written after it sets it again
         if last is not None and reader.writer_pid == self._ended_pid:
             return ev.LoopStopped(f"stopped watching; the run had stopped: {last.reason}", ok=last.ok)
         return ev.LoopStopped("stopped watching; the run goes on", ok=True)
@@ -188,3 +192,4 @@ class SessionFollower:
     def stop_now(self) -> None:
         """The app calls this when it exits: this viewer stops following; the run is not touched."""
         self._detach.set()
+        self._wake.set()
