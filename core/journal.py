@@ -229,9 +229,6 @@ class MemoryJournal:
             written, self._written = self._written, []
         return self.lines.feed(b"".join(written)) if written else []
 
-    def close(self) -> None:
-        pass
-
 
 class JournalReader:
     """Follows the journal from the last opening (`from_start`) or from its end, across rotations.
