@@ -52,8 +52,8 @@ class Publisher:
         self._lock = threading.RLock()  # the loop's threads and the viewer's controls publish at once
 
     def __call__(self, event: ev.Event) -> None:
-        self.show(event)
-        with self._lock:
+        with self._lock:  # one order for all: what this process shows is what the journal holds
+            self.show(event)
             if not self._ours:
                 if _holder(self.root) != str(os.getpid()):
                     self._early.append(event)

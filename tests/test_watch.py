@@ -346,7 +346,10 @@ def test_the_run_apps_loop_shows_its_viewer_what_a_watcher_sees_and_takes_its_ke
         start = next(i for i, e in enumerate(seen) if isinstance(e, ev.SessionStarted))
         return seen[start:]
 
-    assert from_the_run(shown) == from_the_run(watched)  # the same events, the same order, the same fields
+    # The same events, in the same order, with the same fields.
+    assert from_the_run(shown) == from_the_run(watched), "\n".join(
+        f"{a!r:.100} | {b!r:.100}" for a, b in zip(from_the_run(shown), from_the_run(watched), strict=False) if a != b
+    )
     said = [e.describe() for e in from_the_run(shown)]
     for asked in ("paused from the app", "run killed from the app", "stop asked from the app", "resumed from the app"):
         assert asked in said
