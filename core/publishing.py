@@ -48,6 +48,8 @@ class Publisher:
         self._listener: ControlListener | None = None
         self._listening = False
         self._ours = False
+        self._closed = False
+        """After the loop's end nothing more is journaled: a late line would reopen the journal as a new run."""
         self._early: deque[ev.Event] = deque(maxlen=EARLY_EVENTS)
         self._lock = threading.RLock()  # the loop's threads and the viewer's controls publish at once
 
@@ -64,8 +66,9 @@ class Publisher:
                         self._listening = True
                     while self._early:
                         self._publish(self._early.popleft())
-            if self._ours:
+            if self._ours and not self._closed:
                 self._publish(event)
+            self._closed = self._closed or isinstance(event, ev.LoopStopped)
         if isinstance(event, ev.LoopStopped):
             self.close()  # out of the lock: the listener's thread may be publishing what it was asked
 
@@ -81,6 +84,7 @@ class Publisher:
         return self._listener
 
     def close(self) -> None:
+        self._closed = True
         listener, listening, self._listening = self._listener, self._listening, False
         if listener is not None and listening:
             listener.close()

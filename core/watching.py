@@ -135,6 +135,7 @@ class SessionFollower:
     def _open_journal(self) -> Source | ev.LoopStopped:
         """The journal from the current run's opening; from now when no run is live (after saying so, or the
         end of the run that died, which ends a follower that does not keep following)."""
+        from_now = JournalReader(self.root, from_start=False)  # placed before looking: a run opening now is read
         reader = JournalReader(self.root, from_start=True)
         pid, ended = reader.last_opening()
         if pid is not None and not ended and alive(pid):
@@ -146,7 +147,7 @@ class SessionFollower:
             self.sink(ev.Info(WAITING))
         else:
             self.sink(ev.Info("no run is using this session yet; waiting for one to start (autoresearch run)"))
-        return JournalReader(self.root, from_start=False)
+        return from_now
 
     def _died(self, pid: int) -> ev.LoopStopped:
         self._ended_pid = pid

@@ -182,6 +182,27 @@ def test_a_journal_cut_mid_line_is_skipped_and_the_next_run_goes_on(tmp_path: Pa
     assert JournalReader(tmp_path).read() == [ev.Info("after the restart")]
 
 
+def test_a_line_after_the_runs_end_is_shown_but_never_reopens_the_journal_as_a_new_run(tmp_path: Path) -> None:
+    from autoresearch.core.gitops import Repo
+    from autoresearch.core.publishing import Publisher
+    from autoresearch.core.session_lock import SessionLock
+
+    root = make_repo(tmp_path / "repo")
+    lock = SessionLock(Repo(root))
+    lock.acquire("held by {pid}")
+    shown: list[ev.Event] = []
+    publisher = Publisher(root, shown.append)
+    try:
+        for event in (ev.Info("first"), ev.LoopStopped("stopped by the user", ok=True), ev.Info("resumed, late")):
+            publisher(event)
+    finally:
+        lock.release()
+    assert [e.describe() for e in shown] == ["first", "stopped: stopped by the user", "resumed, late"]
+    text = journal_path(root).read_text()
+    assert text.count('"type":"Opened"') == 1 and "late" not in text
+    assert JournalReader(root).last_opening() == (os.getpid(), True)
+
+
 def test_a_full_disk_drops_events_says_so_once_and_publishing_resumes(tmp_path: Path) -> None:
     path = journal_path(tmp_path)
     path.parent.mkdir(parents=True)
