@@ -461,6 +461,38 @@ def publishing_row(rounds: list[PublishingRound]) -> Row:
     )
 
 
+def flood_against(workdir: Path, other: Path, seconds: float) -> list[Row]:
+    """The flood, alternately on this code and on the code under `other` (a folder holding an `autoresearch`
+    package, put first on PYTHONPATH for the app's tmux server), in the order this, other, other, this."""
+    results: list[tuple[str, FloodResult]] = []
+    for i, code in enumerate((None, other, other, None)):
+        label = "this checkout" if code is None else str(other)
+        round_dir = workdir / f"round{i + 1}"
+        round_dir.mkdir()
+        saved = os.environ.pop("PYTHONPATH", None)
+        if code is not None:
+            os.environ["PYTHONPATH"] = str(code)
+        try:
+            results.append((label, flood(round_dir, 20_000, seconds, presses=6)))
+        finally:
+            os.environ.pop("PYTHONPATH", None)
+            if saved is not None:
+                os.environ["PYTHONPATH"] = saved
+    theirs = median([r.cpu_share for label, r in results if label != "this checkout"])
+    return [
+        Row(
+            what=f"round {i}: {label}, the training printing 20,000 lines/s for {result.seconds:.0f} s",
+            measured=f"CPU {result.cpu_share * 100:.1f}% of one core, RSS peak {result.peak_rss / MB:.0f} MB",
+            goal="side by side",
+            met=None,
+            ratio=f"{result.cpu_share / max(theirs, 1e-9):.2f}x the median of {other}'s rounds",
+            note=f"keys: {key_summary(result.keys)}; the log lines reached the screen: {result.lines_seen}",
+            data={"code": label, "cpu_share": result.cpu_share, "keys_s": result.keys},
+        )
+        for i, (label, result) in enumerate(results, 1)
+    ]
+
+
 def make_big_log(path: Path, size: int) -> None:
     line = b"step 0123456 | loss: 0.345678 | lr 0.000600 | dt 412.3ms | tok/sec 127,338 | mfu 39.2%\n"
     block = line * (4 * MB // len(line))
@@ -603,10 +635,18 @@ def main() -> None:
     parser.add_argument("--flood-seconds", type=float, help="how long the training floods the app (60; quick 2)")
     parser.add_argument("--watcher", action="store_true", help="only the watcher beside the app, flooded")
     parser.add_argument("--publishing", action="store_true", help="only publishing a flood vs not publishing it")
+    parser.add_argument("--against", type=Path, help="only the flood: rounds on this code and on the code in DIR")
     args = parser.parse_args()
     flood_s = args.flood_seconds or 60.0
     if args.publishing:
         return one_row("ar-bench-publish-", lambda at: publishing_row(publishing_flood(at, 20_000, flood_s / 3)))
+    if args.against:
+        workdir = Path(tempfile.mkdtemp(prefix="ar-bench-against-"))
+        try:
+            print_table(flood_against(workdir, args.against.resolve(), flood_s))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return None
     if args.watcher:
         return one_row("ar-bench-watch-", lambda at: watcher_row(flood_watched(at, 20_000, flood_s)))
     print_table(run(args.quick, flood_s=args.flood_seconds))

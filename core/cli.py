@@ -164,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
 
     watch = sub.add_parser("watch", help="the live screen of the run another process runs here; its keys act on it")
     watch.add_argument("--headless", action="store_true", help="print its events as plain lines instead")
+    watch.add_argument(
+        "--exit-on-stop", action="store_true", help="with --headless: end when the run does (else wait for the next)"
+    )
     watch.add_argument("--by", default="a watcher", help=argparse.SUPPRESS)
 
     serve = sub.add_parser("serve", help="the live screen in a browser (textual-serve), on 127.0.0.1 by default")
@@ -331,7 +334,7 @@ def _cmd_run(root: Path, args: argparse.Namespace) -> int:
             return _fail(f"{busy}; watch it with `autoresearch watch` (or stop it first).")
         if input(f"{busy}. Watch it? [Y/n] ").strip().lower() not in ("", "y", "yes"):
             return 1
-        return _cmd_watch(root, argparse.Namespace(headless=False, by="a watcher"))
+        return _cmd_watch(root, argparse.Namespace(headless=False, exit_on_stop=False, by="a watcher"))
     if args.headless or not _interactive():
         return run_headless(root)
     from .config import load_config
@@ -359,7 +362,7 @@ def _cmd_watch(root: Path, args: argparse.Namespace) -> int:
         if line is not None:
             print(safe_text(line), flush=True)
 
-    follower = SessionFollower(root, show, by=args.by)
+    follower = SessionFollower(root, show, by=args.by, keep_following=not args.exit_on_stop)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: follower.stop_now())
     return 0 if follower.run().ok else 1

@@ -107,6 +107,13 @@ class ControlListener:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def deliver(self, action: str, by: str, **arguments: Any) -> None:
+        """A control from the viewer in the run's own process (the app `autoresearch run` starts): the message a
+        watcher drops in the folder, acted on at once."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown control {action!r}")
+        self._apply({"action": action, "by": by, **arguments})
+
     def _listen(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.poll()
@@ -156,19 +163,22 @@ class ControlListener:
         assert isinstance(action, str)
         worker = message.get("worker")
         worker = worker if isinstance(worker, int) and not isinstance(worker, bool) else None
+        text = message.get("text")
+        if (action == "hold_worker" and worker is None) or (
+            action == "queue_idea" and (not isinstance(text, str) or not text.strip())
+        ):
+            return False
+        # Said before it is done: what the loop does about it comes after, in every viewer.
+        by = " ".join(str(message.get("by") or "a watcher").split())[:60]
+        self.emit(ev.Info(f"{_describe(action, message)} from {by}"))
         if action == "hold_worker":
-            if worker is None:
-                return False
+            assert worker is not None
             self.loop.hold_worker(worker, bool(message.get("held")))
         elif action == "skip":
             self.loop.skip(worker)
         elif action == "queue_idea":
-            text = message.get("text")
-            if not isinstance(text, str) or not text.strip():
-                return False
+            assert isinstance(text, str)
             self.loop.queue_idea(text)
         else:
             getattr(self.loop, action)()
-        by = " ".join(str(message.get("by") or "a watcher").split())[:60]
-        self.emit(ev.Info(f"{_describe(action, message)} from {by}"))
         return True

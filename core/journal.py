@@ -164,6 +164,72 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
+class LineParser:
+    """Journal lines to events: bytes come in pieces; a line not yet ended waits for its end, one that can never
+    be read (cut by a crash) is skipped and counted. An opening line sets who writes (`writer_pid`)."""
+
+    def __init__(self) -> None:
+        self.writer_pid: int | None = None
+        self.skipped = 0
+        self.pending = b""
+
+    def feed(self, data: bytes) -> list[ev.Event]:
+        data = self.pending + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self.pending = data
+            return []
+        self.pending = data[cut + 1 :]
+        out: list[ev.Event] = []
+        for raw in data[:cut].split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                self.skipped += 1
+                continue
+            if not isinstance(line, dict):
+                self.skipped += 1
+                continue
+            if line.get("type") == OPENED:
+                self.writer_pid = line.get("pid") if isinstance(line.get("pid"), int) else None
+                continue
+            event = decode(line)
+            if event is None:
+                self.skipped += 1
+            else:
+                out.append(event)
+        return out
+
+
+class MemoryJournal:
+    """The journal kept in this process for a viewer in it (the app `autoresearch run` starts): an event sink
+    that writes each event as the journal line a watcher reads, and `read()` gives them back, decoded the same way.
+    Nothing touches the disk, so a full disk never blinds this viewer."""
+
+    writer_pid: int | None = None
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.lines = LineParser()
+        self.written = threading.Event()
+        """Set at each write, so the viewer wakes for new lines instead of polling."""
+        self._written: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: ev.Event) -> None:
+        line = encode(event, self.clock())
+        with self._lock:
+            self._written.append(line)
+        self.written.set()
+
+    def read(self) -> list[ev.Event]:
+        with self._lock:
+            written, self._written = self._written, []
+        return self.lines.feed(b"".join(written)) if written else []
+
+
 class JournalReader:
     """Follows the journal from the last opening (`from_start`) or from its end, across rotations.
 
@@ -172,13 +238,19 @@ class JournalReader:
 
     def __init__(self, root: Path, from_start: bool = True) -> None:
         self.path = journal_path(root)
-        self.writer_pid: int | None = None
-        self.skipped = 0
+        self.lines = LineParser()
         self._fh: Any = None
         self._inode = 0
-        self._pending = b""
         self._from_start = from_start
         self._now = self._position_now() if not from_start else (0, 0)
+
+    @property
+    def writer_pid(self) -> int | None:
+        return self.lines.writer_pid
+
+    @property
+    def skipped(self) -> int:
+        return self.lines.skipped
 
     def read(self) -> list[ev.Event]:
         out: list[ev.Event] = []
@@ -186,12 +258,13 @@ class JournalReader:
             if not self._open(first=True):
                 return out
         elif self._replaced():
-            out += self._lines(self._fh.read())
+            out += self.lines.feed(self._fh.read())
             self._fh.close()
-            self._fh, self._pending = None, b""
+            self._fh = None
+            self.lines.pending = b""
             if not self._open(first=False):
                 return out
-        out += self._lines(self._fh.read())
+        out += self.lines.feed(self._fh.read())
         return out
 
     def _position_now(self) -> tuple[int, int]:
@@ -226,35 +299,6 @@ class JournalReader:
             else:
                 fh.seek(0)  # the journal appeared (or was replaced) after this reader was made: all of it is new
         return True
-
-    def _lines(self, data: bytes) -> list[ev.Event]:
-        data = self._pending + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._pending = data
-            return []
-        self._pending = data[cut + 1 :]
-        out: list[ev.Event] = []
-        for raw in data[:cut].split(b"\n"):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                self.skipped += 1
-                continue
-            if not isinstance(line, dict):
-                self.skipped += 1
-                continue
-            if line.get("type") == OPENED:
-                self.writer_pid = line.get("pid") if isinstance(line.get("pid"), int) else None
-                continue
-            event = decode(line)
-            if event is None:
-                self.skipped += 1
-            else:
-                out.append(event)
-        return out
 
     def last_opening(self) -> tuple[int | None, bool]:
         """From the journal as it is now: the pid of the last run that opened it and whether that run's

@@ -4,6 +4,7 @@ journal watchers follow, plus the control channel they steer through (docs/WATCH
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -44,40 +45,48 @@ class Publisher:
         self.show = show
         self.journal = JournalWriter(root, warn=lambda message: show(ev.Info(message)))
         self.notifier = _notifier(root, show)
-        self._loop: Controllable | None = None
         self._listener: ControlListener | None = None
+        self._listening = False
         self._ours = False
+        self._closed = False
+        """After the loop's end nothing more is journaled: a late line would reopen the journal as a new run."""
         self._early: deque[ev.Event] = deque(maxlen=EARLY_EVENTS)
+        self._lock = threading.RLock()  # the loop's threads and the viewer's controls publish at once
 
     def __call__(self, event: ev.Event) -> None:
-        self.show(event)
-        if not self._ours:
-            if _holder(self.root) != str(os.getpid()):
-                self._early.append(event)
-                if isinstance(event, ev.LoopStopped):
-                    self.close()
-                return
-            self._ours = True
-            if self._loop is not None:
-                self._listener = ControlListener(self.root, self._loop, self).start()
-            while self._early:
-                self._publish(self._early.popleft())
-        self._publish(event)
+        with self._lock:  # one order for all: what this process shows is what the journal holds
+            self.show(event)
+            if not self._ours:
+                if _holder(self.root) != str(os.getpid()):
+                    self._early.append(event)
+                else:
+                    self._ours = True
+                    if self._listener is not None:
+                        self._listener.start()
+                        self._listening = True
+                    while self._early:
+                        self._publish(self._early.popleft())
+            if self._ours and not self._closed:
+                self._publish(event)
+            self._closed = self._closed or isinstance(event, ev.LoopStopped)
         if isinstance(event, ev.LoopStopped):
-            self.close()
+            self.close()  # out of the lock: the listener's thread may be publishing what it was asked
 
     def _publish(self, event: ev.Event) -> None:
         self.journal(event)
         if self.notifier is not None:
             self.notifier(event)
 
-    def listen(self, loop: Controllable) -> None:
-        """Take controls from watchers for `loop`, from the moment this process holds the session."""
-        self._loop = loop
+    def listen(self, loop: Controllable) -> ControlListener:
+        """Take controls from watchers for `loop`, from the moment this process holds the session; the listener
+        returned also takes them from a viewer in this process (`deliver`)."""
+        self._listener = ControlListener(self.root, loop, self)
+        return self._listener
 
     def close(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
+        self._closed = True
+        listener, listening, self._listening = self._listener, self._listening, False
+        if listener is not None and listening:
             listener.close()
         self.journal.close()
         notifier, self.notifier = self.notifier, None

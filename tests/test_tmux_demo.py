@@ -79,12 +79,13 @@ def test_demo_in_tmux_pause_resume_quit(tmux: Tmux, tmp_path: Path) -> None:
     assert "Quit" in screen  # the footer shows the bindings
 
     tmux.keys("p")
-    screen = tmux.wait_for(lambda s: "PAUSED" in s.upper() and "Resume" in s)
+    # The header says it (the events pane says "paused from the app" as soon as p is pressed).
+    screen = tmux.wait_for(lambda s: "PAUSED" in (s.splitlines() or [""])[0] and "Resume" in s)
     rows = (demo_dir / "results.tsv").read_text().count("\n")
     time.sleep(2)
     assert (demo_dir / "results.tsv").read_text().count("\n") == rows  # paused means no new experiments
     tmux.keys("p")
-    tmux.wait_for(lambda s: "Pause" in s and "PAUSED" not in s.upper())
+    tmux.wait_for(lambda s: "Pause" in s and "PAUSED" not in (s.splitlines() or [""])[0])
 
     tmux.keys("q")
     screen = tmux.wait_for(lambda s: "EXITED" in s or "Quit anyway?" in s)

@@ -20,8 +20,9 @@ from autoresearch.core import events as ev
 from autoresearch.core.control import ControlListener, control_dir, send
 from autoresearch.core.journal import JournalReader, JournalWriter, journal_path
 from autoresearch.core.loop import ExperimentLoop
+from autoresearch.core.own_run import OwnRun
 from autoresearch.core.results import ResultRow
-from autoresearch.core.watching import SessionFollower
+from autoresearch.core.watching import WAITING, SessionFollower
 
 from tests.conftest import cli, make_repo, setup_args
 
@@ -47,10 +48,10 @@ def held_session(tmp_path: Path, *extra: str) -> Path:
 class HeadlessRun:
     """`autoresearch run --headless` in a subprocess; its stdout is collected on a thread."""
 
-    def __init__(self, root: Path, hold_at: str) -> None:
+    def __init__(self, root: Path, hold_at: str, command: tuple[str, ...] = ("run", "--headless")) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [PY, "-m", "autoresearch.core.cli", "run", "--headless"],
+            [PY, "-m", "autoresearch.core.cli", *command],
             cwd=root,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -181,6 +182,27 @@ def test_a_journal_cut_mid_line_is_skipped_and_the_next_run_goes_on(tmp_path: Pa
     assert JournalReader(tmp_path).read() == [ev.Info("after the restart")]
 
 
+def test_a_line_after_the_runs_end_is_shown_but_never_reopens_the_journal_as_a_new_run(tmp_path: Path) -> None:
+    from autoresearch.core.gitops import Repo
+    from autoresearch.core.publishing import Publisher
+    from autoresearch.core.session_lock import SessionLock
+
+    root = make_repo(tmp_path / "repo")
+    lock = SessionLock(Repo(root))
+    lock.acquire("held by {pid}")
+    shown: list[ev.Event] = []
+    publisher = Publisher(root, shown.append)
+    try:
+        for event in (ev.Info("first"), ev.LoopStopped("stopped by the user", ok=True), ev.Info("resumed, late")):
+            publisher(event)
+    finally:
+        lock.release()
+    assert [e.describe() for e in shown] == ["first", "stopped: stopped by the user", "resumed, late"]
+    text = journal_path(root).read_text()
+    assert text.count('"type":"Opened"') == 1 and "late" not in text
+    assert JournalReader(root).last_opening() == (os.getpid(), True)
+
+
 def test_a_full_disk_drops_events_says_so_once_and_publishing_resumes(tmp_path: Path) -> None:
     path = journal_path(tmp_path)
     path.parent.mkdir(parents=True)
@@ -276,6 +298,84 @@ def test_a_watcher_started_before_the_session_follows_it_and_steers_it(tmp_path:
     numbers = [e.number for e in seen if isinstance(e, ev.ResultRecorded)]
     assert numbers == [1, 2]
     assert any(isinstance(e, ev.LogAppended) and any("step 3 " in line for line in e.lines) for e in seen)
+
+
+def test_a_headless_watcher_follows_one_run_to_its_end_then_the_next_run_of_the_session(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "2")
+    watcher = HeadlessRun(root, hold_at="", command=("watch", "--headless"))
+    try:
+        wait_until(lambda: watcher.printed("waiting for one to start"), "the watcher waits for a run")
+        first = cli(root, "run", "--headless", env={"HOLD_AT": ""})
+        assert first.returncode == 0, first.stderr
+        wait_until(lambda: watcher.printed(WAITING), "the watcher says it waits for the next run")
+        assert watcher.proc.poll() is None
+        assert cli(root, "config", "max_experiments", "3").returncode == 0
+        script = HeadlessRun(root, hold_at="", command=("watch", "--headless", "--exit-on-stop"))
+        wait_until(lambda: script.printed("waiting for one to start"), "the script's watcher waits")
+        second = HeadlessRun(root, hold_at="3")
+        wait_until(lambda: running(root, 3), "experiment 3 runs")
+        wait_until(lambda: watcher.printed("#3 running"), "the same watcher follows the second run")
+        send(root, "stop", by="a test")
+        send(root, "skip", by="a test")
+        assert second.finish() == 0
+        assert script.finish() == 0  # --exit-on-stop: the old behaviour, for scripts
+        assert script.lines[-1] == "stopped: stopped by the user"
+        wait_until(lambda: watcher.lines.count(WAITING) == 2, "the watcher waits again after the second run")
+        assert watcher.proc.poll() is None
+    finally:
+        watcher.proc.send_signal(signal.SIGINT)
+    assert watcher.finish() == 0
+    lines = watcher.lines
+    firsts = [i for i, line in enumerate(lines) if line.startswith("session ")]
+    assert len(firsts) == 2
+    assert "0 experiments so far" in lines[firsts[0]] and "2 experiments so far" in lines[firsts[1]]
+    between = lines[firsts[0] : firsts[1]]
+    assert any(line.startswith("#2 ") for line in between)
+    assert between[-2:][1] == WAITING and between[-2].startswith("stopped: ")
+    after = lines[firsts[1] :]
+    assert any("stop asked from a test" in line for line in after)
+    assert any(line.startswith("#3 ") for line in after)
+    assert after[-2:] == ["stopped: stopped by the user", WAITING]
+
+
+def test_the_run_apps_loop_shows_its_viewer_what_a_watcher_sees_and_takes_its_keys_as_control_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = held_session(tmp_path, "--max-experiments", "3")
+    monkeypatch.setenv("HOLD_AT", "2")
+    watched: list[ev.Event] = []
+    watcher = SessionFollower(root, watched.append)
+    shown: list[ev.Event] = []
+    own = OwnRun(root, shown.append)  # what `autoresearch run` hands its app
+    results: list[ev.LoopStopped] = []
+    threads = [threading.Thread(target=lambda f=f: results.append(f.run()), daemon=True) for f in (watcher, own)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: running(root, 2), "experiment 2 runs")
+    wait_until(lambda: any(isinstance(e, ev.RunStarted) and e.number == 2 for e in shown), "the app sees #2")
+    own.pause()
+    own.skip()
+    wait_until(lambda: any(isinstance(e, ev.Paused) for e in shown), "the loop pauses after the killed run")
+    own.stop()
+    own.resume()
+    for thread in threads:
+        thread.join(60)
+    assert [r.reason for r in results] == ["stopped by the user"] * 2
+    assert not control_dir(root).exists() or list(control_dir(root).iterdir()) == []
+
+    def from_the_run(seen: list[ev.Event]) -> list[ev.Event]:
+        start = next(i for i, e in enumerate(seen) if isinstance(e, ev.SessionStarted))
+        return seen[start:]
+
+    # The same events, in the same order, with the same fields.
+    assert from_the_run(shown) == from_the_run(watched), "\n".join(
+        f"{a!r:.100} | {b!r:.100}" for a, b in zip(from_the_run(shown), from_the_run(watched), strict=False) if a != b
+    )
+    said = [e.describe() for e in from_the_run(shown)]
+    for asked in ("paused from the app", "run killed from the app", "stop asked from the app", "resumed from the app"):
+        assert asked in said
+    assert [e.row.status for e in shown if isinstance(e, ev.ResultRecorded)] == ["baseline", "crash"]
+    assert any(isinstance(e, ev.LogAppended) and any("step 3 " in line for line in e.lines) for e in shown)
 
 
 def test_a_watcher_after_a_kill_9_shows_the_run_stopped_and_what_the_next_start_repairs(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import cli
 from tests.test_tui_terminal import Pane
 from tests.test_watch import held_session, wait_until
 
@@ -47,6 +48,37 @@ def test_a_second_run_offers_to_watch_a_hang_up_changes_nothing_and_a_watchers_k
         watcher.keys("p")
         run.wait_for(lambda s: "RUN-EXITED 0" in s)
         watcher.wait_for(lambda s: "Stopped: stopped by the user" in s)
+        watcher.keys("q")
+        watcher.wait_for(lambda s: "WATCH-EXITED 0" in s)
+    finally:
+        run.kill()
+        watcher.kill()
+
+
+def test_a_watcher_left_open_after_a_run_stops_follows_the_next_run_and_steers_it(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "2")
+    run = Pane(tmp_path / "run.sock")
+    watcher = Pane(tmp_path / "watch.sock")
+    watcher.start(f"cd {root} && ESCDELAY=25 {CLI} watch; echo WATCH-EXITED $?; sleep 600")
+    try:
+        watcher.wait_for(lambda s: "no run is using this session" in s and "Quit" in s)
+        run.start(f"cd {root} && HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
+        run.wait_for(lambda s: "RUN-EXITED 0" in s)
+        watcher.wait_for(lambda s: "Stopped: reached max_experiments (2)" in s and "waiting for the next" in s)
+        run.kill()
+        assert cli(root, "config", "max_experiments", "3").returncode == 0
+        run = Pane(tmp_path / "run2.sock")
+        run.start(f"cd {root} && HOLD_AT=3 {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
+        run.wait_for(lambda s: "#3 running" in s)
+        # The same watcher shows the new run live: the banner gone, the new run's log, its keys act again.
+        watcher.wait_for(lambda s: "Stopped" not in s and "#3" in s and "step 3" in s)
+        watcher.keys("s")
+        run.wait_for(lambda s: "stop asked from a watcher" in s)
+        watcher.keys("x")
+        watcher.wait_for(lambda s: "Keep running" in s)
+        watcher.keys("y")
+        run.wait_for(lambda s: "RUN-EXITED 0" in s)
+        watcher.wait_for(lambda s: "Stopped: stopped by the user" in s and "crash" in s)
         watcher.keys("q")
         watcher.wait_for(lambda s: "WATCH-EXITED 0" in s)
     finally:

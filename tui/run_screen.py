@@ -1,4 +1,4 @@
-"""The live run screen: the loop runs in a thread worker; its events are drained on a UI timer."""
+"""The live run screen: a viewer of a loop (its own or another process's) runs in a worker; a UI timer drains it."""
 
 from __future__ import annotations
 
@@ -74,13 +74,10 @@ LoopFactory = Callable[[Path, EventSink], LoopControl]
 
 
 def default_loop_factory(root: Path, sink: EventSink) -> LoopControl:
-    from autoresearch.core.loop import ExperimentLoop
-    from autoresearch.core.publishing import Publisher
+    """The loop of `autoresearch run`, in this process; the screen is one viewer of it, as a watcher is."""
+    from autoresearch.core.own_run import OwnRun
 
-    publisher = Publisher(root, sink)
-    loop = ExperimentLoop(root, publisher, when_stuck="pause")
-    publisher.listen(loop)
-    return loop
+    return OwnRun(root, sink)
 
 
 def watch_factory(by: str = "a watcher") -> LoopFactory:
@@ -89,7 +86,7 @@ def watch_factory(by: str = "a watcher") -> LoopFactory:
     def follow(root: Path, sink: EventSink) -> LoopControl:
         from autoresearch.core.watching import SessionFollower
 
-        return SessionFollower(root, sink, by=by)
+        return SessionFollower(root, sink, by=by, keep_following=True)
 
     return follow
 
@@ -327,7 +324,8 @@ class RunScreen(Screen[None]):
         state = self.state
         if state.stopped is not None:
             verb = "Stopped" if state.stopped.ok else "Stopped with a problem"
-            banner.update(f"{verb}: {state.stopped.reason}  —  q quit · a analysis · enter open")
+            waits = " · waiting for the next run" if getattr(self.loop, "remote", False) else ""
+            banner.update(f"{verb}: {state.stopped.reason}  —  q quit · a analysis · enter open{waits}")
             banner.set_class(not state.stopped.ok, "-error")
             banner.display = True
         elif state.needs_user:
@@ -599,11 +597,9 @@ class RunScreen(Screen[None]):
                 change = state.improvement if state.higher_is_better else -state.improvement
                 best += f", {change:+.2f}% against the baseline"
             best += ")"
-        go_on = (
-            f"The run goes on in its own process; watch it again with: autoresearch{where} watch"
-            if getattr(self.loop, "remote", False)
-            else f"Go on with: autoresearch{where} run"
-        )
+        go_on = f"Go on with: autoresearch{where} run"
+        if getattr(self.loop, "remote", False) and state.stopped is None:
+            go_on = f"The run goes on in its own process; watch it again with: autoresearch{where} watch"
         return (
             f"Session {state.tag or '?'}: {done}{best}.\n"
             f"{go_on} · results: autoresearch{where} status · report: autoresearch{where} analyze"
@@ -619,6 +615,8 @@ class RunScreen(Screen[None]):
             return
         if self.loop is not None:
             self.loop.stop_now()
+        if getattr(self.loop, "remote", False):
+            return  # a watcher stops following at once; the run is not touched
         banner = self.query_one("#banner", Static)
         banner.update("Stopping: killing the run and restoring the branch…")
         banner.display = True

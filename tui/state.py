@@ -169,6 +169,15 @@ class RunState:
         points = best_so_far(self.rows, self.higher_is_better)
         self.best = points[-1][1] if points else None
 
+    def _new_run(self) -> None:
+        self.stopped = None
+        self.phase = "starting"
+        self.paused = self.pause_requested = self.stop_requested = False
+        self.needs_user = ""
+        self.run_started_at = None
+        self.workers.clear()
+        self.held_workers.clear()
+
     def apply(self, event: Event) -> set[str]:
         """Fold one event in; returns which parts of the screen changed."""
         changed: set[str] = set()
@@ -177,6 +186,9 @@ class RunState:
             self.activity = description
             changed.add("activity")
         if isinstance(event, SessionStarted):
+            if self.stopped is not None:  # a watcher: the next run of the session starts
+                self._new_run()
+                changed.add("banner")
             self.tag = event.tag
             self.metric_name = event.metric_name
             self.higher_is_better = event.metric_direction == "higher"
