@@ -428,7 +428,8 @@ def publishing_round(workdir: Path, rate: float, seconds: float, publishing: boo
         raise RuntimeError(f"the flooding training failed (exit {outcome.exit_code})")
     journal = journal_path(root)
     size = journal.stat().st_size if journal.exists() else 0
-    return PublishingRound(publishing, wall, cpu_share, sink_cpu[0], *counts, size)
+    batches, lines, dropped = counts
+    return PublishingRound(publishing, wall, cpu_share, sink_cpu[0], batches, lines, dropped, size)
 
 
 def publishing_flood(workdir: Path, rate: float, seconds: float) -> list[PublishingRound]:
