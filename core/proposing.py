@@ -45,6 +45,8 @@ class Proposing:
         self.unobserved: list[ExperimentRecord] = []
         """Results the proposer is told once the draft it is answering is in."""
         self.curves: dict[tuple[int, int, int], LossCurve | None] = {}  # by (number, log size, log mtime)
+        self.asking: Pending | None = None
+        """The last question put to the proposer on its helper thread."""
 
     def note_skipped(self, number: int, exc: ProposalSkipped) -> None:
         """Tokens spent on unusable proposals count toward the experiment that eventually runs as `number`."""
@@ -159,7 +161,8 @@ class Proposing:
             finally:  # a draft answers while another experiment runs: its time is its own experiment's
                 self.s.propose_s[number] = self.s.propose_s.get(number, 0.0) + time.monotonic() - began
 
-        return Pending(timed, self.s.cond, answered)
+        self.asking = Pending(timed, self.s.cond, answered)
+        return self.asking
 
     def wait_for(self, pending: Pending) -> None:
         with self.s.cond:
@@ -169,9 +172,10 @@ class Proposing:
             raise _Interrupted
 
     def observe(self, record: ExperimentRecord) -> None:
-        """Tell the proposer a result; while a draft is being asked for, once it has answered."""
+        """Tell the proposer a result; while it is answering on its helper thread (a draft, or with workers the
+        idea asked for ahead), once it has answered: a proposer is never called from two threads at once."""
         self.unobserved.append(record)
-        if self.draft is None or self.draft.pending.done:
+        if self.asking is None or self.asking.done:
             self.flush_observations()
 
     def flush_observations(self) -> None:

@@ -534,3 +534,43 @@ def test_results_deleted_during_a_run_are_written_again_before_the_next_row(tmp_
     assert [s for s, _ in rows(repo)][:1] == ["baseline"] and len(rows(repo)) == 3
     said = [e.message for e in live.events if isinstance(e, ev.Info)]
     assert "results.tsv was deleted during the session; wrote its 1 rows again" in said
+
+
+class Overlaps:
+    """Takes its time over each proposal after the first and notes any result it is told while it answers."""
+
+    name = "overlaps"
+
+    def __init__(self) -> None:
+        self.answering = False
+        self.told_while_answering = 0
+        self.told = 0
+        self.asked = 0
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        self.asked += 1
+        if self.asked > 4:
+            return None
+        self.answering = True
+        try:
+            if self.asked > 1:
+                time.sleep(0.5)  # results come in meanwhile
+            text = ctx.files["train.py"]
+            line = next(x for x in text.splitlines() if x.startswith("A = "))
+            return Proposal(f"A to {self.asked + 1}", {"train.py": text.replace(line, f"A = {self.asked + 1}", 1)})
+        finally:
+            self.answering = False
+
+    def observe(self, record: ExperimentRecord) -> None:
+        self.told += 1
+        self.told_while_answering += self.answering
+
+
+@WORKERS
+def test_the_proposer_is_never_told_a_result_while_it_answers(tmp_path: Path, workers: int) -> None:
+    repo, _ = make_session(tmp_path, workers, experiments=5)
+    proposer = Overlaps()
+    stopped = ExperimentLoop(repo, lambda _: None, proposer).run()
+    assert stopped.ok, stopped.reason
+    assert proposer.told >= 2
+    assert proposer.told_while_answering == 0
