@@ -84,3 +84,34 @@ def test_a_watcher_left_open_after_a_run_stops_follows_the_next_run_and_steers_i
     finally:
         run.kill()
         watcher.kill()
+
+
+def test_a_watcher_shows_the_rows_the_next_runs_start_left_on_disk(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "2")
+    run = Pane(tmp_path / "run.sock")
+    watcher = Pane(tmp_path / "watch.sock")
+    watcher.start(f"cd {root} && ESCDELAY=25 {CLI} watch; echo WATCH-EXITED $?; sleep 600")
+    try:
+        watcher.wait_for(lambda s: "no run is using this session" in s and "Quit" in s)
+        run.start(f"cd {root} && HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
+        run.wait_for(lambda s: "RUN-EXITED 0" in s)
+        run.kill()
+        results = root / "results.tsv"
+        header, baseline, second = results.read_text().splitlines()
+        old = second.split("\t")[0]
+        watcher.wait_for(lambda s: old in s and "waiting for the next" in s)
+        # Between the runs the session loses its #2 (its row and its record): the next run records a new #2.
+        results.write_text(f"{header}\n{baseline}\n")
+        shutil.rmtree(root / ".autoresearch" / "experiments" / "0002")
+        run = Pane(tmp_path / "run2.sock")
+        run.start(f"cd {root} && HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
+        run.wait_for(lambda s: "RUN-EXITED 0" in s)
+        new = results.read_text().splitlines()[2].split("\t")[0]
+        assert new != old
+        watcher.wait_for(lambda s: new in s and "Stopped: reached max_experiments (2)" in s)
+        assert old not in watcher.screen()
+        watcher.keys("q")
+        watcher.wait_for(lambda s: "WATCH-EXITED 0" in s)
+    finally:
+        run.kill()
+        watcher.kill()

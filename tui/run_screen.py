@@ -19,11 +19,13 @@ from autoresearch.core.events import (
     ResultRecorded,
     Resumed,
     RunStarted,
+    SessionStarted,
     WorkerChanged,
     WorkerLog,
 )
 from autoresearch.core.history import History
 from autoresearch.core.loss_curve import loss_curve
+from autoresearch.core.results import ResultRow
 from autoresearch.core.sanitize import safe_line, safe_text
 from textual import events, work
 from textual.app import ComposeResult
@@ -137,6 +139,8 @@ class RunScreen(Screen[None]):
         self._header_plain = ""
         self._bindings_key: tuple[bool, ...] = ()
         self._best_curve_of: int | None = None
+        self._recorded_since_reload: list[tuple[int, ResultRow]] | None = None
+        """A watcher's next run: rows recorded while the rows on disk are read again."""
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -174,6 +178,11 @@ class RunScreen(Screen[None]):
     def load_session(self) -> SessionSnapshot:
         return load_snapshot(self.root)
 
+    @work(thread=True, group="reload", exclusive=True, exit_on_error=False)
+    def reload_rows(self) -> SessionSnapshot:
+        """A watcher's next run: the rows as they are on disk now (the start may have repaired them)."""
+        return load_snapshot(self.root)
+
     @work(thread=True, group="best-curve", exclusive=True, exit_on_error=False)
     def load_best_curve(self, number: int) -> tuple[int, list[float]]:
         curve = loss_curve(History(self.root).log_path(number), points=BEST_CURVE_POINTS)
@@ -185,6 +194,16 @@ class RunScreen(Screen[None]):
             number, points = worker.result
             if number == self._best_curve_of:
                 self.query_one(RunSpark).show_best(number, points)
+        elif worker.group == "reload" and event.state == WorkerState.SUCCESS:
+            if isinstance(worker.result, SessionSnapshot):
+                rows = list(worker.result.rows)
+                for number, row in self._recorded_since_reload or []:
+                    if number == len(rows) + 1:  # recorded after the file was read
+                        rows.append(row)
+                self._recorded_since_reload = None
+                self.state.set_results(rows)
+                self.query_one(ResultsTable).replace_results(self.state.rows)
+                self.refresh_parts({"header", "plot", "spark"})
         elif worker.group == "load":
             if event.state == WorkerState.SUCCESS and isinstance(worker.result, SessionSnapshot):
                 self.show_snapshot(worker.result)
@@ -254,8 +273,14 @@ class RunScreen(Screen[None]):
         activity = self.query_one("#activity", TailLog)
         notes: list[str] = []
         for event in self.buffer.drain():
-            if isinstance(event, ResultRecorded) and any(n == event.number for n, _ in self.state.rows):
-                continue  # a watcher replays the journal over the rows read from disk
+            if isinstance(event, SessionStarted) and self.state.stopped is not None:
+                self._recorded_since_reload = []  # a watcher's next run: its start may have repaired the rows
+                self.reload_rows()
+            if isinstance(event, ResultRecorded):
+                if self._recorded_since_reload is not None:
+                    self._recorded_since_reload.append((event.number, event.row))
+                elif any(n == event.number for n, _ in self.state.rows):
+                    continue  # a watcher replays the journal over the rows read from disk
             changed |= self.state.apply(event)
             if isinstance(event, LogAppended):
                 logtail.write_lines(event.lines, event.dropped)

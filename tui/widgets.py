@@ -630,6 +630,11 @@ class ResultsTable(DataTable[object]):
         for number, row in rows:
             self.add_result(number, row)
 
+    def replace_results(self, rows: Iterable[tuple[int, ResultRow]]) -> None:
+        """All the rows anew (a watcher's next run: what is on disk now), filter, sort and highlight kept."""
+        self.all_rows = list(rows)
+        self.show_rows()
+
     def selected_number(self) -> int | None:
         if self.row_count == 0:
             return None
