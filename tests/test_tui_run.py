@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -511,6 +512,31 @@ async def test_filter_sort_palette_theme_and_events_pane_as_lazygit_and_k9s_user
         header = str(screen.query_one(RunHeader).render())
         assert "no run yet" not in header and "last run" in header
         assert "−" in header.split("base")[1]
+
+
+async def test_the_theme_chosen_is_the_one_the_app_opens_with_next_time(tmp_path: Path) -> None:
+    from autoresearch.tui.preferences import preferences_path
+
+    root = tmp_path / "sample"
+    make_sample_session(root)
+    first = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with first.run_test(size=(100, 30)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        assert first.theme == "textual-dark"
+        await pilot.press("T")
+        await wait_for(pilot, lambda: preferences_path().is_file())
+    assert json.loads(preferences_path().read_text()) == {"theme": "textual-light"}
+    assert not (root / ".autoresearch" / "app.json").exists()  # the user's preference, not the session's
+    again = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with again.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: again.theme == "textual-light")
+    preferences_path().write_text("{not json")  # a damaged file is ignored, never in the way
+    third = AutoresearchApp(root, "run", loop_factory=None, clock=lambda: SAMPLE_NOW)
+    async with third.run_test(size=(100, 30)) as pilot:
+        screen = run_screen(pilot)
+        await wait_for(pilot, lambda: screen.state.done == 11)
+        assert third.theme == "textual-dark"
 
 
 async def test_at_60x18_the_footer_keeps_help_and_quit_and_the_help_fits(tmp_path: Path) -> None:

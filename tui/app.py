@@ -20,6 +20,7 @@ from textual.worker import Worker
 
 from .analysis_screen import AnalysisScreen
 from .dialogs import ConfirmDialog
+from .preferences import load_theme, save_theme
 from .run_screen import LoopFactory, RunScreen, default_loop_factory
 from .setup_screen import EditSessionScreen, SetupResult, SetupScreen
 
@@ -83,6 +84,10 @@ class AutoresearchApp(App[int]):
 
     def on_mount(self) -> None:
         self._install_signal_handlers()
+        remembered = load_theme()
+        if remembered is not None and remembered in self.available_themes:
+            self.theme = remembered
+        self.theme_changed_signal.subscribe(self, lambda theme: save_theme(theme.name))
         if self.mode == "setup":
             self.push_screen(SetupScreen(self.root, self.script or "", self.options), self.setup_done)
         elif self.mode == "config":
