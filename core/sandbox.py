@@ -1,10 +1,11 @@
 """The sandbox the training and the guard run in (`sandbox: on`): a bubblewrap command line around the command.
 
 Inside: the whole filesystem read-only, writable only in the run's own tree, its output folder and a private
-/tmp; the repository's `.git`, the session's files, the referee files and the home secrets replaced by empty
-ones; no network (except the `sandbox_allow_net` ports, relayed by core/sandbox_net.py); its own user, PID,
-IPC and network namespaces with no capabilities, so no ancestor's /proc/<pid>/environ is visible and every
-process it leaves ends with it; the GPUs passed through; the environment the run gets without a sandbox.
+/tmp (a virtual environment or a program the command uses from /tmp stays readable); the repository's `.git`,
+the session's files, the referee files and the home secrets replaced by empty ones; no network (except the
+`sandbox_allow_net` ports, relayed by core/sandbox_net.py); its own user, PID, IPC and network namespaces with
+no capabilities, so no ancestor's /proc/<pid>/environ is visible and every process it leaves ends with it; the
+GPUs passed through; the environment the run gets without a sandbox.
 The verify command (the referee) runs outside it. docs/RELIABILITY.md has the threat model.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -89,6 +91,33 @@ def unavailable_reason() -> str | None:
     return None
 
 
+_SCRATCH = (Path("/tmp"), Path("/run"))
+"""Replaced by empty folders inside the sandbox."""
+
+
+def _programs_under_scratch(command: str, env: Mapping[str, str]) -> list[Path]:
+    """Folders the run's programs need that lie under /tmp or /run (a virtual environment made there, the folder
+    of a program the command names by its path or finds on PATH): bound read-only again, as nothing else there is.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    named = [Path(w) for w in words if w.startswith("/")]
+    named += [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p.startswith("/")]
+    named += [Path(v) for v in (env.get("VIRTUAL_ENV", ""),) if v.startswith("/")]
+    found: dict[Path, None] = {}
+    for path in named:
+        if not any(scratch in path.parents for scratch in _SCRATCH) or not path.exists():
+            continue
+        folder = path if path.is_dir() else path.parent
+        venv = next((p for p in (folder, *folder.parents) if (p / "pyvenv.cfg").is_file()), None)
+        kept = venv or folder
+        if kept not in _SCRATCH:
+            found[kept] = None
+    return list(found)
+
+
 def _hide(path: Path) -> list[str]:
     """Arguments that put an empty folder or file over `path` (only where it exists)."""
     if path.is_dir() and not path.is_symlink():
@@ -118,6 +147,8 @@ class Sandbox:
         args += ["--tmpfs", "/tmp", "--tmpfs", "/run"]
         for kept in _RUN_KEPT:
             args += ["--ro-bind-try", kept, kept]
+        for folder in _programs_under_scratch(argv[-1] if argv else "", env):
+            args += ["--ro-bind", str(folder), str(folder)]
         for device in sorted({found for pattern in self.devices for found in glob.glob(pattern)}):
             args += ["--dev-bind", device, device]
         args += self._home_hidden(env)

@@ -399,3 +399,25 @@ def test_a_sandboxed_run_that_hangs_is_ended_at_its_timeout_with_all_it_started(
         )
         assert outcome.timed_out and outcome.exit_code is None
         assert marked_processes(marker) == []
+
+
+@needs_bwrap
+def test_a_virtual_environment_under_tmp_stays_usable_and_the_rest_of_tmp_unseen(tmp_path: Path) -> None:
+    assert Path("/tmp") in tmp_path.parents, "the test needs its files under /tmp"
+    root = make_repo(tmp_path / "project", "train_hostile.py")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = {Path(sys.executable).parent}\n")
+    (venv / "lib").mkdir()
+    (venv / "lib" / "marker.txt").write_text("site-packages reached\n")
+    tool = venv / "bin" / "train"
+    tool.write_text(f"#!/bin/sh\ncat {venv}/lib/marker.txt\nls {tmp_path} | sort | tr '\\n' ' '\n")
+    tool.chmod(0o755)
+    (tmp_path / "elsewhere.txt").write_text("another program's file in /tmp\n")
+    box = sandbox_for(_config(sandbox=True), root)
+    log = tmp_path / "venv-run.log"
+    outcome = LocalExecutor(box).run(str(tool), root, log, timeout_s=60, env={}, cancel=threading.Event())
+    text = log.read_text()
+    assert outcome.exit_code == 0, text
+    assert "site-packages reached" in text
+    assert "elsewhere.txt" not in text  # only the environment is bound again, not the rest of /tmp
