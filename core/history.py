@@ -20,6 +20,11 @@ from typing import Any
 from .config import STATE_DIR
 
 
+def workers_state_path(root: Path) -> Path:
+    """What each worker does now, for `status` (written by the scheduler while a session runs)."""
+    return root / STATE_DIR / "workers.json"
+
+
 @dataclass
 class ExperimentMeta:
     number: int

@@ -286,7 +286,7 @@ def workers_from(
     root: Path, config: SessionConfig, table: ResultsTable, metas: Mapping[int, MetaSummary]
 ) -> dict[str, Any]:
     """The workers: what each does now (while a session runs) and how many experiments and keeps each recorded."""
-    from .worktrees import workers_state_path
+    from .history import workers_state_path
 
     now: Any = []
     from .gitops import Repo

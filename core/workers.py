@@ -41,7 +41,7 @@ from .errors import GitStateError, UserError
 from .execution import run_env, run_memory_gb
 from .executor import referee
 from .gitops import describe_git_error, disk_full
-from .history import ExperimentMeta, write_json_atomic
+from .history import ExperimentMeta, workers_state_path, write_json_atomic
 from .metric import read_metric, tail_text
 from .model_keys import hidden_from_training
 from .proposer import CrashInfo, Proposal, ProposalSkipped, Usage, content_key
@@ -60,7 +60,6 @@ from .worktrees import (
     reset_tree,
     worker_command,
     worker_dirs,
-    workers_state_path,
 )
 
 if TYPE_CHECKING:

@@ -61,11 +61,6 @@ class WorkerDir:
         return self.home / "logs" / name
 
 
-def workers_state_path(root: Path) -> Path:
-    """What each worker does now, for `status` (written by the scheduler while a session runs)."""
-    return root / STATE_DIR / "workers.json"
-
-
 def workers_root(root: Path) -> Path:
     return root / STATE_DIR / "workers"
 
