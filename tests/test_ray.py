@@ -460,11 +460,15 @@ def test_kill_9_with_two_jobs_running_then_restart_stops_both(tmp_path: Path, he
         _wait_for(
             lambda: len([j for j in _running(_session_jobs(head, root)) if str(j.status).endswith("RUNNING")]) == 2,
             "both workers' jobs to run",
-            180,
+            280,  # each slow run lasts 300 s: a second job starting this late still runs beside the first
         )
-    finally:
+    except BaseException:
         tool.send_signal(signal.SIGKILL)
-        tool.communicate()
+        said = tool.communicate()[0].decode(errors="replace")
+        jobs = [(str(j.status), (j.runtime_env or {}).get("env_vars", {})) for j in _session_jobs(head, root)]
+        raise AssertionError(f"the tool said:\n{said[-4000:]}\njobs: {jobs}") from None
+    tool.send_signal(signal.SIGKILL)
+    tool.communicate()
     (root / "ray_control.json").write_text("{}")
     done = cli(root, "run", "--headless", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
