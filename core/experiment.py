@@ -4,6 +4,7 @@ keep it or take it off the branch; the fixes of a crash; the baseline."""
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import replace
 
 from git.exc import GitCommandError
@@ -176,6 +177,7 @@ class Experiment:
             number=number, commit=head, parent=head, kind="baseline", description="baseline", started_at=_now()
         )
         meta.extra["content_key"] = content_key(self.s.workspace.read_editable())
+        meta.extra["started_ts"] = time.time()  # to the µs: what the runs write is told from what was there before
         if note:
             meta.extra["note"] = note
         self.s.history.write_journal({"number": number, "stage": "running", "parent": head, "commit": head})

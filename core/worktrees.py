@@ -121,8 +121,13 @@ def tree_repo(repo: Repo, worker: WorkerDir) -> Repo | None:
 
 
 def session_began(root: Path) -> float | None:
-    """When the session's first run (its baseline) started; None before there is one."""
+    """When the session's first run (its baseline) started; None before there is one. From its exact start when
+    recorded: a file written a moment before the session (the last input the user made) is an input, not an
+    output of the runs; older sessions have only the second, read a second early."""
     meta = History(root).load_meta(1)
+    exact = meta.extra.get("started_ts") if meta else None
+    if isinstance(exact, int | float):
+        return float(exact)
     try:
         return datetime.fromisoformat(meta.started_at).timestamp() - 1.0 if meta and meta.started_at else None
     except ValueError:

@@ -617,3 +617,13 @@ def test_one_worker_paused_on_its_own_takes_no_new_idea_until_resumed(tmp_path: 
     live.loop.hold_worker(1, False)
     assert live.join().ok
     assert len(read_results(repo / "results.tsv").rows) == 5
+
+
+def test_an_input_written_the_moment_before_the_session_is_linked_into_every_worker(tmp_path: Path) -> None:
+    repo, _ = make_session(tmp_path, workers=2, experiments=3)
+    (repo / "data.txt").write_text("fresh input\n")  # the user's last input, a moment before the baseline runs
+    run_loop(repo, Edits([("A", 3), ("B", 7)]))
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "keep", "keep"], [r.description for r in rows]
+    for number in (2, 3):
+        assert "data: fresh input" in (repo / ".autoresearch" / "experiments" / f"{number:04d}" / "run.log").read_text()
