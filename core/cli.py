@@ -362,7 +362,7 @@ def _cmd_watch(root: Path, args: argparse.Namespace) -> int:
         if line is not None:
             print(safe_text(line), flush=True)
 
-    follower = SessionFollower(root, show, by=args.by, keep_following=not args.exit_on_stop)
+    follower = SessionFollower(root, show, by=args.by, keep_following=not args.exit_on_stop, parent=os.getppid())
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: follower.stop_now())
     return 0 if follower.run().ok else 1

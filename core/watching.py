@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import signal
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -76,6 +77,7 @@ class SessionFollower:
         source: Source | None = None,
         channel: Channel | None = None,
         wake: threading.Event | None = None,
+        parent: int | None = None,
     ) -> None:
         self.root = root
         self.sink = sink
@@ -86,6 +88,8 @@ class SessionFollower:
         """Where the journal's lines come from: the file (None), or the run's own, in this process."""
         self.channel: Channel = channel or partial(control.send, root)
         """Where the controls go: the run's control folder, or its listener, in this process."""
+        self.parent = parent
+        """The process that started this viewer (its SIGHUP handler ends it once that one is gone), or None."""
         self._detach = threading.Event()
         self._wake = wake or self._detach
         """Set by a source in this process when it has new lines; a file is polled every poll_s."""
@@ -120,6 +124,10 @@ class SessionFollower:
             since_check += self.poll_s
             if since_check >= ALIVE_CHECK_S:
                 since_check = 0.0
+                if self.parent is not None and os.getppid() != self.parent:
+                    # What started this viewer is gone (a server killed with SIGKILL): as if its terminal hung up.
+                    self.parent = None
+                    os.kill(os.getpid(), signal.SIGHUP)
                 pid = reader.writer_pid
                 if pid is not None and pid != self._ended_pid and not alive(pid):
                     last = self._died(pid)

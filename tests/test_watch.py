@@ -3,6 +3,7 @@ headless runs in subprocesses (docs/WATCH.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -436,3 +437,38 @@ def test_serve_beyond_this_machine_prints_the_tunnel_and_a_token(tmp_path: Path)
     assert first.startswith(f"Serving on 0.0.0.0:{port}, which other machines can reach: pages only view the run")
     assert "press i in the page, then type " in first
     assert tunnel.strip().startswith(f"ssh -N -L {port}:127.0.0.1:{port} ")
+
+
+def test_a_watcher_whose_starter_is_killed_ends_as_if_its_terminal_hung_up(tmp_path: Path) -> None:
+    root = held_session(tmp_path, "--max-experiments", "2")
+    starter = subprocess.Popen(  # as textual-serve starts a viewer per page, and may be killed with SIGKILL
+        [
+            PY,
+            "-c",
+            "import subprocess, sys, time\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'autoresearch.core.cli', 'watch', '--headless'])\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout is not None
+    watcher = int(starter.stdout.readline())
+    try:
+        assert starter.stdout.readline().strip()  # the watcher's first line: it follows the session now
+        starter.kill()
+        starter.wait(30)
+        wait_until(lambda: not _alive(watcher), "the orphaned watcher to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(watcher, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False

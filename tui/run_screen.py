@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 import traceback
@@ -88,7 +89,7 @@ def watch_factory(by: str = "a watcher") -> LoopFactory:
     def follow(root: Path, sink: EventSink) -> LoopControl:
         from autoresearch.core.watching import SessionFollower
 
-        return SessionFollower(root, sink, by=by, keep_following=True)
+        return SessionFollower(root, sink, by=by, keep_following=True, parent=os.getppid())
 
     return follow
 
