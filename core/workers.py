@@ -332,7 +332,7 @@ class ParallelSession:
                 return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
             if not busy and pending is None:
                 if ready is not None and (loop.stop_requested or reason):
-                    self._skipped_ready(len(table.rows) + 1, ready)
+                    self._set_aside(len(table.rows) + 1, ready, "proposed ahead; the session stopped before it ran")
                     ready = None
                 if loop.pause_requested and not loop.stop_requested:
                     if not loop._wait_if_paused(len(table.rows)):
@@ -408,9 +408,7 @@ class ParallelSession:
         number = self._rows + 1
         if merged is None:
             reason = "asked for before the last keep; it did not apply on it"
-            loop.carry += job.usage
-            loop.save_carry(number, reason)
-            loop.emit(ev.ProposalSkipped(number, f"{job.proposal.description}: {reason}", 0))
+            self._set_aside(number, job, reason, f"{job.proposal.description}: {reason}")
             return False
         loop.emit(ev.Info(f"{job.proposal.description!r}, asked for before the last keep, was re-applied on it"))
         job.base, job.files = best, merged
@@ -427,18 +425,18 @@ class ParallelSession:
                 dataclasses.replace(job.proposal, files=job.files), loop.workspace.files_at(job.base)
             )
         except ProposalSkipped as exc:
-            number = self._rows + 1
-            loop.carry += job.usage
-            loop.save_carry(number, f"asked for before the last results came in: {exc.reason}")
-            loop.emit(ev.ProposalSkipped(number, f"{exc.reason} (known once the results before it came in)", 0))
+            note = f"asked for before the last results came in: {exc.reason}"
+            self._set_aside(self._rows + 1, job, note, f"{exc.reason} (known once the results before it came in)")
             return False
         return True
 
-    def _skipped_ready(self, number: int, job: Job) -> None:
-        """A proposal asked for ahead that will not run (the session stops): its tokens count toward the next."""
+    def _set_aside(self, number: int, job: Job, note: str, said: str | None = None) -> None:
+        """A proposal asked for ahead that will not run: its tokens count toward the next; `said` tells the app."""
         loop = self.loop
         loop.carry += job.usage
-        loop.save_carry(number, "proposed ahead; the session stopped before it ran")
+        loop.save_carry(number, note)
+        if said is not None:
+            loop.emit(ev.ProposalSkipped(number, said, 0))
 
     def _slot_of(self, job: Job) -> _Slot:
         return self.slots[job.worker.index - 1]
