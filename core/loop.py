@@ -6,7 +6,6 @@ queue_idea(); it reports only through events sent to `sink`.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,6 @@ from .experiment import Experiment
 from .gitops import describe_git_error, disk_full
 from .measuring import Measuring
 from .proposer import (
-    ProposalSkipped,
     Proposer,
     Usage,
 )
@@ -88,21 +86,18 @@ class ExperimentLoop(SessionState):
 
     def hold_worker(self, worker: int, held: bool) -> None:
         """With workers: pause one worker after its run (held) or let it take ideas again."""
-        parallel = self.parallel
-        if parallel is not None:
+        scheduler = self.scheduler
+        if scheduler is not None:
             with self.cond:
-                parallel.hold(worker, held)
+                scheduler.hold(worker, held)
                 self.cond.notify_all()
 
     def skip(self, worker: int | None = None) -> None:
         """Kill the current run now (with workers: `worker`'s, or every worker's); it is recorded as a crash and
         the loop goes on."""
-        parallel = self.parallel
-        if parallel is not None:
-            parallel.skip(worker)
-        elif self.phase == "running":
-            self.cancel_reason = "skip"
-            self.cancel.set()
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler.skip(worker)
 
     def stop_now(self) -> None:
         """Kill the current run, revert its commit without recording it, and stop."""
@@ -144,8 +139,6 @@ class ExperimentLoop(SessionState):
                 raise
             stopped = ev.LoopStopped(reason, ok=False, experiments=self.rows_count())
         finally:
-            with contextlib.suppress(Exception):
-                self.proposing.abandon_draft(self.rows_count() + 1)
             self.workspace.release_lock()
         self.set_phase("stopped", self.rows_count())
         if not stopped.ok:
@@ -223,7 +216,6 @@ class ExperimentLoop(SessionState):
 
     def _stuck_on_infrastructure(self, sentence: str) -> ev.LoopStopped | None:
         """The executor lost a run (not the idea's fault, nothing recorded): stop, or pause until resumed."""
-        self.proposing.abandon_draft(self.rows_count() + 1)
         problem = f"{sentence.rstrip('.')}; the experiment was not recorded: fix the cluster, then "
         stopped = self.stuck(problem, self.rows_count())
         if stopped is not None:
@@ -244,55 +236,13 @@ class ExperimentLoop(SessionState):
             table = self.experiment.remeasure_elsewhere(table, elsewhere)
             if table.rows[-1].status != "baseline":
                 return ev.LoopStopped(self.measuring.baseline_failure(), ok=False, experiments=len(table.rows))
-        if self.config.workers > 1:
-            from .workers import ParallelSession
+        from .scheduler import Scheduler, places
 
-            self.parallel = ParallelSession(self)
-            try:
-                return self.parallel.run(table)
-            finally:
-                self.parallel = None
-        skips = 0
-        while True:
-            reason = self._stop_rule(table)
-            if reason:
-                return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
-            if not self._wait_if_paused(len(table.rows)):
-                return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
-            self.workspace.check_position()
-            number = len(table.rows) + 1
-            self.emit(ev.ExperimentStarted(number, "experiment"))
-            idea = self.history.pop_idea()
-            try:
-                proposal = self.proposing.ask(table, number, user_idea=idea)
-            except _Interrupted:
-                if idea:
-                    self.history.requeue_idea(idea)
-                raise
-            except ProposalSkipped as exc:
-                self.proposing.note_skipped(number, exc)
-                if idea:
-                    self.history.requeue_idea(idea)
-                skips += 1
-                self.emit(ev.ProposalSkipped(number, exc.reason, skips))
-                if skips >= self.config.max_skips_in_a_row:
-                    stopped = self.stuck(self.skips_problem(skips, exc.reason), len(table.rows))
-                    if stopped is not None:
-                        return stopped
-                    skips = 0
-                continue
-            if proposal is None:
-                why = getattr(self.proposer, "stop_reason", None) or "the agent has nothing left to propose"
-                return ev.LoopStopped(why, ok=True, experiments=len(table.rows))
-            if self.stop_requested:
-                self.carry += proposal.usage  # answered, never run: its tokens count toward the next experiment
-                self.save_carry(number, "proposed; the session stopped before it ran")
-                return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
-            skips = 0
-            table = self.experiment.with_fixes(table, number, proposal)
-            stopped = self._stop_if_broken(table)
-            if stopped is not None:
-                return stopped
+        self.scheduler = Scheduler(self, places(self))
+        try:
+            return self.scheduler.run(table)
+        finally:
+            self.scheduler = None
 
     def _stop_if_broken(self, table: ResultsTable) -> ev.LoopStopped | None:
         """After a record: when the last runs all failed the same way, stop (or pause until resumed)."""

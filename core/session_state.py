@@ -41,7 +41,7 @@ from .runner import RunOutcome
 from .workspace import Workspace
 
 if TYPE_CHECKING:
-    from .workers import ParallelSession
+    from .scheduler import Scheduler
 
 Kind = Literal["baseline", "experiment", "fix"]
 
@@ -116,7 +116,7 @@ class SessionState:
         self.judge = Judge(self.config)
         self.host = socket.gethostname()
         self.propose_s: dict[int, float] = {}  # the time each experiment's proposals took
-        self.parallel: ParallelSession | None = None  # the scheduler while `workers` > 1 (core/workers.py)
+        self.scheduler: Scheduler | None = None  # while the session runs (core/scheduler.py)
 
     def emit(self, event: ev.Event) -> None:
         with contextlib.suppress(Exception):
