@@ -1,18 +1,17 @@
 """The next proposal, drafted while the current experiment runs, so the accelerator never waits for the model.
 
-A draft is asked for on a helper thread against the version the running experiment was built on (its base).
-When the loop takes it up, the branch may have moved on (the running experiment was kept): the draft's edits
-are then re-applied on the new best one by one (core/edits.py); when one no longer applies,
-the draft is dropped and the model is asked again, so a change is never judged against a parent it was not
-built on. A draft lives only in memory until it is taken up: stop, stop_now or kill -9 never leave it in the
-tree.
+A draft is asked for (`Pending`, on a helper thread) against the branch tip the running experiment was built
+on. When the scheduler (core/scheduler.py) takes it up, the branch may have moved on (the running experiment
+was kept): the draft's edits are then re-applied on the new best one by one (`rebase_files`, core/edits.py);
+when one no longer applies, the draft is set aside and the model is asked again, so a change is never judged
+against a parent it was not built on. A draft lives only in memory until it is taken up: stop, stop_now or
+kill -9 never leave it in the tree.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from .edits import Edit, file_edits, reapply
 from .proposer import Proposal
@@ -55,18 +54,6 @@ class Pending:
             raise error
         value = self._box.get("value")
         return value if isinstance(value, Proposal) else None
-
-
-@dataclass
-class Draft:
-    """A proposal asked for while experiment `during` runs, against the files of commit `base`."""
-
-    number: int
-    during: int
-    base: str
-    base_files: dict[str, str]
-    pending: Pending
-    idea: str | None = None
 
 
 def rebase_files(

@@ -14,11 +14,11 @@ from git.exc import GitCommandError
 
 from . import events as ev
 from . import judge
+from .baseline import Baseline
 from .config import RESULTS_FILE
 from .errors import UserError
 from .execution import Execution
 from .executor import Executor
-from .experiment import Experiment
 from .gitops import describe_git_error, disk_full
 from .measuring import Measuring
 from .proposer import (
@@ -39,11 +39,13 @@ from .writable import unwritable_message
 
 
 class ExperimentLoop(SessionState):
-    """The scheduler: one experiment after another until a stop rule, the user or a failure ends the session.
+    """A session: its start (lock, recovery, branch, results.tsv), the baseline, then the scheduler
+    (core/scheduler.py) until a stop rule, the user or a failure ends it; the controls other threads use.
 
-    It is the session's state (core/session_state.py, with its `workspace`) and is given the parts an experiment
-    goes through: `execution` runs, `measuring` measures what the judge needs, `proposing` asks the proposer,
-    `experiment` takes one change from its commit to its row. With `workers` > 1, core/workers.py schedules.
+    It is the session's state (core/session_state.py, with its `workspace`) and holds the parts an experiment
+    goes through: `execution` runs, `measuring` measures what the judge needs, `proposing` asks the proposer and
+    checks its answer, `recording` writes the row, `baseline` measures the code before any change. The
+    scheduler is given the loop and places to run in: the checkout for one worker, worktrees for several.
     """
 
     def __init__(
@@ -60,7 +62,7 @@ class ExperimentLoop(SessionState):
         self.measuring = Measuring(self, self.execution)
         self.proposing = Proposing(self)
         self.recording = Recording(self, self.proposing)
-        self.experiment = Experiment(self, self.execution, self.measuring, self.proposing, self.recording)
+        self.baseline = Baseline(self, self.execution, self.measuring, self.recording)
 
     # Thread-safe controls.
 
@@ -228,12 +230,12 @@ class ExperimentLoop(SessionState):
 
     def _experiments(self, table: ResultsTable) -> ev.LoopStopped:
         if table.baseline() is None and table.best(self.config.higher_is_better) is None:
-            table = self.experiment.baseline(table)
+            table = self.baseline.measure(table)
             if table.baseline() is None:
                 return ev.LoopStopped(self.measuring.baseline_failure(), ok=False, experiments=len(table.rows))
         elsewhere = judge.measured_elsewhere(table, self.history.all_meta(), self.host, self.config.higher_is_better)
         if elsewhere is not None:
-            table = self.experiment.remeasure_elsewhere(table, elsewhere)
+            table = self.baseline.remeasure_elsewhere(table, elsewhere)
             if table.rows[-1].status != "baseline":
                 return ev.LoopStopped(self.measuring.baseline_failure(), ok=False, experiments=len(table.rows))
         from .scheduler import Scheduler, places

@@ -131,6 +131,7 @@ class Scheduler:
         self._rows = 0  # rows recorded so far
         self._pending: Pending | None = None  # the proposal being asked for
         self._ready: Job | None = None  # an answered proposal waiting for a slot
+        self._kept = 0  # the number of the last keep
         self._announced = 0  # the number the last ExperimentStarted told (a place that numbers jobs at start)
         self.tip = ""
         """The branch tip new ideas are built on: the best, or a commit the user made on the branch."""
@@ -240,7 +241,7 @@ class Scheduler:
                 self._hold = False
                 if len(table.rows) > rows and (broken := loop._stop_if_broken(table)) is not None:
                     return broken
-                if not self.slots[job.worker - 1].job:
+                if not self.slots[job.worker - 1].job and not loop._stop_rule(table):
                     self.slots[job.worker - 1].place.check()  # the checkout is where the record left it
                 # After the record: a proposal asked for ahead is checked against it, and built on a new best.
                 self._ready = self._dispatch(table, self._ready, fixing)
@@ -270,6 +271,8 @@ class Scheduler:
                 if loop.pause_requested and not loop.stop_requested:
                     if not loop._wait_if_paused(len(table.rows)):
                         return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
+                    for slot in self.slots:
+                        slot.place.check()  # the user may have moved things while it was paused
                     continue
                 if all(s.held for s in self.slots):
                     self._wait_for_change()
@@ -303,8 +306,6 @@ class Scheduler:
         number = planned + 1
         fix = self._fixes.pop(0) if self._fixes else None
         running = next((s.job for s in busy if s.job is not None and s.job.number), None)
-        if not busy:
-            self.slots[0].place.check()  # before asking: the user moved nothing meanwhile
         if fix is not None:
             asked = _Asked(fix.base, fix.files, time.monotonic(), None, number, fix)
             loop.emit(ev.ExperimentStarted(number, "fix"))
@@ -322,7 +323,7 @@ class Scheduler:
                 loop.set_phase("proposing", number)
             in_flight = self._in_flight(running)
             ctx = loop.proposing.context(table, number, files, user_idea=asked.idea, in_flight=in_flight)
-        asked.ahead = bool(busy) and len(busy) == len(self.slots)
+        asked.ahead = bool(busy) and not any(s.job is None and not s.held for s in self.slots)
         # What runs now counts as tried: the agent proposes something else for the idle worker.
         tried = {s.job.key: s.job.number for s in self.slots if s.job is not None and s.job.key}
         ctx = dataclasses.replace(ctx, tried={**ctx.tried, **tried})
@@ -439,7 +440,7 @@ class Scheduler:
             if job.during
             else f"{job.proposal.description!r}, asked for before the last keep,"
         )
-        kept = f"#{job.during}, which was kept" if job.during else "it"
+        kept = f"#{self._kept}, which was kept" if job.during else "it"
         if merged is None:
             reason = "asked for before the last keep; it did not apply on it"
             said: str | None = f"{job.proposal.description}: {reason}"
@@ -635,7 +636,7 @@ class Scheduler:
             if again is not None and job.again_metric is not None and not again.cancelled:
                 job.remeasured = True
                 loop.measuring.add_best_run(table, ref, job.again_metric, again.duration_s)
-            return self._judged(table, job, loop.history.all_meta(), tried_best=True)
+            return self._judged(table, job, loop.history.all_meta())
         assert job.outcome is not None
         outcome = job.outcome
         pruned = load_curve(curve_path(job.logs[0])) if outcome.cancelled and not job.runs else None
@@ -670,9 +671,7 @@ class Scheduler:
     def _place_of(self, job: Job) -> Place:
         return self.slots[job.worker - 1].place
 
-    def _judged(
-        self, table: ResultsTable, job: Job, metas: Mapping[int, ExperimentMeta], tried_best: bool = False
-    ) -> ResultsTable:
+    def _judged(self, table: ResultsTable, job: Job, metas: Mapping[int, ExperimentMeta]) -> ResultsTable:
         """Judge a job's runs against the best as it is now: record it, or run it (or the best) again first."""
         loop = self.loop
         place = self._place_of(job)
@@ -699,7 +698,7 @@ class Scheduler:
             )
         verdict = loop.judge.decide(ref, job.runs, noise)
         short = verdict.action == "discard" and loop.judge.gain(ref.mean, statistics.fmean(job.runs)) > 0
-        if short and not tried_best and ref.fresh < judge.REMEASURE_BELOW and not loop.judge.greedy:
+        if short and job.best is None and ref.fresh < judge.REMEASURE_BELOW and not loop.judge.greedy:
             # A close miss against a best measured only a few times: that run may have been lucky. The best's
             # code runs again (where the change ran) and the change is judged once more.
             job.best, job.best_commit = ref, best
@@ -909,7 +908,7 @@ class Scheduler:
         try:
             place.settle(job, status, meta)
             if status == "keep":
-                self.tip = job.commit
+                self.tip, self._kept = job.commit, number
         finally:  # the idea may run again once a slower machine is itself again
             loop.recording.tell(table, meta, tried=judge.MACHINE_SLOWER not in note)
         return table

@@ -3,9 +3,10 @@ the `workspace` (the user's checkout, core/workspace.py).
 
 The parts are objects, each in its own module, given what they use (none inherits another):
 `Execution` (core/execution.py: runs through an Executor), `Measuring` (core/measuring.py: what the judge needs
-measured), `Proposing` (core/proposing.py: asking the model, drafts, the checks before writing), `Experiment`
-(core/experiment.py: one experiment from its commit to its row). `ExperimentLoop` (core/loop.py) is this state
-and holds the parts; with `workers` > 1, `ParallelSession` (core/workers.py) schedules with the same parts.
+measured), `Proposing` (core/proposing.py: asking the model, the checks before writing), `Recording`
+(core/recording.py: the row), `Baseline` (core/baseline.py). `ExperimentLoop` (core/loop.py) is this state and
+holds the parts; `Scheduler` (core/scheduler.py) schedules every session with them, in places
+(core/places.py): the checkout for one worker, a worktree per worker for several.
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ from .workspace import Workspace
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
-
-Kind = Literal["baseline", "experiment", "fix"]
-
 
 _DISK_FULL = "The disk is full{where}; free some space and run again, which finishes what this run left."
 

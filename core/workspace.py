@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Mapping
 
 from git.exc import GitCommandError
@@ -22,6 +23,8 @@ from .takeoff import TakeOff, sentence, take_off
 from .text_files import read_exact, write_exact
 from .writable import require_writable
 
+_FULL_HASH = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
 
 class Workspace:
     """The user's checkout, as the session sees it: the branch is at `expected_head` (the commit the tool left it
@@ -36,6 +39,7 @@ class Workspace:
         self._emit = emit
         self._lock = SessionLock(repo)
         self.expected_head = ""
+        self._files_at: dict[str, dict[str, str]] = {}
 
     def acquire_lock(self) -> None:
         self._lock.acquire(
@@ -146,13 +150,20 @@ class Workspace:
         return files
 
     def files_at(self, commit: str) -> dict[str, str]:
+        """The editable files at `commit`; a commit named by its full hash never changes, so it is read once."""
         if not commit:
             return {}
+        if commit in self._files_at:
+            return dict(self._files_at[commit])
         found = {}
         for path in self.config.editable_files:
             text = self.repo.show_file(commit, path)
             if text is not None:
                 found[path] = text
+        if _FULL_HASH.fullmatch(commit):
+            if len(self._files_at) >= 32:
+                self._files_at.pop(next(iter(self._files_at)))
+            self._files_at[commit] = dict(found)
         return found
 
     def write_files(self, files: Mapping[str, str]) -> None:

@@ -34,6 +34,6 @@ def test_the_loop_is_given_its_parts_rather_than_inheriting_them() -> None:
     from autoresearch.core.loop import ExperimentLoop
 
     assert _core_bases(ExperimentLoop) == ["SessionState"]
-    for part in ("workspace", "execution", "measuring", "proposing", "experiment"):
+    for part in ("workspace", "execution", "measuring", "proposing", "recording", "baseline"):
         source = inspect.getsource(ExperimentLoop.__init__) + inspect.getsource(ExperimentLoop.__mro__[1].__init__)
         assert f"self.{part} = " in source, part

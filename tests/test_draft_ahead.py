@@ -379,3 +379,112 @@ def test_kill_9_while_a_draft_is_in_flight_leaves_a_session_the_next_start_goes_
     rows = read_results(repo / "results.tsv").rows
     assert rows[0].status == "baseline"
     assert len({r.commit for r in rows}) == len(rows)
+
+
+CRASHING_TRAIN = """import os
+import pathlib
+import time
+
+A = 1
+
+B = 1
+
+n = int(os.environ["AUTORESEARCH_EXPERIMENT"])
+if n == 2:
+    marker = pathlib.Path({markers!r}) / "asked-3"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+print(f"val_loss: {{10.0 / (A + B):.6f}}")
+"""
+
+
+def test_a_crash_is_fixed_before_the_draft_made_while_it_ran(tmp_path: Path, server: ScriptedLLMServer) -> None:
+    repo, _ = start(
+        tmp_path,
+        server,
+        [
+            edit("A = 1", "A = missing_name", "raise A"),  # #2: crashes (NameError)
+            edit("B = 1", "B = 3", "raise B"),  # drafted while #2 runs
+            edit("A = missing_name", "A = 2", "fix: define A"),  # the fix of #2, asked once #2 crashed
+        ],
+        experiments=4,
+        train=CRASHING_TRAIN,
+    )
+    seen: list[ev.Event] = []
+    stopped = ExperimentLoop(repo, seen.append).run()
+    assert stopped.ok, stopped.reason
+    rows = read_results(repo / "results.tsv").rows
+    assert [r.status for r in rows] == ["baseline", "crash", "keep", "keep"]
+    assert rows[2].description.startswith("fix: define A") and rows[3].description.startswith("raise B")
+    started = [(e.number, e.kind) for e in seen if isinstance(e, ev.ExperimentStarted)]
+    assert started == [(1, "baseline"), (2, "experiment"), (3, "fix"), (4, "experiment")]
+    assert "crashed. Fix attempt" in message_text(server.requests[2])
+    # The draft waited for the fix, and was re-applied on it once the fix was kept.
+    fourth = git(repo, "rev-parse", "refs/autoresearch/nov26/4")
+    assert git(repo, "rev-parse", f"{fourth}^") == git(repo, "rev-parse", "refs/autoresearch/nov26/3")
+    assert "A = 2" in train_at(repo, fourth) and "B = 3" in train_at(repo, fourth)
+    notes = [e.message for e in seen if isinstance(e, ev.Info)]
+    assert "#4: the proposal drafted while #2 ran was re-applied on #3, which was kept" in notes
+    assert rows[3].metric == pytest.approx(10 / 5)
+
+
+WAITS_FOR_AHEAD = """import os
+import pathlib
+import time
+
+A = 1
+
+B = 1
+
+n = int(os.environ["AUTORESEARCH_EXPERIMENT"])
+marker = pathlib.Path({markers!r}) / f"ahead-{{n + 1}}"
+deadline = time.monotonic() + 60
+while n > 1 and not marker.exists() and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(f"val_loss: {{10.0 / (A + B):.6f}}")
+"""
+
+
+def test_nothing_proposed_while_a_run_goes_on_is_not_the_end_of_the_ideas(
+    tmp_path: Path, server: ScriptedLLMServer
+) -> None:
+    from autoresearch.core.proposer import ExperimentRecord, Proposal, ProposalContext
+
+    repo, markers = start(tmp_path, server, [], experiments=9, train=WAITS_FOR_AHEAD)
+
+    class OnlyAfterResults:
+        """Has an idea only once the last result is in (nothing while a run goes on), three in all."""
+
+        name = "after-results"
+
+        def __init__(self) -> None:
+            self.asked: list[tuple[int, bool]] = []
+            self.values = [2, 3, 4]
+
+        def propose(self, ctx: ProposalContext) -> Proposal | None:
+            self.asked.append((ctx.number, bool(ctx.in_flight)))
+            if ctx.in_flight:
+                (markers / f"ahead-{ctx.number}").touch()  # the run waits for this question
+                return None
+            if not self.values:
+                return None
+            value = self.values.pop(0)
+            text = re.sub(r"^A = \d+$", f"A = {value}", ctx.files["train.py"], flags=re.MULTILINE)
+            return Proposal(f"A to {value}", {"train.py": text})
+
+        def observe(self, record: ExperimentRecord) -> None:
+            pass
+
+    proposer = OnlyAfterResults()
+    stopped = ExperimentLoop(repo, lambda _e: None, proposer).run()
+    assert stopped.ok and stopped.reason == "the agent has nothing left to propose", stopped.reason
+    assert [r.description.split(" (")[0] for r in read_results(repo / "results.tsv").rows] == [
+        "baseline",
+        "A to 2",
+        "A to 3",
+        "A to 4",
+    ]
+    # Asked ahead while each idea ran (nothing), then again once its result was in.
+    assert proposer.asked == [(2, False), (3, True), (3, False), (4, True), (4, False), (5, True), (5, False)]
+    assert server.requests == []

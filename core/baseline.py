@@ -1,5 +1,6 @@
-"""One experiment: commit the proposal, run it, have it judged, record it (results.tsv, .autoresearch/),
-keep it or take it off the branch; the fixes of a crash; the baseline."""
+"""The baseline: the branch's code as it is, run `baseline_runs` times in the checkout before any change (the
+session's noise is first measured on it), and run again when the best was measured on another machine.
+Every change after it goes through the scheduler (core/scheduler.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from .measuring import Measuring
 from .proposer import (
     content_key,
 )
-from .proposing import Proposing
 from .recording import Recording
 from .results import (
     ResultRow,
@@ -23,25 +23,17 @@ from .runner import RunOutcome
 from .session_state import SessionState, _InfraLost, _now
 
 
-class Experiment:
-    """One experiment, from its commit to its row: committed on the checkout (`state.workspace`), run through
-    `execution`, measured by `measuring` for the judge, recorded; a crash's fixes asked of `proposing`."""
+class Baseline:
+    """Measures the code on the branch in the checkout (`state.workspace`) through `execution` and `measuring`,
+    and records it through `recording`."""
 
-    def __init__(
-        self,
-        state: SessionState,
-        execution: Execution,
-        measuring: Measuring,
-        proposing: Proposing,
-        recording: Recording,
-    ) -> None:
+    def __init__(self, state: SessionState, execution: Execution, measuring: Measuring, recording: Recording) -> None:
         self.s = state
         self.execution = execution
         self.measuring = measuring
-        self.proposing = proposing
         self.recording = recording
 
-    def baseline(self, table: ResultsTable, note: str = "") -> ResultsTable:
+    def measure(self, table: ResultsTable, note: str = "") -> ResultsTable:
         number = len(table.rows) + 1
         self.s.workspace.claim(number)
         head = self.s.workspace.expected_head
@@ -56,7 +48,7 @@ class Experiment:
         self.s.history.write_journal({"number": number, "stage": "running", "parent": head, "commit": head})
         self.s.history.save_meta(meta)
         try:
-            table = self.run_and_judge(table, number, meta)
+            table = self.run_and_record(table, number, meta)
         except _InfraLost:
             self.s.history.clear_journal()
             raise
@@ -72,9 +64,9 @@ class Experiment:
                 "current code again before judging anything against it"
             )
         )
-        return self.baseline(table, note)
+        return self.measure(table, note)
 
-    def run_and_judge(self, table: ResultsTable, number: int, meta: ExperimentMeta) -> ResultsTable:
+    def run_and_record(self, table: ResultsTable, number: int, meta: ExperimentMeta) -> ResultsTable:
         """Run the baseline `baseline_runs` times (the noise of the session is first measured on it) and record it."""
         outcome = self.s.last_outcome = self.execution.execute(number, meta)
         if (ended := self.execution.lost_or_stopped(outcome)) is not None:
