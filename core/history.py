@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -86,6 +87,7 @@ class History:
         self.journal_path = self.dir / "journal.json"
         self.pids_path = self.dir / "run.pids"
         self.ideas_path = self.dir / "ideas.txt"
+        self._metas: dict[int, tuple[tuple[int, int, int], ExperimentMeta | None]] = {}
 
     def ensure(self) -> None:
         self.experiments_dir.mkdir(parents=True, exist_ok=True)
@@ -107,13 +109,23 @@ class History:
         write_json_atomic(self.experiment_dir(meta.number) / "meta.json", asdict(meta))
 
     def load_meta(self, number: int) -> ExperimentMeta | None:
-        data = read_json(self.experiment_dir(number) / "meta.json")
-        if not isinstance(data, dict):
-            return None
+        """#number's meta.json, parsed again only when the file changed (each write is a new file, renamed in)."""
+        path = self.experiment_dir(number) / "meta.json"
         try:
-            return ExperimentMeta.from_dict(data)
-        except TypeError:
+            st = path.stat()
+        except OSError:
             return None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._metas.get(number)
+        if cached is None or cached[0] != stamp:
+            data = read_json(path)
+            try:
+                meta = ExperimentMeta.from_dict(data) if isinstance(data, dict) else None
+            except TypeError:
+                meta = None
+            cached = self._metas[number] = (stamp, meta)
+        meta = cached[1]
+        return None if meta is None else dataclasses.replace(meta, extra=dict(meta.extra))
 
     def all_meta(self) -> dict[int, ExperimentMeta]:
         found: dict[int, ExperimentMeta] = {}

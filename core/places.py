@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -107,6 +107,8 @@ class Job:
     """Its commit is already off the branch (the checkout, after a timeout: the best's code ran there)."""
     checked: int = 0
     """How many rows there were when the proposal was checked; it is checked again if more came in before it runs."""
+    started: Callable[[], None] = lambda: None
+    """Called once its training's process started (the scheduler asks for the next idea only then)."""
 
 
 class Place(Protocol):
@@ -247,9 +249,7 @@ class CheckoutPlace:
             return
         repeat = len(job.runs) + 1
         name = "run.log" if repeat == 1 else f"run-{repeat}.log"
-        if repeat > 1:
-            s.emit(ev.Info(f"#{number} run {repeat}: running the same code again to measure the noise"))
-        outcome = job.outcome = s.execution.execute(number, meta, log_name=name)
+        outcome = job.outcome = s.execution.execute(number, meta, started_hook=job.started, log_name=name)
         job.logs.append(s.history.log_path(number).with_name(name))
         job.memory_gb = s.execution.last_memory_gb if repeat == 1 else job.memory_gb
         if outcome.infra_error or (outcome.cancelled and s.cancel_reason == "stop"):
@@ -285,9 +285,11 @@ class CheckoutPlace:
             s.workspace.revert_unrecorded(meta)
 
 
-def _hold_open(log: Path, held: list[int]) -> None:
+def _hold_open(log: Path, held: list[int], started: Callable[[], None]) -> None:
+    """Once the run started: its log held open (`rm -rf .autoresearch` must not lose it), the scheduler told."""
     with contextlib.suppress(OSError):
         held.append(os.open(log, os.O_RDONLY))
+    started()
 
 
 def _write_back(fd: int, log: Path) -> None:
@@ -374,12 +376,12 @@ class WorktreePlace:
                 **watch,
             )
 
-        held: list[int] = []  # the log, open: `rm -rf .autoresearch` during the run must not lose it
+        held: list[int] = []
         try:
             outcome = run(
                 worker_command(seeded_command(loop.config, env), loop.root),
                 log,
-                on_start=lambda _pid: _hold_open(log, held),
+                on_start=lambda _pid: _hold_open(log, held, job.started),
                 on_lines=watch.feeding(lambda lines, n: loop.emit(ev.WorkerLog(self.index, tuple(lines), n))),
             )
         finally:

@@ -173,8 +173,13 @@ class Proposing:
         broken = syntax_problem(proposal.files, current)
         if broken is not None:
             raise ProposalSkipped(f"the proposal does not compile: {broken.short}", proposal.usage)
-        merged = {**current, **proposal.files}
-        earlier = self.s.tried.get(content_key(merged))
+        self.check_against_results(proposal, current, table)
+
+    def check_against_results(
+        self, proposal: Proposal, current: Mapping[str, str], table: ResultsTable | None = None
+    ) -> None:
+        """The checks a result can change: not a version already run, not only what was shown to have no effect."""
+        earlier = self.s.tried.get(content_key({**current, **proposal.files}))
         if earlier is not None:
             raise ProposalSkipped(f"the proposal is identical to experiment #{earlier}", proposal.usage)
         self.check_not_without_effect(proposal, current, table)

@@ -132,6 +132,7 @@ class Scheduler:
         self._pending: Pending | None = None  # the proposal being asked for
         self._ready: Job | None = None  # an answered proposal waiting for a slot
         self._kept = 0  # the number of the last keep
+        self._starting: set[int] = set()  # jobs whose training has not started yet
         self._announced = 0  # the number the last ExperimentStarted told (a place that numbers jobs at start)
         self.tip = ""
         """The branch tip new ideas are built on: the best, or a commit the user made on the branch."""
@@ -258,7 +259,10 @@ class Scheduler:
             # A crash's fix is asked for even when ideas ran out.
             ended = reason or self._stuck or (exhausted and not self._fixes)
             idle = [s for s in self.slots if s.job is None and not s.held]
-            ahead_ok = bool(idle) or (loop.config.draft_ahead and getattr(loop.proposer, "drafts_ahead", True))
+            # Asked ahead once the runs have started: building its context must not delay a training's start.
+            ahead_ok = bool(idle) or (
+                loop.config.draft_ahead and getattr(loop.proposer, "drafts_ahead", True) and not self._starting
+            )
             may_ask = ahead_ok and not (ended or loop.pause_requested or loop.stop_requested or capped or self._hold)
             if self._pending is None and (self._ready is None or self._fixes) and may_ask:
                 self._pending, asked = self._ask(table, planned - (self._ready is not None), busy)
@@ -370,7 +374,13 @@ class Scheduler:
 
     def _controls(self) -> tuple[object, ...]:
         loop = self.loop
-        return (loop.pause_requested, loop.stop_requested, loop.cancel_reason, *(s.held for s in self.slots))
+        return (
+            loop.pause_requested,
+            loop.stop_requested,
+            loop.cancel_reason,
+            len(self._starting),
+            *(s.held for s in self.slots),
+        )
 
     def _wait_for_change(self, pending: Pending | None = None) -> None:
         """Until a run ends, the proposal answers, or the user pauses, holds, stops or resumes."""
@@ -391,8 +401,10 @@ class Scheduler:
         for slot in self.slots:
             if slot.job is not None:
                 continue
-            if self._followups:
-                job = self._followups.pop(0)
+            mine = [j for j in self._followups if not slot.held or j.worker == slot.index]
+            if mine:  # a held slot runs again only what it ran itself
+                job = mine[0]
+                self._followups.remove(job)
             elif (
                 ready is not None
                 and not (loop.pause_requested or loop.stop_requested or slot.held)
@@ -457,12 +469,11 @@ class Scheduler:
 
     def _still_usable(self, table: ResultsTable, job: Job) -> bool:
         """Check a proposal asked for ahead again once results came in meanwhile: one of them may have run the
-        same code or shown that its knob has no effect."""
+        same code or shown that its knob has no effect (every check, when it was re-applied on a new best)."""
         loop = self.loop
+        check = loop.proposing.check_proposal if job.checked < 0 else loop.proposing.check_against_results
         try:
-            loop.proposing.check_proposal(
-                dataclasses.replace(job.proposal, files=job.files), loop.workspace.files_at(job.base), table
-            )
+            check(dataclasses.replace(job.proposal, files=job.files), loop.workspace.files_at(job.base), table)
         except ProposalSkipped as exc:
             note = f"asked for before the last results came in: {exc.reason}"
             self._set_aside(self._rows + 1, job, note, f"{exc.reason} (known once the results before it came in)")
@@ -535,6 +546,14 @@ class Scheduler:
     def _start(self, slot: _Slot, job: Job) -> None:
         slot.job = job
         job.worker = slot.index
+        self._starting.add(id(job))
+
+        def started() -> None:
+            with self.loop.cond:
+                self._starting.discard(id(job))
+                self.loop.cond.notify_all()
+
+        job.started = started
         if self.loop.cancel_reason != "stop":
             slot.place.cancel.clear()
         what = job.proposal.description
@@ -551,6 +570,7 @@ class Scheduler:
         except BaseException as exc:  # handed to the scheduler, which stops the session with it
             job.error = exc
         finally:
+            job.started()
             self._done.put(job)
             with self.loop.cond:
                 self.loop.cond.notify_all()
