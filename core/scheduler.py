@@ -242,8 +242,9 @@ class Scheduler:
                 self._hold = False
                 if len(table.rows) > rows and (broken := loop._stop_if_broken(table)) is not None:
                     return broken
-                if not self.slots[job.worker - 1].job and not loop._stop_rule(table):
-                    self.slots[job.worker - 1].place.check()  # the checkout is where the record left it
+                if not self.slots[job.worker - 1].job and self._ready is None and not loop._stop_rule(table):
+                    # The checkout is where the record left it (a draft taken up is checked as it is committed).
+                    self.slots[job.worker - 1].place.check()
                 # After the record: a proposal asked for ahead is checked against it, and built on a new best.
                 self._ready = self._dispatch(table, self._ready, fixing)
             busy = [s for s in self.slots if s.job is not None]
@@ -411,11 +412,12 @@ class Scheduler:
                 and not (fixing or self._fixes)
             ):
                 job, ready = ready, None
-                if not self._still_wanted(job):
-                    continue
-                if job.base != self.tip and not self._fitted_to_best(job):
-                    continue
-                if job.checked != self._rows and not self._still_usable(table, job):
+                if not (
+                    self._still_wanted(job)
+                    and (job.base == self.tip or self._fitted_to_best(job))
+                    and (job.checked == self._rows or self._still_usable(table, job))
+                ):
+                    slot.place.check()  # set aside: the next question is asked on the checkout as it is
                     continue
             else:
                 continue
