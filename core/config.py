@@ -106,7 +106,7 @@ class SessionConfig(BaseModel):
     draft_ahead: bool = True
     """Ask for the next proposal while the current run goes on (core/draft.py)."""
     workers: int = Field(default=1, ge=1, le=64)
-    """How many experiments run at once, each in a worktree of its own (core/workers.py)."""
+    """How many experiments run at once, each in a worktree of its own (core/scheduler.py, core/places.py)."""
     devices: list[str] = Field(default_factory=list)
     """The accelerator each worker is pinned to (CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES), in worker order."""
     worker_outputs: list[str] = Field(

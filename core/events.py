@@ -184,7 +184,7 @@ WorkerState = Literal["idle", "held", "running", "confirming", "re-applying", "r
 
 @dataclass(frozen=True)
 class WorkerChanged(Event):
-    """A parallel worker (core/workers.py) took up, finished or stopped a run; `description` is its idea."""
+    """A parallel worker (core/scheduler.py) took up, finished or stopped a run; `description` is its idea."""
 
     worker: int
     state: WorkerState

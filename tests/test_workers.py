@@ -1,4 +1,4 @@
-"""Parallel workers (core/workers.py): real git worktrees, real runs, several at once.
+"""Parallel workers (core/scheduler.py, core/places.py): real git worktrees, real runs, several at once.
 
 The training waits, in its first parallel run, until another worker's run has started (a marker file each
 run leaves), so the tests prove runs overlap without depending on how fast anything is.
