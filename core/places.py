@@ -251,7 +251,8 @@ class CheckoutPlace:
         name = "run.log" if repeat == 1 else f"run-{repeat}.log"
         outcome = job.outcome = s.execution.execute(number, meta, started_hook=job.started, log_name=name)
         job.logs.append(s.history.log_path(number).with_name(name))
-        job.memory_gb = s.execution.last_memory_gb if repeat == 1 else job.memory_gb
+        if repeat == 1:  # the row gives the memory of the idea's own run
+            job.memory_gb = s.execution.last_memory_gb
         if outcome.infra_error or (outcome.cancelled and s.cancel_reason == "stop"):
             return
         job.metric = s.measuring.measure(number, outcome, repeat)

@@ -121,7 +121,7 @@ class Scheduler:
         self._done: queue.Queue[Job] = queue.Queue()
         self._skips = 0
         self._hold = False  # no new proposal until the next result
-        self._skipped_last = False  # the last answer was unusable
+        self._exhausted = ""  # why the agent has no more ideas, once it said so with a slot free
         self._stuck = ""  # why the session stops once what runs is recorded (something only the user can fix)
         self._states: dict[int, ev.WorkerChanged] = {}
         self._followups: list[Job] = []  # fixes and ideas to run again (confirm, re-apply), before new ones
@@ -130,6 +130,7 @@ class Scheduler:
         self._shown = -1  # the row count the last phase event told
         self._rows = 0  # rows recorded so far
         self._pending: Pending | None = None  # the proposal being asked for
+        self._asked = _Asked()  # what it is asked on
         self._ready: Job | None = None  # an answered proposal waiting for a slot
         self._kept = 0  # the number of the last keep
         self._starting: set[int] = set()  # jobs whose training has not started yet
@@ -207,29 +208,14 @@ class Scheduler:
 
     def _schedule(self, table: ResultsTable) -> ev.LoopStopped:
         loop = self.loop
-        asked = _Asked()
-        exhausted = ""
         while True:
             for slot in self.slots:
                 told = self._states.get(slot.index)
                 if slot.job is None and told is not None and told.state != ("held" if slot.held else "idle"):
                     self._tell(slot, "held" if slot.held else "idle")
             if self._pending is not None and self._pending.done:
-                answered, self._pending = self._pending, None
-                job = self._answered(table, answered, asked)
-                if job is None and not self._hold and asked.fix is None and not self._skipped_last:
-                    if asked.ahead:
-                        self._hold = True  # nothing more while others ran: asked again once their results are in
-                    else:
-                        exhausted = (
-                            getattr(loop.proposer, "stop_reason", None) or "the agent has nothing left to propose"
-                        )
-                elif job is not None and asked.fix is not None:
-                    self._followups.append(job)  # a fix runs before any new idea
-                elif job is not None:
-                    self._ready = job
-            fixing = self._pending is not None and asked.fix is not None
-            self._ready = self._dispatch(table, self._ready, fixing)
+                self._answered(table)
+            self._dispatch(table)
             while True:
                 try:
                     job = self._done.get_nowait()
@@ -246,7 +232,7 @@ class Scheduler:
                     # The checkout is where the record left it (a draft taken up is checked as it is committed).
                     self.slots[job.worker - 1].place.check()
                 # After the record: a proposal asked for ahead is checked against it, and built on a new best.
-                self._ready = self._dispatch(table, self._ready, fixing)
+                self._dispatch(table)
             busy = [s for s in self.slots if s.job is not None]
             if loop.cancel_reason == "stop":
                 for slot in busy:
@@ -258,7 +244,7 @@ class Scheduler:
             planned = len(table.rows) + len(busy) + len(self._followups) + asking
             capped = bool(loop.config.max_experiments) and planned >= loop.config.max_experiments
             # A crash's fix is asked for even when ideas ran out.
-            ended = reason or self._stuck or (exhausted and not self._fixes)
+            ended = reason or self._stuck or (self._exhausted and not self._fixes)
             idle = [s for s in self.slots if s.job is None and not s.held]
             # Asked ahead once the runs have started: building its context must not delay a training's start.
             ahead_ok = bool(idle) or (
@@ -266,7 +252,7 @@ class Scheduler:
             )
             may_ask = ahead_ok and not (ended or loop.pause_requested or loop.stop_requested or capped or self._hold)
             if self._pending is None and (self._ready is None or self._fixes) and may_ask:
-                self._pending, asked = self._ask(table, planned - (self._ready is not None), busy)
+                self._ask(table, planned - (self._ready is not None), busy)
                 continue
             if not busy and self._pending is not None and reason:
                 return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))  # the answer is not waited for
@@ -289,8 +275,8 @@ class Scheduler:
                     return ev.LoopStopped(self._stuck, ok=False, experiments=len(table.rows))
                 if reason:
                     return ev.LoopStopped(reason, ok=True, experiments=len(table.rows))
-                if exhausted:
-                    return ev.LoopStopped(exhausted, ok=True, experiments=len(table.rows))
+                if self._exhausted:
+                    return ev.LoopStopped(self._exhausted, ok=True, experiments=len(table.rows))
                 if loop.stop_requested:
                     return ev.LoopStopped("stopped by the user", ok=True, experiments=len(table.rows))
                 if capped:
@@ -305,7 +291,7 @@ class Scheduler:
                     loop.set_phase(phase, len(table.rows) + 1)
             self._wait_for_change(self._pending)
 
-    def _ask(self, table: ResultsTable, planned: int, busy: list[_Slot]) -> tuple[Pending, _Asked]:
+    def _ask(self, table: ResultsTable, planned: int, busy: list[_Slot]) -> None:
         """Ask the proposer (on its helper thread) for the next fix, or else the next idea."""
         loop = self.loop
         number = planned + 1
@@ -340,20 +326,30 @@ class Scheduler:
             def answered(p: Proposal) -> None:
                 loop.emit(ev.Drafted(number, during, p.description))
 
-        return loop.proposing.start_proposal(ctx, answered), asked
+        self._pending, self._asked = loop.proposing.start_proposal(ctx, answered), asked
 
-    def _answered(self, table: ResultsTable, pending: Pending, asked: _Asked) -> Job | None:
-        """The proposal the helper thread got, checked, as a job; None: nothing to run (skipped, or nothing left)."""
+    def _answered(self, table: ResultsTable) -> None:
+        """The proposal the helper thread got, checked: a fix to run before any new idea, or the idea ready for the
+        next free slot. Nothing from a proposer asked while every slot was busy is asked again once their results
+        are in; nothing otherwise ends the ideas (not the fixes)."""
         loop = self.loop
-        self._skipped_last = False
+        pending, asked = self._pending, self._asked
+        assert pending is not None
+        self._pending = None
         try:
             proposal = self._checked(table, pending, asked)
         except ProposalSkipped as exc:
-            self._skipped_last = True
             self._skipped(self._next_number(table), exc, asked.fix is not None)
-            return None
+            return
         if proposal is None:
-            return None
+            if asked.fix is None and not self._hold:
+                if asked.ahead:
+                    self._hold = True
+                else:
+                    self._exhausted = (
+                        getattr(loop.proposer, "stop_reason", None) or "the agent has nothing left to propose"
+                    )
+            return
         self._skips = 0
         usage = proposal.usage + loop.carry
         loop.carry = Usage()
@@ -367,7 +363,10 @@ class Scheduler:
         job.during = asked.during
         job.fix_attempt = asked.fix.crash.attempt if asked.fix else 0
         job.checked = len(table.rows)
-        return job
+        if asked.fix is not None:
+            self._followups.append(job)
+        else:
+            self._ready = job
 
     def _next_number(self, table: ResultsTable) -> int:
         """The number the next experiment to start will have (a carry of tokens is saved under it)."""
@@ -393,12 +392,14 @@ class Scheduler:
                     break
                 loop.cond.wait(1.0)
 
-    def _dispatch(self, table: ResultsTable, ready: Job | None, fixing: bool = False) -> Job | None:
-        """Start the next job on each idle slot: runs again and fixes first, then the idea asked for ahead (not
-        while a fix is being asked for); what is left to start."""
+    def _dispatch(self, table: ResultsTable, ideas: bool = True) -> None:
+        """Start the next job on each idle slot: runs again and fixes first, then (with `ideas`) the idea asked
+        for ahead, not while a fix is being asked for."""
         loop = self.loop
         if loop.cancel_reason == "stop":
-            return ready
+            return
+        fixing = self._fixes or (self._pending is not None and self._asked.fix is not None)
+        ready = self._ready if ideas else None
         for slot in self.slots:
             if slot.job is not None:
                 continue
@@ -406,12 +407,9 @@ class Scheduler:
             if mine:  # a held slot runs again only what it ran itself
                 job = mine[0]
                 self._followups.remove(job)
-            elif (
-                ready is not None
-                and not (loop.pause_requested or loop.stop_requested or slot.held)
-                and not (fixing or self._fixes)
-            ):
+            elif ready is not None and not (loop.pause_requested or loop.stop_requested or slot.held) and not fixing:
                 job, ready = ready, None
+                self._ready = None
                 if not (
                     self._still_wanted(job)
                     and (job.base == self.tip or self._fitted_to_best(job))
@@ -428,7 +426,6 @@ class Scheduler:
                 slot.place.begin(job, number)
                 self._announced = number
             self._start(slot, job)
-        return ready
 
     def _still_wanted(self, job: Job) -> bool:
         """An idea the user queued after the proposal was asked for comes first: the proposal is set aside."""
@@ -610,7 +607,7 @@ class Scheduler:
         new idea."""
         job.kind = kind
         self._followups.append(job)
-        self._dispatch(table, None)
+        self._dispatch(table, ideas=False)
 
     # Judging and recording (the scheduler's thread only).
 
