@@ -55,7 +55,8 @@ def test_a_second_run_offers_to_watch_a_hang_up_changes_nothing_and_a_watchers_k
         watcher.kill()
 
 
-def test_a_watcher_left_open_after_a_run_stops_follows_the_next_run_and_steers_it(tmp_path: Path) -> None:
+def _watched_run(tmp_path: Path) -> tuple[Path, Pane, Pane]:
+    """A watcher opened on an idle session of 2 experiments, and a headless run of it that has finished."""
     root = held_session(tmp_path, "--max-experiments", "2")
     run = Pane(tmp_path / "run.sock")
     watcher = Pane(tmp_path / "watch.sock")
@@ -64,6 +65,16 @@ def test_a_watcher_left_open_after_a_run_stops_follows_the_next_run_and_steers_i
         watcher.wait_for(lambda s: "no run is using this session" in s and "Quit" in s)
         run.start(f"cd {root} && HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
         run.wait_for(lambda s: "RUN-EXITED 0" in s)
+    except BaseException:
+        run.kill()
+        watcher.kill()
+        raise
+    return root, run, watcher
+
+
+def test_a_watcher_left_open_after_a_run_stops_follows_the_next_run_and_steers_it(tmp_path: Path) -> None:
+    root, run, watcher = _watched_run(tmp_path)
+    try:
         watcher.wait_for(lambda s: "Stopped: reached max_experiments (2)" in s and "waiting for the next" in s)
         run.kill()
         assert cli(root, "config", "max_experiments", "3").returncode == 0
@@ -87,14 +98,8 @@ def test_a_watcher_left_open_after_a_run_stops_follows_the_next_run_and_steers_i
 
 
 def test_a_watcher_shows_the_rows_the_next_runs_start_left_on_disk(tmp_path: Path) -> None:
-    root = held_session(tmp_path, "--max-experiments", "2")
-    run = Pane(tmp_path / "run.sock")
-    watcher = Pane(tmp_path / "watch.sock")
-    watcher.start(f"cd {root} && ESCDELAY=25 {CLI} watch; echo WATCH-EXITED $?; sleep 600")
+    root, run, watcher = _watched_run(tmp_path)
     try:
-        watcher.wait_for(lambda s: "no run is using this session" in s and "Quit" in s)
-        run.start(f"cd {root} && HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
-        run.wait_for(lambda s: "RUN-EXITED 0" in s)
         run.kill()
         results = root / "results.tsv"
         header, baseline, second = results.read_text().splitlines()
