@@ -147,7 +147,10 @@ class Sandbox:
         args += ["--tmpfs", "/tmp", "--tmpfs", "/run"]
         for kept in _RUN_KEPT:
             args += ["--ro-bind-try", kept, kept]
-        for folder in _programs_under_scratch(argv[-1] if argv else "", env):
+        programs = argv[-1] if argv else ""
+        if self.allow_net:  # the relay inside is this tool's own Python and file, wherever it is installed
+            programs += f" {sys.executable} {Path(__file__).resolve().with_name('sandbox_net.py')}"
+        for folder in _programs_under_scratch(programs, env):
             args += ["--ro-bind", str(folder), str(folder)]
         for device in sorted({found for pattern in self.devices for found in glob.glob(pattern)}):
             args += ["--dev-bind", device, device]

@@ -109,7 +109,9 @@ def test_a_watcher_shows_the_rows_the_next_runs_start_left_on_disk(tmp_path: Pat
         results.write_text(f"{header}\n{baseline}\n")
         shutil.rmtree(root / ".autoresearch" / "experiments" / "0002")
         run = Pane(tmp_path / "run2.sock")
-        run.start(f"cd {root} && HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
+        # Another commit date: within the same second the new #2 would be the very same commit as the old one.
+        dated = "GIT_COMMITTER_DATE='2001-01-01T00:00:00Z'"
+        run.start(f"cd {root} && {dated} HOLD_AT= {CLI} run --headless 2>&1; echo RUN-EXITED $?; sleep 600")
         run.wait_for(lambda s: "RUN-EXITED 0" in s)
         new = results.read_text().splitlines()[2].split("\t")[0]
         assert new != old
